@@ -1,0 +1,730 @@
+"""Bytes <-> payload dataclasses for IKEv2 messages (RFC 7296 section 3, RFC 7383 2.5).
+
+Decoding is strict about structure and lenient about values: every length, count and
+"Last Substruc" marker must agree with the bytes actually present, but unknown registry
+numbers (transform IDs, notify types, ...) are kept as plain ``int``. A malformed message
+raises a ``ProtocolError`` subclass whose message starts with ``at offset N:``, where N
+is counted from the first byte of the IKE header; nothing else escapes the decoder.
+
+Encoding trusts the caller for values (a research tool must be able to send a 4-byte
+nonce to see what a peer does) but refuses what cannot be represented on the wire at
+all, such as a 9-byte SPI or a payload over 65535 bytes, with ``LocalProtocolError``.
+
+SK and SKF payloads stay opaque here; ``sk_split`` hands the crypto layer the exact
+associated data and ciphertext, and ``decode_payloads`` decodes the plaintext it returns.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+
+from ..constants import (
+    GENERIC_PAYLOAD_HEADER_LENGTH,
+    IKE_HEADER_LENGTH,
+    PayloadType,
+    TsType,
+)
+from ..errors import (
+    InvalidMajorVersion,
+    InvalidSyntax,
+    LocalProtocolError,
+    TruncatedMessage,
+    UnsupportedCriticalPayload,
+)
+from .buffer import Buffer
+from .payloads import (
+    AuthPayload,
+    CertPayload,
+    CertReqPayload,
+    ConfigAttribute,
+    CpPayload,
+    DeletePayload,
+    EapPayload,
+    IdiPayload,
+    IdrPayload,
+    IkeHeader,
+    KePayload,
+    Message,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    Proposal,
+    SaPayload,
+    SkfPayload,
+    SkPayload,
+    TrafficSelector,
+    Transform,
+    TransformAttribute,
+    TsiPayload,
+    TsrPayload,
+    UnknownPayload,
+    VendorIdPayload,
+)
+
+__all__ = [
+    "decode_header",
+    "decode_message",
+    "decode_payloads",
+    "encode_header",
+    "encode_message",
+    "encode_payloads",
+    "payload_type_of",
+    "sk_split",
+]
+
+_HEADER = struct.Struct("!8s8sBBBBII")
+_GENERIC = struct.Struct("!BBH")
+_PROPOSAL = struct.Struct("!BxHBBBB")
+_TRANSFORM = struct.Struct("!BxHBxH")
+_TWO_U16 = struct.Struct("!HH")
+_NOTIFY = struct.Struct("!BBH")  # also the Delete header: Protocol ID, SPI Size, a 16-bit field
+_TS = struct.Struct("!BBHHH")
+_U8_PAD3 = struct.Struct("!B3x")
+_U16_PAD2 = struct.Struct("!H2x")
+_U8 = struct.Struct("!B")
+_CRITICAL = 0x80
+# RFC 7296 3.3.1 / 3.3.2: the "Last Substruc" value announcing another proposal / transform.
+_MORE_PROPOSALS = 2
+_MORE_TRANSFORMS = 3
+_PROPOSAL_HEADER = 8
+_TRANSFORM_HEADER = 8
+_ATTRIBUTE_TV = 0x8000  # RFC 7296 3.3.5: AF bit set means a 2-byte value follows the type
+_CP_TYPE_MASK = 0x7FFF  # RFC 7296 3.15.1: the top bit is reserved
+# RFC 7296 3.13.1: selector length for each address family (8 fixed bytes + 2 addresses).
+_TS_LENGTH = {TsType.TS_IPV4_ADDR_RANGE: 16, TsType.TS_IPV6_ADDR_RANGE: 40}
+_TS_MIN_LENGTH = 16
+_NONCE_MIN, _NONCE_MAX = 16, 256  # RFC 7296 3.9
+
+
+def _name(payload_type: int) -> str:
+    try:
+        return f"{PayloadType(payload_type).name} payload"
+    except ValueError:
+        return f"payload of type {payload_type}"
+
+
+# --- header -------------------------------------------------------------------------------
+
+
+def decode_header(data: bytes) -> IkeHeader:
+    """Decode the 28-byte IKE header at the start of ``data`` (RFC 7296 3.1).
+
+    Raises ``TruncatedMessage`` if fewer than 28 bytes are given and
+    ``InvalidMajorVersion`` unless the major version is 2. The Length field is returned
+    as sent; comparing it with the datagram is ``decode_message``'s job.
+    """
+    if len(data) < IKE_HEADER_LENGTH:
+        raise TruncatedMessage(
+            f"the IKE header needs {IKE_HEADER_LENGTH} bytes but only {len(data)} were received",
+            offset=0,
+        )
+    spi_i, spi_r, next_payload, version, exchange, flags, message_id, length = _HEADER.unpack_from(
+        data
+    )
+    major, minor = version >> 4, version & 0x0F
+    if major != 2:
+        # RFC 7296 2.5: answered with INVALID_MAJOR_VERSION, our version in the header.
+        raise InvalidMajorVersion(f"IKE major version {major} is not supported", offset=17)
+    return IkeHeader(
+        spi_i=spi_i,
+        spi_r=spi_r,
+        next_payload=next_payload,
+        exchange_type=exchange,
+        flags=flags,
+        message_id=message_id,
+        length=length,
+        major_version=major,
+        minor_version=minor,
+    )
+
+
+def _pack_header(header: IkeHeader, next_payload: int, length: int) -> bytes:
+    if len(header.spi_i) != 8 or len(header.spi_r) != 8:
+        raise LocalProtocolError("IKE SPIs must be exactly 8 bytes each")
+    if not (0 <= header.major_version <= 15 and 0 <= header.minor_version <= 15):
+        raise LocalProtocolError("IKE major and minor versions must each fit in 4 bits")
+    try:
+        return _HEADER.pack(
+            header.spi_i,
+            header.spi_r,
+            next_payload,
+            (header.major_version << 4) | header.minor_version,
+            header.exchange_type,
+            header.flags,
+            header.message_id,
+            length,
+        )
+    except struct.error as exc:
+        raise LocalProtocolError(f"IKE header field out of range: {exc}") from None
+
+
+def encode_header(header: IkeHeader) -> bytes:
+    """Encode ``header`` as 28 bytes, taking Next Payload and Length verbatim."""
+    return _pack_header(header, header.next_payload, header.length)
+
+
+# --- message --------------------------------------------------------------------------------
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode one whole IKE message (without the non-ESP marker).
+
+    The header's Length must equal ``len(data)``; the payload chain is then walked from the
+    header's Next Payload. SK and SKF payloads are kept encrypted (see ``sk_split``).
+    """
+    header = decode_header(data)
+    if header.length != len(data):
+        raise InvalidSyntax(
+            f"the IKE header says the message is {header.length} bytes "
+            f"but {len(data)} bytes were received",
+            offset=24,
+        )
+    buf = Buffer(data, start=IKE_HEADER_LENGTH)
+    payloads = _decode_chain(header.next_payload, buf)
+    return Message(header, payloads, raw=bytes(data))
+
+
+def encode_message(header: IkeHeader, payloads: Sequence[Payload]) -> bytes:
+    """Encode a whole message; the header's Next Payload and Length are recomputed."""
+    body = encode_payloads(payloads)
+    first = payloads[0].payload_type if payloads else 0
+    return _pack_header(header, first, IKE_HEADER_LENGTH + len(body)) + body
+
+
+def payload_type_of(payload: Payload) -> int:
+    """The payload type number that announces ``payload`` in the chain."""
+    return int(payload.payload_type)
+
+
+def sk_split(message: Message) -> tuple[bytes, bytes]:
+    """Split a decoded message ending in SK or SKF into ``(aad, encrypted)``.
+
+    ``aad`` is every byte from the IKE header up to and including the SK header (4 bytes)
+    or SKF header (8 bytes), with the lengths as received: RFC 5282 5.1 and RFC 7383 2.5
+    authenticate exactly these. ``encrypted`` is IV | ciphertext | ICV.
+    """
+    last = message.payloads[-1] if message.payloads else None
+    if not isinstance(last, SkPayload | SkfPayload):
+        raise LocalProtocolError("the message has no SK or SKF payload")
+    raw, encrypted = message.raw, last.encrypted
+    # The decoder guarantees SK/SKF is last and the header length equals len(raw), so the
+    # encrypted bytes are the tail of raw and everything before them is the AAD.
+    sk_header = 4 if isinstance(last, SkPayload) else 8
+    if len(raw) < IKE_HEADER_LENGTH + sk_header + len(encrypted) or not raw.endswith(encrypted):
+        raise LocalProtocolError("the message's raw bytes do not end with its SK payload")
+    return raw[: len(raw) - len(encrypted)], encrypted
+
+
+# --- payload chain: decode ------------------------------------------------------------------
+
+
+def decode_payloads(first_type: int, data: bytes, *, offset: int = 0) -> tuple[Payload, ...]:
+    """Decode a payload chain starting with type ``first_type`` that fills ``data`` exactly.
+
+    Used for the message body and for the plaintext of an SK/SKF payload. ``offset`` is
+    where ``data[0]`` sits in the message, so error offsets point into the whole message.
+    """
+    return _decode_chain(first_type, Buffer(data, base=offset))
+
+
+def _decode_chain(next_type: int, buf: Buffer) -> tuple[Payload, ...]:
+    payloads: list[Payload] = []
+    while next_type:
+        start = buf.position
+        remaining = buf.remaining
+        if remaining < GENERIC_PAYLOAD_HEADER_LENGTH:
+            raise TruncatedMessage(
+                f"the payload chain runs off the end: the next is a {_name(next_type)} "
+                f"but only {remaining} bytes remain",
+                offset=start,
+            )
+        following, flags, length = buf.pull_struct(_GENERIC)
+        critical = bool(flags & _CRITICAL)
+        if length < GENERIC_PAYLOAD_HEADER_LENGTH:
+            raise InvalidSyntax(
+                f"{_name(next_type)} length {length} is less than its 4-byte header",
+                offset=start,
+            )
+        if length > remaining:
+            raise TruncatedMessage(
+                f"{_name(next_type)} length {length} runs past the end of the data, "
+                f"which has {remaining} bytes left",
+                offset=start,
+            )
+        body = buf.sub(length - GENERIC_PAYLOAD_HEADER_LENGTH)
+        entry = _DECODERS.get(next_type)
+        if entry is None:
+            # RFC 7296 2.5: skip an unknown payload unless its critical bit is set.
+            if critical:
+                raise UnsupportedCriticalPayload(next_type, offset=start)
+            payloads.append(UnknownPayload(next_type, body.pull_rest()))
+        else:
+            decoder, min_body = entry
+            if length - GENERIC_PAYLOAD_HEADER_LENGTH < min_body:
+                raise InvalidSyntax(
+                    f"{_name(next_type)} length {length} is less than its minimum of "
+                    f"{min_body + GENERIC_PAYLOAD_HEADER_LENGTH} bytes",
+                    offset=start,
+                )
+            payloads.append(decoder(body, following, critical))
+        if next_type == PayloadType.SK or next_type == PayloadType.SKF:
+            # RFC 7296 3.14, RFC 7383 2.5: SK/SKF is last; its Next Payload is the first
+            # inner payload, so the outer chain ends here.
+            if not buf.eof():
+                raise InvalidSyntax(
+                    f"{buf.remaining} bytes follow the {_name(next_type)}, "
+                    "which must be the last payload",
+                    offset=buf.position,
+                )
+            break
+        next_type = following
+    if not buf.eof():
+        raise InvalidSyntax(
+            f"{buf.remaining} bytes follow the last payload of the chain",
+            offset=buf.position,
+        )
+    return tuple(payloads)
+
+
+def _end_check(body: Buffer, what: str) -> None:
+    if not body.eof():
+        raise InvalidSyntax(
+            f"{body.remaining} unexpected bytes follow {what}", offset=body.position
+        )
+
+
+def _decode_sa(body: Buffer, _next: int, critical: bool) -> SaPayload:
+    proposals: list[Proposal] = []
+    while not body.eof():
+        proposals.append(_decode_proposal(body, len(proposals) + 1))
+    return SaPayload(tuple(proposals), critical)
+
+
+def _decode_proposal(sa: Buffer, index: int) -> Proposal:
+    start = sa.position
+    last, length, number, protocol_id, spi_size, count = sa.pull_struct(
+        _PROPOSAL, f"the header of proposal {index}"
+    )
+    if last != 0 and last != _MORE_PROPOSALS:
+        raise InvalidSyntax(
+            f"proposal {index} has Last Substruc {last}, which is neither 0 nor 2", offset=start
+        )
+    if length < _PROPOSAL_HEADER:
+        raise InvalidSyntax(
+            f"proposal {index} length {length} is less than its 8-byte header", offset=start
+        )
+    if length - _PROPOSAL_HEADER > sa.remaining:
+        raise TruncatedMessage(
+            f"proposal {index} length {length} runs past the end of the SA payload, "
+            f"which has {sa.remaining + _PROPOSAL_HEADER} bytes left",
+            offset=start,
+        )
+    p = sa.sub(length - _PROPOSAL_HEADER)
+    spi = p.pull_bytes(spi_size, f"the SPI of proposal {index}")
+    # Checked up front so an absurd count fails at once with a clear message.
+    if count * _TRANSFORM_HEADER > p.remaining:
+        raise InvalidSyntax(
+            f"proposal {index} announces {count} transforms but only {p.remaining} bytes "
+            "remain for them",
+            offset=start,
+        )
+    transforms = tuple(_decode_transform(p, index, i, count) for i in range(1, count + 1))
+    _end_check(p, f"the {count} transforms of proposal {index}")
+    # RFC 7296 3.3.1: Last Substruc is 2 exactly when another proposal follows.
+    if last == 0 and not sa.eof():
+        raise InvalidSyntax(
+            f"proposal {index} is marked last but {sa.remaining} bytes follow it", offset=start
+        )
+    if last == _MORE_PROPOSALS and sa.eof():
+        raise InvalidSyntax(
+            f"proposal {index} announces another proposal but none follows", offset=start
+        )
+    return Proposal(number, protocol_id, transforms, spi)
+
+
+def _decode_transform(p: Buffer, proposal: int, index: int, count: int) -> Transform:
+    start = p.position
+    last, length, transform_type, transform_id = p.pull_struct(
+        _TRANSFORM, f"the header of transform {index} of proposal {proposal}"
+    )
+    # RFC 7296 3.3.2: Last Substruc is 3 exactly when another transform follows.
+    expected = _MORE_TRANSFORMS if index < count else 0
+    if last != expected:
+        raise InvalidSyntax(
+            f"transform {index} of {count} in proposal {proposal} has Last Substruc {last} "
+            f"instead of {expected}",
+            offset=start,
+        )
+    if length < _TRANSFORM_HEADER:
+        raise InvalidSyntax(
+            f"transform {index} of proposal {proposal} has length {length}, "
+            "less than its 8-byte header",
+            offset=start,
+        )
+    if length - _TRANSFORM_HEADER > p.remaining:
+        raise TruncatedMessage(
+            f"transform {index} of proposal {proposal} has length {length}, which runs past "
+            f"the end of its proposal",
+            offset=start,
+        )
+    if length == _TRANSFORM_HEADER:
+        return Transform(transform_type, transform_id)
+    t = p.sub(length - _TRANSFORM_HEADER)
+    attributes: list[TransformAttribute] = []
+    while not t.eof():
+        attr_type, value = t.pull_struct(_TWO_U16, "a transform attribute header")
+        if not attr_type & _ATTRIBUTE_TV:
+            # RFC 7296 3.3.5: AF clear means TLV, the second field being the value length.
+            value = t.pull_bytes(value, "a transform attribute value")
+        attributes.append(TransformAttribute(attr_type & 0x7FFF, value))
+    return Transform(transform_type, transform_id, tuple(attributes))
+
+
+def _decode_ke(body: Buffer, _next: int, critical: bool) -> KePayload:
+    (method,) = body.pull_struct(_U16_PAD2)
+    return KePayload(method, body.pull_rest(), critical)
+
+
+def _decode_nonce(body: Buffer, _next: int, critical: bool) -> NoncePayload:
+    if not _NONCE_MIN <= body.remaining <= _NONCE_MAX:
+        raise InvalidSyntax(
+            f"nonce of {body.remaining} bytes is outside the 16 to 256 bytes RFC 7296 allows",
+            offset=body.position,
+        )
+    return NoncePayload(body.pull_rest(), critical)
+
+
+def _decode_idi(body: Buffer, _next: int, critical: bool) -> IdiPayload:
+    (id_type,) = body.pull_struct(_U8_PAD3)
+    return IdiPayload(id_type, body.pull_rest(), critical)
+
+
+def _decode_idr(body: Buffer, _next: int, critical: bool) -> IdrPayload:
+    (id_type,) = body.pull_struct(_U8_PAD3)
+    return IdrPayload(id_type, body.pull_rest(), critical)
+
+
+def _decode_cert(body: Buffer, _next: int, critical: bool) -> CertPayload:
+    return CertPayload(body.pull_uint8(), body.pull_rest(), critical)
+
+
+def _decode_certreq(body: Buffer, _next: int, critical: bool) -> CertReqPayload:
+    return CertReqPayload(body.pull_uint8(), body.pull_rest(), critical)
+
+
+def _decode_auth(body: Buffer, _next: int, critical: bool) -> AuthPayload:
+    (method,) = body.pull_struct(_U8_PAD3)
+    return AuthPayload(method, body.pull_rest(), critical)
+
+
+def _decode_notify(body: Buffer, _next: int, critical: bool) -> NotifyPayload:
+    protocol_id, spi_size, notify_type = body.pull_struct(_NOTIFY)
+    spi = body.pull_bytes(spi_size, "the Notify SPI") if spi_size else b""
+    return NotifyPayload(notify_type, body.pull_rest(), protocol_id, spi, critical)
+
+
+def _decode_delete(body: Buffer, _next: int, critical: bool) -> DeletePayload:
+    start = body.position
+    protocol_id, spi_size, count = body.pull_struct(_NOTIFY)
+    if spi_size == 0 and count:
+        raise InvalidSyntax(f"Delete payload announces {count} SPIs of size 0", offset=start)
+    if count * spi_size != body.remaining:
+        raise InvalidSyntax(
+            f"Delete payload announces {count} SPIs of {spi_size} bytes "
+            f"but carries {body.remaining} bytes of SPIs",
+            offset=start,
+        )
+    data = body.pull_rest()
+    spis = tuple(data[i : i + spi_size] for i in range(0, len(data), spi_size)) if count else ()
+    return DeletePayload(protocol_id, spi_size, spis, critical)
+
+
+def _decode_vendor_id(body: Buffer, _next: int, critical: bool) -> VendorIdPayload:
+    return VendorIdPayload(body.pull_rest(), critical)
+
+
+def _decode_selectors(body: Buffer, name: str) -> tuple[TrafficSelector, ...]:
+    start = body.position
+    (count,) = body.pull_struct(_U8_PAD3)
+    if count * _TS_MIN_LENGTH > body.remaining:
+        raise InvalidSyntax(
+            f"{name} payload announces {count} traffic selectors but only {body.remaining} "
+            "bytes remain for them",
+            offset=start,
+        )
+    selectors: list[TrafficSelector] = []
+    for i in range(1, count + 1):
+        ts_start = body.position
+        ts_type, ip_protocol, length, start_port, end_port = body.pull_struct(
+            _TS, f"the header of traffic selector {i}"
+        )
+        expected = _TS_LENGTH.get(ts_type)
+        if expected is None:
+            raise InvalidSyntax(
+                f"traffic selector type {ts_type} cannot be kept: only IPv4 (7) and "
+                "IPv6 (8) address ranges are supported",
+                offset=ts_start,
+            )
+        if length != expected:
+            raise InvalidSyntax(
+                f"traffic selector {i} of type {ts_type} has length {length} instead of {expected}",
+                offset=ts_start,
+            )
+        size = (expected - 8) // 2
+        addresses = body.pull_bytes(2 * size, f"the addresses of traffic selector {i}")
+        selectors.append(
+            TrafficSelector(
+                ts_type, ip_protocol, start_port, end_port, addresses[:size], addresses[size:]
+            )
+        )
+    _end_check(body, f"the {count} traffic selectors of the {name} payload")
+    return tuple(selectors)
+
+
+def _decode_tsi(body: Buffer, _next: int, critical: bool) -> TsiPayload:
+    return TsiPayload(_decode_selectors(body, "TSi"), critical)
+
+
+def _decode_tsr(body: Buffer, _next: int, critical: bool) -> TsrPayload:
+    return TsrPayload(_decode_selectors(body, "TSr"), critical)
+
+
+def _decode_sk(body: Buffer, following: int, critical: bool) -> SkPayload:
+    return SkPayload(following, body.pull_rest(), critical)
+
+
+def _decode_skf(body: Buffer, following: int, critical: bool) -> SkfPayload:
+    start = body.position
+    number, total = body.pull_struct(_TWO_U16)
+    # RFC 7383 2.5: fragments are numbered from 1 and the number cannot exceed the total.
+    if number == 0 or total == 0 or number > total:
+        raise InvalidSyntax(
+            f"fragment number {number} of {total} is not a valid fragment", offset=start
+        )
+    return SkfPayload(following, number, total, body.pull_rest(), critical)
+
+
+def _decode_cp(body: Buffer, _next: int, critical: bool) -> CpPayload:
+    (cfg_type,) = body.pull_struct(_U8_PAD3)
+    attributes: list[ConfigAttribute] = []
+    while not body.eof():
+        attr_type, length = body.pull_struct(_TWO_U16, "a configuration attribute header")
+        value = body.pull_bytes(length, "a configuration attribute value")
+        # RFC 7296 3.15.1: the top bit of the type is reserved and ignored.
+        attributes.append(ConfigAttribute(attr_type & _CP_TYPE_MASK, value))
+    return CpPayload(cfg_type, tuple(attributes), critical)
+
+
+def _decode_eap(body: Buffer, _next: int, critical: bool) -> EapPayload:
+    return EapPayload(body.pull_rest(), critical)
+
+
+_Decoder = Callable[[Buffer, int, bool], Payload]
+
+# Payload type -> (decoder, minimum body length after the generic header).
+_DECODERS: dict[int, tuple[_Decoder, int]] = {
+    PayloadType.SA: (_decode_sa, 0),
+    PayloadType.KE: (_decode_ke, 4),
+    PayloadType.IDi: (_decode_idi, 4),
+    PayloadType.IDr: (_decode_idr, 4),
+    PayloadType.CERT: (_decode_cert, 1),
+    PayloadType.CERTREQ: (_decode_certreq, 1),
+    PayloadType.AUTH: (_decode_auth, 4),
+    PayloadType.NONCE: (_decode_nonce, 0),
+    PayloadType.NOTIFY: (_decode_notify, 4),
+    PayloadType.DELETE: (_decode_delete, 4),
+    PayloadType.VENDOR_ID: (_decode_vendor_id, 0),
+    PayloadType.TSi: (_decode_tsi, 4),
+    PayloadType.TSr: (_decode_tsr, 4),
+    PayloadType.SK: (_decode_sk, 0),
+    PayloadType.CP: (_decode_cp, 4),
+    # RFC 3748 4: an EAP packet has at least Code, Identifier and Length.
+    PayloadType.EAP: (_decode_eap, 4),
+    PayloadType.SKF: (_decode_skf, 4),
+}
+
+
+# --- payload chain: encode ------------------------------------------------------------------
+
+
+def encode_payloads(payloads: Sequence[Payload]) -> bytes:
+    """Encode a payload chain.
+
+    Each generic header's Next Payload is the type of the following payload (0 for the
+    last), except SK and SKF, which must be last and carry their own ``next_payload``
+    (the first inner payload, RFC 7296 3.14).
+    """
+    bodies: list[bytes] = []
+    for i, payload in enumerate(payloads):
+        encoder = _ENCODERS.get(type(payload))
+        if encoder is None:
+            raise LocalProtocolError(f"payload {i} ({type(payload).__name__}) is not a payload")
+        try:
+            bodies.append(encoder(payload))
+        except struct.error as exc:
+            raise LocalProtocolError(
+                f"payload {i} ({type(payload).__name__}) has a field out of range: {exc}"
+            ) from None
+    parts: list[bytes] = []
+    last = len(payloads) - 1
+    for i, (payload, body) in enumerate(zip(payloads, bodies, strict=True)):
+        if isinstance(payload, SkPayload | SkfPayload):
+            if i != last:
+                raise LocalProtocolError("an SK or SKF payload must be the last payload")
+            following = payload.next_payload
+            if not 0 <= following <= 0xFF:
+                raise LocalProtocolError(f"SK next payload {following} does not fit in a byte")
+        else:
+            following = payloads[i + 1].payload_type if i < last else 0
+        length = GENERIC_PAYLOAD_HEADER_LENGTH + len(body)
+        if length > 0xFFFF:
+            raise LocalProtocolError(
+                f"payload {i} ({type(payload).__name__}) is {length} bytes, over 65535"
+            )
+        parts.append(_GENERIC.pack(following, _CRITICAL if payload.critical else 0, length))
+        parts.append(body)
+    return b"".join(parts)
+
+
+def _encode_sa(p: SaPayload) -> bytes:
+    parts: list[bytes] = []
+    last_p = len(p.proposals) - 1
+    for i, prop in enumerate(p.proposals):
+        transforms = b"".join(
+            _encode_transform(t, j < len(prop.transforms) - 1)
+            for j, t in enumerate(prop.transforms)
+        )
+        if len(prop.spi) > 0xFF or len(prop.transforms) > 0xFF:
+            raise LocalProtocolError(
+                f"proposal {prop.number} has an SPI or transform count over 255"
+            )
+        parts.append(
+            _PROPOSAL.pack(
+                _MORE_PROPOSALS if i < last_p else 0,
+                _PROPOSAL_HEADER + len(prop.spi) + len(transforms),
+                prop.number,
+                prop.protocol_id,
+                len(prop.spi),
+                len(prop.transforms),
+            )
+        )
+        parts.append(prop.spi)
+        parts.append(transforms)
+    return b"".join(parts)
+
+
+def _encode_transform(t: Transform, more: bool) -> bytes:
+    attrs = b"".join(_encode_attribute(a) for a in t.attributes)
+    return (
+        _TRANSFORM.pack(
+            _MORE_TRANSFORMS if more else 0, _TRANSFORM_HEADER + len(attrs), t.type, t.id
+        )
+        + attrs
+    )
+
+
+def _encode_attribute(a: TransformAttribute) -> bytes:
+    if a.type & _ATTRIBUTE_TV:
+        raise LocalProtocolError(f"transform attribute type {a.type} does not fit in 15 bits")
+    if isinstance(a.value, int):
+        return _TWO_U16.pack(_ATTRIBUTE_TV | a.type, a.value)
+    return _TWO_U16.pack(a.type, len(a.value)) + a.value
+
+
+def _encode_ke(p: KePayload) -> bytes:
+    return _U16_PAD2.pack(p.method) + p.data
+
+
+def _encode_data(p: NoncePayload | VendorIdPayload | EapPayload | UnknownPayload) -> bytes:
+    return p.data
+
+
+def _encode_id(p: IdiPayload | IdrPayload) -> bytes:
+    return _U8_PAD3.pack(p.id_type) + p.data
+
+
+def _encode_cert(p: CertPayload | CertReqPayload) -> bytes:
+    return _U8.pack(p.encoding) + p.data
+
+
+def _encode_auth(p: AuthPayload) -> bytes:
+    return _U8_PAD3.pack(p.method) + p.data
+
+
+def _encode_notify(p: NotifyPayload) -> bytes:
+    return _NOTIFY.pack(p.protocol_id, len(p.spi), p.notify_type) + p.spi + p.data
+
+
+def _encode_delete(p: DeletePayload) -> bytes:
+    if any(len(spi) != p.spi_size for spi in p.spis):
+        raise LocalProtocolError(f"every SPI of a Delete payload must be {p.spi_size} bytes")
+    if p.spi_size == 0 and p.spis:
+        raise LocalProtocolError("a Delete payload with SPI size 0 cannot list SPIs")
+    return _NOTIFY.pack(p.protocol_id, p.spi_size, len(p.spis)) + b"".join(p.spis)
+
+
+def _encode_ts(p: TsiPayload | TsrPayload) -> bytes:
+    parts = [_U8_PAD3.pack(len(p.selectors))]
+    for ts in p.selectors:
+        length = _TS_LENGTH.get(ts.ts_type)
+        if length is None:
+            raise LocalProtocolError(f"traffic selector type {ts.ts_type} cannot be encoded")
+        size = (length - 8) // 2
+        if len(ts.start_address) != size or len(ts.end_address) != size:
+            raise LocalProtocolError(
+                f"traffic selector type {ts.ts_type} needs {size}-byte addresses"
+            )
+        parts.append(_TS.pack(ts.ts_type, ts.ip_protocol, length, ts.start_port, ts.end_port))
+        parts.append(ts.start_address)
+        parts.append(ts.end_address)
+    return b"".join(parts)
+
+
+def _encode_sk(p: SkPayload) -> bytes:
+    return p.encrypted
+
+
+def _encode_skf(p: SkfPayload) -> bytes:
+    return _TWO_U16.pack(p.fragment_number, p.total_fragments) + p.encrypted
+
+
+def _encode_cp(p: CpPayload) -> bytes:
+    parts = [_U8_PAD3.pack(p.cfg_type)]
+    for a in p.attributes:
+        if a.type & ~_CP_TYPE_MASK:
+            raise LocalProtocolError(
+                f"configuration attribute type {a.type} does not fit in 15 bits"
+            )
+        parts.append(_TWO_U16.pack(a.type, len(a.value)))
+        parts.append(a.value)
+    return b"".join(parts)
+
+
+def _encode_unknown(p: UnknownPayload) -> bytes:
+    if not 0 < p.type <= 0xFF:
+        # Type 0 means "no next payload" (RFC 7296 3.2), so it cannot name a payload.
+        raise LocalProtocolError(f"payload type {p.type} is not in 1..255")
+    return p.data
+
+
+_ENCODERS: dict[type, Callable[..., bytes]] = {
+    SaPayload: _encode_sa,
+    KePayload: _encode_ke,
+    IdiPayload: _encode_id,
+    IdrPayload: _encode_id,
+    CertPayload: _encode_cert,
+    CertReqPayload: _encode_cert,
+    AuthPayload: _encode_auth,
+    NoncePayload: _encode_data,
+    NotifyPayload: _encode_notify,
+    DeletePayload: _encode_delete,
+    VendorIdPayload: _encode_data,
+    TsiPayload: _encode_ts,
+    TsrPayload: _encode_ts,
+    SkPayload: _encode_sk,
+    SkfPayload: _encode_skf,
+    CpPayload: _encode_cp,
+    EapPayload: _encode_data,
+    UnknownPayload: _encode_unknown,
+}

@@ -1,0 +1,360 @@
+"""Frozen dataclasses for the IKE header and every payload (RFC 7296 section 3).
+
+These are plain values: the codec (``pqike.wire.codec``) turns them into bytes and back.
+Numeric fields are plain ``int`` so unknown registry values survive a round trip.
+``critical`` is the generic header's C bit (RFC 7296 3.2).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from ..constants import (
+    IKE_HEADER_LENGTH,
+    HeaderFlag,
+    PayloadType,
+    TransformAttributeType,
+    TsType,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IkeHeader:
+    """The fixed 28-byte IKE header (RFC 7296 3.1)."""
+
+    spi_i: bytes
+    spi_r: bytes
+    next_payload: int
+    exchange_type: int
+    flags: int
+    message_id: int
+    length: int = IKE_HEADER_LENGTH
+    major_version: int = 2
+    minor_version: int = 0
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.flags & HeaderFlag.RESPONSE)
+
+    @property
+    def is_initiator(self) -> bool:
+        """The I flag: set by the original initiator of the IKE SA."""
+        return bool(self.flags & HeaderFlag.INITIATOR)
+
+
+# --- SA payload ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TransformAttribute:
+    """A transform attribute: TV format when ``value`` is ``int``, TLV when ``bytes``."""
+
+    type: int
+    value: int | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Transform:
+    type: int
+    id: int
+    attributes: tuple[TransformAttribute, ...] = ()
+
+    @property
+    def key_length(self) -> int | None:
+        """The Key Length attribute in bits (RFC 7296 3.3.5), if present."""
+        for a in self.attributes:
+            if a.type == TransformAttributeType.KEY_LENGTH and isinstance(a.value, int):
+                return a.value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    number: int
+    protocol_id: int
+    transforms: tuple[Transform, ...]
+    spi: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class SaPayload:
+    proposals: tuple[Proposal, ...]
+    critical: bool = False
+    payload_type = PayloadType.SA
+
+
+# --- simple payloads --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KePayload:
+    method: int
+    data: bytes
+    critical: bool = False
+    payload_type = PayloadType.KE
+
+
+@dataclass(frozen=True, slots=True)
+class NoncePayload:
+    data: bytes
+    critical: bool = False
+    payload_type = PayloadType.NONCE
+
+
+@dataclass(frozen=True, slots=True)
+class IdiPayload:
+    """Identification of the initiator (RFC 7296 3.5)."""
+
+    id_type: int
+    data: bytes
+    critical: bool = False
+    payload_type = PayloadType.IDi
+
+    @property
+    def body(self) -> bytes:
+        """IDType | RESERVED(3) | data: what RFC 7296 2.15 MACs into the AUTH octets."""
+        return bytes([self.id_type, 0, 0, 0]) + self.data
+
+
+@dataclass(frozen=True, slots=True)
+class IdrPayload:
+    """Identification of the responder (RFC 7296 3.5)."""
+
+    id_type: int
+    data: bytes
+    critical: bool = False
+    payload_type = PayloadType.IDr
+
+    @property
+    def body(self) -> bytes:
+        return bytes([self.id_type, 0, 0, 0]) + self.data
+
+
+@dataclass(frozen=True, slots=True)
+class CertPayload:
+    encoding: int
+    data: bytes
+    critical: bool = False
+    payload_type = PayloadType.CERT
+
+
+@dataclass(frozen=True, slots=True)
+class CertReqPayload:
+    encoding: int
+    data: bytes
+    critical: bool = False
+    payload_type = PayloadType.CERTREQ
+
+
+@dataclass(frozen=True, slots=True)
+class AuthPayload:
+    method: int
+    data: bytes
+    critical: bool = False
+    payload_type = PayloadType.AUTH
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyPayload:
+    notify_type: int
+    data: bytes = b""
+    protocol_id: int = 0
+    spi: bytes = b""
+    critical: bool = False
+    payload_type = PayloadType.NOTIFY
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePayload:
+    """Delete (RFC 7296 3.11); an IKE SA delete has protocol 1, SPI size 0 and no SPIs."""
+
+    protocol_id: int
+    spi_size: int
+    spis: tuple[bytes, ...] = ()
+    critical: bool = False
+    payload_type = PayloadType.DELETE
+
+
+@dataclass(frozen=True, slots=True)
+class VendorIdPayload:
+    data: bytes
+    critical: bool = False
+    payload_type = PayloadType.VENDOR_ID
+
+
+# --- traffic selectors ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSelector:
+    """One selector (RFC 7296 3.13.1); addresses are 4 or 16 raw bytes."""
+
+    ts_type: int
+    ip_protocol: int
+    start_port: int
+    end_port: int
+    start_address: bytes
+    end_address: bytes
+
+    @classmethod
+    def from_range(
+        cls,
+        start: str,
+        end: str | None = None,
+        *,
+        ip_protocol: int = 0,
+        start_port: int = 0,
+        end_port: int = 65535,
+    ) -> TrafficSelector:
+        """Build a selector from address strings; ``end`` defaults to ``start``."""
+        a = ipaddress.ip_address(start)
+        b = ipaddress.ip_address(end if end is not None else start)
+        ts_type = TsType.TS_IPV4_ADDR_RANGE if a.version == 4 else TsType.TS_IPV6_ADDR_RANGE
+        return cls(int(ts_type), ip_protocol, start_port, end_port, a.packed, b.packed)
+
+    @classmethod
+    def from_network(cls, cidr: str, **kw: int) -> TrafficSelector:
+        """Build a selector covering a whole network such as ``0.0.0.0/0``."""
+        net = ipaddress.ip_network(cidr, strict=False)
+        return cls.from_range(str(net[0]), str(net[-1]), **kw)
+
+    def __str__(self) -> str:
+        try:
+            a = ipaddress.ip_address(self.start_address)
+            b = ipaddress.ip_address(self.end_address)
+            addr = f"{a}-{b}" if a != b else str(a)
+        except ValueError:
+            addr = f"{self.start_address.hex()}-{self.end_address.hex()}"
+        ports = "" if (self.start_port, self.end_port) == (0, 65535) else (
+            f"[{self.start_port}-{self.end_port}]"
+        )
+        proto = f"/{self.ip_protocol}" if self.ip_protocol else ""
+        return f"{addr}{proto}{ports}"
+
+
+@dataclass(frozen=True, slots=True)
+class TsiPayload:
+    selectors: tuple[TrafficSelector, ...]
+    critical: bool = False
+    payload_type = PayloadType.TSi
+
+
+@dataclass(frozen=True, slots=True)
+class TsrPayload:
+    selectors: tuple[TrafficSelector, ...]
+    critical: bool = False
+    payload_type = PayloadType.TSr
+
+
+# --- protected payloads -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SkPayload:
+    """Encrypted and Authenticated (RFC 7296 3.14), kept opaque: IV | ciphertext | ICV.
+
+    ``next_payload`` is the type of the first inner payload (in the generic header).
+    """
+
+    next_payload: int
+    encrypted: bytes
+    critical: bool = False
+    payload_type = PayloadType.SK
+
+
+@dataclass(frozen=True, slots=True)
+class SkfPayload:
+    """Encrypted Fragment (RFC 7383 2.5): numbered from 1; ``next_payload`` 0 after fragment 1."""
+
+    next_payload: int
+    fragment_number: int
+    total_fragments: int
+    encrypted: bytes
+    critical: bool = False
+    payload_type = PayloadType.SKF
+
+
+# --- configuration, EAP, unknown --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigAttribute:
+    type: int
+    value: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class CpPayload:
+    cfg_type: int
+    attributes: tuple[ConfigAttribute, ...] = ()
+    critical: bool = False
+    payload_type = PayloadType.CP
+
+
+@dataclass(frozen=True, slots=True)
+class EapPayload:
+    """EAP (RFC 7296 3.16), kept opaque: the whole EAP message."""
+
+    data: bytes
+    critical: bool = False
+    payload_type = PayloadType.EAP
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownPayload:
+    """A payload type we do not implement, kept verbatim (RFC 7296 2.5)."""
+
+    type: int
+    data: bytes
+    critical: bool = False
+
+    @property
+    def payload_type(self) -> int:
+        return self.type
+
+
+Payload = (
+    SaPayload
+    | KePayload
+    | NoncePayload
+    | IdiPayload
+    | IdrPayload
+    | CertPayload
+    | CertReqPayload
+    | AuthPayload
+    | NotifyPayload
+    | DeletePayload
+    | VendorIdPayload
+    | TsiPayload
+    | TsrPayload
+    | SkPayload
+    | SkfPayload
+    | CpPayload
+    | EapPayload
+    | UnknownPayload
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A decoded IKE message: header, payloads in wire order, and the exact bytes parsed.
+
+    An SK or SKF payload, when present, is the last one and is not decrypted here.
+    ``raw`` holds the bytes this message was decoded from (or encoded to), without the
+    non-ESP marker: AUTH (RFC 7296 2.15) and IntAuth (RFC 9242 3.3.2) sign exact bytes.
+    """
+
+    header: IkeHeader
+    payloads: tuple[Payload, ...]
+    raw: bytes = field(default=b"", repr=False, compare=False)
+
+    def first(self, cls: type) -> Payload | None:
+        """The first payload of class ``cls``, or ``None``."""
+        for p in self.payloads:
+            if isinstance(p, cls):
+                return p
+        return None
+
+    def notifies(self) -> list[NotifyPayload]:
+        return [p for p in self.payloads if isinstance(p, NotifyPayload)]
