@@ -1,0 +1,140 @@
+"""IKE SA and Child SA key derivation (RFC 7296 2.13, 2.14, 2.17, 2.18; RFC 9370 2.2.2).
+
+Everything here is a pure function of its inputs: the caller decides which nonces, SPIs
+and shared secrets apply (for example the IKE_SA_INIT nonces for every IKE_INTERMEDIATE
+update, RFC 9370 2.2.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .prf import Prf
+
+
+@dataclass(frozen=True, slots=True)
+class IkeKeys:
+    """The seven IKE SA keys, in the order prf+ produces them (RFC 7296 2.14)."""
+
+    sk_d: bytes
+    sk_ai: bytes
+    sk_ar: bytes
+    sk_ei: bytes
+    sk_er: bytes
+    sk_pi: bytes
+    sk_pr: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChildKeys:
+    """Child SA keying material, in KEYMAT order (RFC 7296 2.17).
+
+    ``encr_*`` include the salt where the ESP transform takes one; ``integ_*`` are empty
+    for AEAD transforms.
+    """
+
+    encr_i: bytes
+    integ_i: bytes
+    encr_r: bytes
+    integ_r: bytes
+
+
+def skeyseed(prf: Prf, ni: bytes, nr: bytes, shared_secret: bytes) -> bytes:
+    """Return ``SKEYSEED = prf(Ni | Nr, g^ir)`` for IKE_SA_INIT (RFC 7296 2.14).
+
+    The whole nonces are used: the 8-byte truncation of 2.14 applies only to the
+    AES-XCBC/CMAC PRFs, which this package does not offer.
+    """
+    return prf(ni + nr, shared_secret)
+
+
+def skeyseed_additional(
+    prf: Prf,
+    sk_d: bytes,
+    shared_secret: bytes,
+    ni: bytes,
+    nr: bytes,
+    *,
+    additional_secrets: Sequence[bytes] = (),
+) -> bytes:
+    """Return ``prf(SK_d, SK | Ni | Nr [| SK(1) | ... | SK(n)])``.
+
+    With no ``additional_secrets`` this is the IKE_INTERMEDIATE key update of RFC 9370
+    2.2.2 (``SK_d`` of the previous round, ``SK(n)`` of this round, IKE_SA_INIT nonces)
+    and the IKE SA rekey of RFC 7296 2.18 (old SA's ``SK_d``, the new ``g^ir``).
+    ``additional_secrets`` are the ADDKE results of a rekey with multiple key exchanges,
+    which RFC 9370 2.2.4 appends after the nonces.
+    """
+    return prf(sk_d, b"".join((shared_secret, ni, nr, *additional_secrets)))
+
+
+def derive_ike_keys(
+    prf: Prf,
+    skeyseed: bytes,
+    ni: bytes,
+    nr: bytes,
+    spi_i: bytes,
+    spi_r: bytes,
+    *,
+    encr_key_size: int,
+    integ_key_size: int,
+) -> IkeKeys:
+    """Expand SKEYSEED into the seven IKE SA keys (RFC 7296 2.14).
+
+    ``{SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr} = prf+(SKEYSEED, Ni|Nr|SPIi|SPIr)``
+    with SK_d and SK_p* of ``prf.key_size`` bytes, SK_a* of ``integ_key_size`` (0 for AEAD)
+    and SK_e* of ``encr_key_size`` (including the salt of AES-GCM and ChaCha20-Poly1305).
+    """
+    d = prf.key_size
+    a = integ_key_size
+    e = encr_key_size
+    stream = prf.plus(skeyseed, b"".join((ni, nr, spi_i, spi_r)), 3 * d + 2 * a + 2 * e)
+    i = d
+    sk_ai = stream[i : i + a]
+    i += a
+    sk_ar = stream[i : i + a]
+    i += a
+    sk_ei = stream[i : i + e]
+    i += e
+    sk_er = stream[i : i + e]
+    i += e
+    return IkeKeys(
+        sk_d=stream[:d],
+        sk_ai=sk_ai,
+        sk_ar=sk_ar,
+        sk_ei=sk_ei,
+        sk_er=sk_er,
+        sk_pi=stream[i : i + d],
+        sk_pr=stream[i + d : i + 2 * d],
+    )
+
+
+def derive_child_keys(
+    prf: Prf,
+    sk_d: bytes,
+    ni: bytes,
+    nr: bytes,
+    *,
+    encr_key_size: int,
+    integ_key_size: int,
+    shared_secret: bytes = b"",
+    additional_secrets: Sequence[bytes] = (),
+) -> ChildKeys:
+    """Derive Child SA keys: ``KEYMAT = prf+(SK_d, [g^ir |] Ni | Nr)`` (RFC 7296 2.17).
+
+    ``shared_secret`` is the CREATE_CHILD_SA key exchange result (empty without PFS);
+    ``additional_secrets`` are ADDKE results, appended after the nonces (RFC 9370 2.2.4).
+    KEYMAT is taken as encr_i, integ_i, encr_r, integ_r: the initiator-to-responder keys
+    first (RFC 7296 2.17).
+    """
+    e = encr_key_size
+    a = integ_key_size
+    seed = b"".join((shared_secret, ni, nr, *additional_secrets))
+    keymat = prf.plus(sk_d, seed, 2 * (e + a))
+    return ChildKeys(
+        encr_i=keymat[:e],
+        integ_i=keymat[e : e + a],
+        encr_r=keymat[e + a : 2 * e + a],
+        integ_r=keymat[2 * e + a :],
+    )
