@@ -1,0 +1,166 @@
+"""Configuration of one IKE SA: who we are, what we offer, how we behave on the wire."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from ..constants import IdType, ProtocolId
+from ..errors import ConfigurationError
+from ..wire.payloads import Proposal, TrafficSelector
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An IKE identity (RFC 7296 3.5): the ID type and its data as sent on the wire."""
+
+    id_type: int
+    data: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> Identity:
+        """Read an identity the way strongSwan does.
+
+        An IPv4 or IPv6 address gives ID_IPV4_ADDR / ID_IPV6_ADDR, ``user@host`` gives
+        ID_RFC822_ADDR, ``keyid:<hex>`` gives ID_KEY_ID, ``fqdn:name`` or any other
+        name gives ID_FQDN.
+        """
+        if text.startswith("keyid:"):
+            try:
+                return cls(IdType.ID_KEY_ID, bytes.fromhex(text[6:]))
+            except ValueError:
+                raise ConfigurationError(
+                    f"identity {text!r}: keyid: must be followed by hex digits", field="id"
+                ) from None
+        if text.startswith("fqdn:"):
+            return cls(IdType.ID_FQDN, text[5:].encode())
+        if text.startswith("email:"):
+            return cls(IdType.ID_RFC822_ADDR, text[6:].encode())
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            addr = None
+        if addr is not None:
+            kind = IdType.ID_IPV4_ADDR if addr.version == 4 else IdType.ID_IPV6_ADDR
+            return cls(kind, addr.packed)
+        if not text:
+            raise ConfigurationError("an identity must not be empty", field="id")
+        if "@" in text:
+            return cls(IdType.ID_RFC822_ADDR, text.encode())
+        return cls(IdType.ID_FQDN, text.encode())
+
+    def __str__(self) -> str:
+        if self.id_type in (IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR):
+            try:
+                return str(ipaddress.ip_address(self.data))
+            except ValueError:
+                return self.data.hex()
+        if self.id_type == IdType.ID_KEY_ID:
+            return "keyid:" + self.data.hex()
+        return self.data.decode("utf-8", "replace")
+
+
+def _default_ts() -> tuple[TrafficSelector, ...]:
+    return (TrafficSelector.from_network("0.0.0.0/0"), TrafficSelector.from_network("::/0"))
+
+
+@dataclass(frozen=True)
+class IkeConfiguration:
+    """Everything one side needs to run an IKE SA. Build it once; ``IkeSa`` never changes it."""
+
+    ike_proposals: tuple[Proposal, ...]
+    """IKE proposals we offer (initiator) or accept (responder), in preference order.
+    Use ``pqike.proposal.parse_proposals('aes256gcm16-prfsha384-x25519')``."""
+
+    esp_proposals: tuple[Proposal, ...]
+    """ESP proposals for the first Child SA, created in IKE_AUTH."""
+
+    local_id: Identity
+    """Our identity, sent in IDi or IDr."""
+
+    psk: bytes
+    """Pre-shared key for AUTH method 2 (RFC 7296 2.15)."""
+
+    remote_id: Identity | None = None
+    """The peer identity we require; ``None`` accepts any identity that authenticates."""
+
+    local_ts: tuple[TrafficSelector, ...] = field(default_factory=_default_ts)
+    """Our side of the first Child SA's traffic selectors (TSi for the initiator)."""
+
+    remote_ts: tuple[TrafficSelector, ...] = field(default_factory=_default_ts)
+    """The peer's side (TSr for the initiator)."""
+
+    transport_mode: bool = False
+    """Ask for transport mode (USE_TRANSPORT_MODE, RFC 7296 1.3.1) instead of tunnel mode."""
+
+    fragmentation: bool = True
+    """Announce IKEV2_FRAGMENTATION_SUPPORTED and fragment large protected messages (RFC 7383)."""
+
+    fragment_size: int = 1280
+    """Largest IP datagram we send for a fragmented message (strongSwan's default: 1280)."""
+
+    nonce_size: int = 32
+    """Bytes of nonce we send (RFC 7296 2.10: at least half the PRF key size; strongSwan: 32)."""
+
+    retransmit_timeout: float = 4.0
+    """Seconds before the first retransmission of a request (strongSwan: 4 s)."""
+
+    retransmit_base: float = 1.8
+    """Back-off factor between retransmissions (strongSwan: 1.8)."""
+
+    retransmit_tries: int = 5
+    """Retransmissions before giving up (strongSwan: 5)."""
+
+    require_cookie: bool = False
+    """Responder: always ask for a COOKIE before creating state (RFC 7296 2.6)."""
+
+    cookie_secret: bytes = b"pqike-cookie-secret-0"
+    """Responder: secret mixed into COOKIE values; change it to invalidate old cookies."""
+
+    half_open_timeout: float = 30.0
+    """Responder: seconds from the IKE_SA_INIT response to a finished IKE_AUTH before the
+    half-open IKE SA is given up (strongSwan's ``half_open_timeout``: 30 s)."""
+
+    max_fragments: int = 512
+    """Most fragments accepted for one message; more and the message is dropped (RFC 7383 2.6)."""
+
+    max_message_size: int = 1 << 20
+    """Largest reassembled message accepted, in bytes."""
+
+    reassembly_timeout: float = 30.0
+    """Seconds an incomplete fragmented message may wait for its missing fragments."""
+
+    kex_backends: tuple[tuple[int, str], ...] = ()
+    """Backend per key exchange method as ``((method, backend_name), ...)``; others: default."""
+
+    def __post_init__(self) -> None:
+        if not self.ike_proposals:
+            raise ConfigurationError("ike_proposals must not be empty", field="ike_proposals")
+        if any(p.protocol_id != ProtocolId.IKE for p in self.ike_proposals):
+            raise ConfigurationError("ike_proposals must be IKE proposals", field="ike_proposals")
+        if not self.esp_proposals:
+            raise ConfigurationError("esp_proposals must not be empty", field="esp_proposals")
+        if any(p.protocol_id != ProtocolId.ESP for p in self.esp_proposals):
+            raise ConfigurationError("esp_proposals must be ESP proposals", field="esp_proposals")
+        if not 16 <= self.nonce_size <= 256:
+            raise ConfigurationError("nonce_size must be 16 to 256 bytes", field="nonce_size")
+        if not 576 <= self.fragment_size <= 65535:
+            raise ConfigurationError(
+                "fragment_size must be an IP datagram size from 576 to 65535", field="fragment_size"
+            )
+        if self.retransmit_tries < 0 or self.retransmit_timeout <= 0:
+            raise ConfigurationError(
+                "retransmit_timeout must be positive and retransmit_tries not negative",
+                field="retransmit_timeout",
+            )
+        if not self.psk:
+            raise ConfigurationError("psk must not be empty", field="psk")
+        if not self.local_ts or not self.remote_ts:
+            raise ConfigurationError("traffic selectors must not be empty", field="local_ts")
+
+    def backend_for(self, method: int) -> str | None:
+        """The configured backend for ``method``, or ``None`` for the registry's choice."""
+        for m, name in self.kex_backends:
+            if m == method:
+                return name
+        return None

@@ -1,0 +1,195 @@
+"""A record per message and per datagram of a handshake, built from ``IkeSa`` events.
+
+Sizes are given at three levels: the IKE message, the UDP payload (non-ESP marker
+included) and the IP datagram (UDP header plus an IPv4 or IPv6 header).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .constants import ExchangeType, PayloadType, name_of
+from .ike.events import Event, MessageReceived, MessageSent
+
+UDP_HEADER = 8
+
+
+def ip_overhead(ipv6: bool) -> int:
+    """UDP plus IP header bytes in front of each UDP payload."""
+    return UDP_HEADER + (40 if ipv6 else 20)
+
+
+_SHORT = {
+    PayloadType.SA: "SA",
+    PayloadType.KE: "KE",
+    PayloadType.NONCE: "No",
+    PayloadType.NOTIFY: "N",
+    PayloadType.IDi: "IDi",
+    PayloadType.IDr: "IDr",
+    PayloadType.AUTH: "AUTH",
+    PayloadType.TSi: "TSi",
+    PayloadType.TSr: "TSr",
+    PayloadType.SK: "SK",
+    PayloadType.SKF: "SKF",
+    PayloadType.DELETE: "D",
+    PayloadType.VENDOR_ID: "V",
+    PayloadType.CERTREQ: "CERTREQ",
+    PayloadType.CERT: "CERT",
+    PayloadType.CP: "CP",
+    PayloadType.EAP: "EAP",
+}
+
+
+def payload_names(types: tuple[int, ...]) -> str:
+    """``SA KE No N N`` style list of payload types (protected ones inside ``SK{...}``)."""
+    out = []
+    inner: list[str] = []
+    in_sk = False
+    for t in types:
+        label = _SHORT.get(t, str(t))
+        if t in (PayloadType.SK, PayloadType.SKF):
+            in_sk = True
+            out.append(label + "{")
+            continue
+        (inner if in_sk else out).append(label)
+    if in_sk:
+        out[-1] += " ".join(inner) + "}"
+    return " ".join(out)
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One IKE message as one side sent it."""
+
+    time: float
+    sender: str
+    exchange: str
+    message_id: int
+    is_response: bool
+    payloads: str
+    ike_bytes: int
+    udp_bytes: int
+    ip_bytes: int
+    datagrams: int
+    fragments: int
+    retransmission: bool
+
+
+@dataclass(frozen=True)
+class DatagramRecord:
+    """One UDP datagram (a whole message or one fragment)."""
+
+    time: float
+    sender: str
+    exchange: str
+    message_id: int
+    is_response: bool
+    fragment: int
+    ike_bytes: int
+    udp_bytes: int
+    ip_bytes: int
+    retransmission: bool
+
+
+@dataclass
+class Trace:
+    """Messages and datagrams in the order they were sent, from either side's events."""
+
+    ipv6: bool = False
+    messages: list[MessageRecord] = field(default_factory=list)
+    datagrams: list[DatagramRecord] = field(default_factory=list)
+
+    def add(self, sender: str, event: Event) -> None:
+        """Record ``event`` if it is a ``MessageSent``; other events are ignored."""
+        if not isinstance(event, MessageSent):
+            return
+        over = ip_overhead(self.ipv6)
+        exchange = name_of(ExchangeType, event.exchange_type)
+        udp = sum(event.datagram_sizes)
+        self.messages.append(
+            MessageRecord(
+                event.time,
+                sender,
+                exchange,
+                event.message_id,
+                event.is_response,
+                payload_names(event.payload_types),
+                event.ike_bytes,
+                udp,
+                udp + over * len(event.datagram_sizes),
+                len(event.datagram_sizes),
+                event.fragments,
+                event.retransmission,
+            )
+        )
+        fragmented = len(event.datagram_sizes) > 1
+        for i, (ike, size) in enumerate(
+            zip(event.fragment_ike_bytes, event.datagram_sizes, strict=True), 1
+        ):
+            self.datagrams.append(
+                DatagramRecord(
+                    event.time,
+                    sender,
+                    exchange,
+                    event.message_id,
+                    event.is_response,
+                    i if fragmented else 0,
+                    ike,
+                    size,
+                    size + over,
+                    event.retransmission,
+                )
+            )
+
+    def totals(self) -> dict[str, int]:
+        """Bytes and counts over every datagram sent (retransmissions included)."""
+        reqs = [m for m in self.messages if not m.is_response and not m.retransmission]
+        return {
+            "messages": len(self.messages),
+            "datagrams": len(self.datagrams),
+            "fragments": sum(m.fragments for m in self.messages),
+            "round_trips": len(reqs),
+            "ike_bytes": sum(d.ike_bytes for d in self.datagrams),
+            "udp_bytes": sum(d.udp_bytes for d in self.datagrams),
+            "ip_bytes": sum(d.ip_bytes for d in self.datagrams),
+            "retransmissions": sum(1 for m in self.messages if m.retransmission),
+        }
+
+    def message_rows(self) -> list[dict]:
+        return [asdict(m) for m in self.messages]
+
+    def datagram_rows(self) -> list[dict]:
+        return [asdict(d) for d in self.datagrams]
+
+    def sequence(self) -> str:
+        """strongSwan-style size sequence: ``s232 r265 ...`` (s = sent by the initiator)."""
+        return " ".join(
+            ("s" if d.sender == "initiator" else "r") + str(d.udp_bytes) for d in self.datagrams
+        )
+
+    def format_table(self) -> str:
+        """A fixed-width table of the messages and a totals line, for terminals."""
+        head = (
+            f"{'time':>8} {'dir':<3} {'exchange':<16} {'mid':>3} {'ike':>6} {'udp':>6} "
+            f"{'ip':>6} {'dgr':>3}  payloads"
+        )
+        lines = [head, "-" * len(head)]
+        for m in self.messages:
+            arrow = "->" if m.sender == "initiator" else "<-"
+            flag = " (retransmit)" if m.retransmission else ""
+            lines.append(
+                f"{m.time:8.3f} {arrow:<3} {m.exchange:<16} {m.message_id:>3} {m.ike_bytes:>6} "
+                f"{m.udp_bytes:>6} {m.ip_bytes:>6} {m.datagrams:>3}  {m.payloads}{flag}"
+            )
+        t = self.totals()
+        lines.append("-" * len(head))
+        lines.append(
+            f"total: {t['messages']} messages, {t['datagrams']} datagrams, "
+            f"{t['fragments']} fragments, "
+            f"{t['round_trips']} round trips; {t['ike_bytes']} IKE / {t['udp_bytes']} UDP / "
+            f"{t['ip_bytes']} IP bytes"
+        )
+        return "\n".join(lines)
+
+
+__all__ = ["DatagramRecord", "MessageReceived", "MessageRecord", "Trace", "ip_overhead"]
