@@ -1,0 +1,189 @@
+"""``pqike bench handshake``: a whole in-memory handshake against its crypto floor.
+
+The anchor is the "crypto floor": the cryptographic operations that one handshake
+performs (key pairs, encapsulations and DH results of every round, SKEYSEED and prf+
+for each key update on both sides, encryption and decryption of each protected message
+or fragment at its real size, AUTH and IntAuth PRFs, NAT detection hashes, Child SA
+KEYMAT), called straight on the crypto layer with no protocol around them. Both are
+measured in the same run, interleaved, so machine noise hits them alike. The ratio
+says what the protocol machinery (codec, state machine, events) costs on top.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass
+
+from .constants import ExchangeType
+from .crypto import auth as ike_auth
+from .crypto.kex import DEFAULT_REGISTRY
+from .crypto.keys import derive_child_keys, derive_ike_keys, skeyseed, skeyseed_additional
+from .crypto.prf import get_prf
+from .crypto.protect import encr_key_size, get_cipher, integ_key_size
+from .handshake import HandshakeResult, run_handshake
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The crypto work of one handshake, read off a reference run."""
+
+    prf_id: int
+    cipher: tuple[int, int | None, int]
+    esp: tuple[int, int | None, int]
+    methods: tuple[int, ...]
+    protected_plaintexts: tuple[int, ...]
+    intermediate_sizes: tuple[int, ...]
+    sa_init_sizes: tuple[int, int]
+    nonce_size: int
+
+
+def _plan(result: HandshakeResult) -> _Plan:
+    suite = result.suite
+    child = result.child
+    assert suite is not None and child is not None and suite.prf is not None
+    cipher = get_cipher(suite.encr, suite.key_bits, suite.integ)
+    overhead = cipher.encrypted_size(0)
+    sizes = []
+    inter = []
+    sa_init = [0, 0]
+    for m in result.trace.messages:
+        if m.retransmission:
+            continue
+        if m.exchange == ExchangeType.IKE_SA_INIT.name:
+            sa_init[int(m.is_response)] = m.ike_bytes
+            continue
+        frag_rows = [
+            d
+            for d in result.trace.datagrams
+            if (d.sender, d.message_id, d.is_response, d.exchange)
+            == (m.sender, m.message_id, m.is_response, m.exchange)
+        ]
+        header = 28 + (8 if m.fragments else 4)
+        for d in frag_rows:
+            sizes.append(max(d.ike_bytes - header - overhead, 0))
+        if m.exchange == ExchangeType.IKE_INTERMEDIATE.name:
+            inter.append(m.ike_bytes)
+    methods = tuple([suite.ke or 0] + [method for _, method in suite.rounds])
+    return _Plan(
+        suite.prf,
+        (suite.encr, suite.key_bits, suite.integ),
+        (child.suite.encr, child.suite.key_bits, child.suite.integ),
+        methods,
+        tuple(sizes),
+        tuple(inter),
+        (sa_init[0], sa_init[1]),
+        32,
+    )
+
+
+def crypto_floor(plan: _Plan) -> None:
+    """Perform exactly the cryptographic operations of one handshake described by ``plan``."""
+    prf = get_prf(plan.prf_id)
+    cipher = get_cipher(*plan.cipher)
+    ni, nr = os.urandom(plan.nonce_size), os.urandom(plan.nonce_size)
+    spi_i, spi_r = os.urandom(8), os.urandom(8)
+    keys_i = keys_r = None
+    for rnd, method in enumerate(plan.methods):
+        ini = DEFAULT_REGISTRY.create(method)
+        res = DEFAULT_REGISTRY.create(method)
+        data_r, secret_r = res.respond(ini.public_data())
+        secret_i = ini.complete(data_r)
+        for side in (0, 1):
+            secret = secret_i if side == 0 else secret_r
+            prev = keys_i if side == 0 else keys_r
+            seed = (
+                skeyseed(prf, ni, nr, secret)
+                if rnd == 0
+                else skeyseed_additional(prf, prev.sk_d, secret, ni, nr)
+            )
+            k = derive_ike_keys(
+                prf,
+                seed,
+                ni,
+                nr,
+                spi_i,
+                spi_r,
+                encr_key_size=cipher.key_size,
+                integ_key_size=cipher.integ_key_size,
+            )
+            if side == 0:
+                keys_i = k
+            else:
+                keys_r = k
+    assert keys_i is not None
+    for n in plan.protected_plaintexts:
+        aad = os.urandom(32)
+        body = cipher.encrypt(keys_i.sk_ei, keys_i.sk_ai, aad, bytes(n))
+        cipher.decrypt(keys_i.sk_ei, keys_i.sk_ai, aad, body)
+    for size in plan.intermediate_sizes:  # each side chains IntAuth over every message
+        octets = bytes(size)
+        for _ in range(2):
+            ike_auth.int_auth(prf, keys_i.sk_pi, b"", octets)
+    id_body = b"\x02\x00\x00\x00initiator.pqike.example"
+    for size in (*plan.sa_init_sizes, *plan.sa_init_sizes):  # compute and verify, both sides
+        octets = ike_auth.signed_octets(bytes(size), nr, prf, keys_i.sk_pi, id_body)
+        ike_auth.psk_auth(prf, b"pqike-demo-psk", octets)
+    for _ in range(8):  # NAT_DETECTION hashes sent and checked
+        ike_auth.nat_detection_hash(spi_i, spi_r, "192.0.2.1", 500)
+    esp = plan.esp
+    for _ in range(2):
+        derive_child_keys(
+            prf,
+            keys_i.sk_d,
+            ni,
+            nr,
+            encr_key_size=encr_key_size(esp[0], esp[1]),
+            integ_key_size=integ_key_size(esp[2]),
+        )
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    proposal: str
+    runs: int
+    handshake_median: float
+    floor_median: float
+    udp_bytes: int
+    datagrams: int
+
+    @property
+    def ratio(self) -> float:
+        return self.handshake_median / self.floor_median
+
+    def format(self) -> str:
+        return "\n".join(
+            [
+                f"proposal:            {self.proposal}",
+                f"runs:                {self.runs} (interleaved handshake / floor)",
+                f"handshake CPU:       {self.handshake_median * 1e3:.3f} ms median (both sides, "
+                f"{self.datagrams} datagrams, {self.udp_bytes} UDP bytes)",
+                f"crypto floor CPU:    {self.floor_median * 1e3:.3f} ms median "
+                "(the same handshake's crypto operations alone)",
+                f"ratio:               {self.ratio:.2f} (handshake / crypto floor; goal <= 2)",
+            ]
+        )
+
+
+def bench_handshake(proposal: str, esp: str = "aes256gcm16", *, runs: int = 200) -> BenchReport:
+    """Time ``runs`` in-memory handshakes and ``runs`` crypto floors, interleaved."""
+    reference = run_handshake(proposal, esp)
+    if not reference.established:
+        raise RuntimeError(f"the reference handshake failed: {reference.failures}")
+    plan = _plan(reference)
+    hs: list[float] = []
+    fl: list[float] = []
+    for _ in range(3):  # warm caches on both paths
+        run_handshake(proposal, esp)
+        crypto_floor(plan)
+    for _ in range(runs):
+        r = run_handshake(proposal, esp)
+        hs.append(r.cpu_initiator + r.cpu_responder)
+        t0 = time.process_time()
+        crypto_floor(plan)
+        fl.append(time.process_time() - t0)
+    t = reference.trace.totals()
+    return BenchReport(
+        proposal, runs, statistics.median(hs), statistics.median(fl), t["udp_bytes"], t["datagrams"]
+    )

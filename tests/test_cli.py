@@ -1,0 +1,66 @@
+"""The pqike command: algorithms, handshake (table and --json), errors, bench."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from pqike.cli import app
+
+runner = CliRunner()
+
+
+def test_algorithms_lists_each_method_with_sizes_and_availability():
+    out = runner.invoke(app, ["algorithms"])
+    assert out.exit_code == 0
+    lines = {line.split()[0]: line.split() for line in out.stdout.splitlines()[1:]}
+    assert lines["mlkem768"][1:5] == ["36", "kem", "1184", "1088"]
+    assert lines["x25519"][-2:] == ["yes", "openssl"]
+    assert lines["mlkem512"][5] == "no"
+
+
+def test_handshake_prints_the_messages_and_totals():
+    out = runner.invoke(app, ["handshake", "-p", "aes256gcm16-prfsha384-x25519-ke1_mlkem768"])
+    assert out.exit_code == 0, out.stdout
+    assert "IKE_INTERMEDIATE" in out.stdout
+    assert "total: 6 messages, 7 datagrams, 2 fragments, 3 round trips" in out.stdout
+    assert "established: aes256gcm16-prfsha384-x25519-ke1_mlkem768" in out.stdout
+
+
+def test_handshake_json_is_for_scripts():
+    out = runner.invoke(app, ["handshake", "-p", "aes128gcm16-prfsha256-ecp256", "--json"])
+    data = json.loads(out.stdout)
+    assert data["summary"]["established"] is True
+    assert [m["exchange"] for m in data["messages"]] == ["IKE_SA_INIT"] * 2 + ["IKE_AUTH"] * 2
+    assert sum(d["udp_bytes"] for d in data["datagrams"]) == data["summary"]["udp_bytes"]
+
+
+def test_bad_proposal_gets_one_clear_error_naming_the_token():
+    out = runner.invoke(app, ["handshake", "-p", "aes256gcm16-prfsha384-x25591"])
+    assert out.exit_code == 2
+    assert "x25591" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_failed_handshake_exits_1_with_the_reason():
+    out = runner.invoke(
+        app,
+        [
+            "handshake",
+            "-p",
+            "aes256gcm16-prfsha384-x25519",
+            "--responder-proposal",
+            "aes128gcm16-prfsha256-ecp256",
+        ],
+    )
+    assert out.exit_code == 1
+    assert "failed:" in out.stdout
+
+
+def test_bench_prints_a_ratio_against_the_crypto_floor():
+    out = runner.invoke(
+        app, ["bench", "handshake", "-p", "aes256gcm16-prfsha384-x25519", "--runs", "5"]
+    )
+    assert out.exit_code == 0, out.stdout
+    assert "crypto floor CPU" in out.stdout and "ratio:" in out.stdout
