@@ -88,6 +88,8 @@ def int_auth(prf: Prf, sk_p: bytes, previous: bytes, octets: bytes) -> bytes:
 
 
 def _packed(address: _IpAddress) -> bytes:
+    if isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return address.packed  # already parsed: skip ip_address(), which re-parses
     try:
         return ipaddress.ip_address(address).packed
     except ValueError:

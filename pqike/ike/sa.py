@@ -214,6 +214,7 @@ class IkeSa:
         )
         self._last_time = 0.0
         self._half_open_deadline: float | None = None
+        self._ips: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -470,9 +471,15 @@ class IkeSa:
         raw = self._send_request(ExchangeType.IKE_SA_INIT, payloads, now=now, protected=False)
         self._sa_init_request = raw
 
+    def _natd(self, spi_r: bytes, addr: Address) -> bytes:
+        ip = self._ips.get(addr[0])
+        if ip is None:  # parsing an address string costs more than the hash itself
+            ip = self._ips[addr[0]] = ipaddress.ip_address(addr[0])
+        return ike_auth.nat_detection_hash(self.spi_i, spi_r, ip, addr[1])
+
     def _nat_notifies(self, spi_r: bytes) -> list[Payload]:
-        src = ike_auth.nat_detection_hash(self.spi_i, spi_r, self.local[0], self.local[1])
-        dst = ike_auth.nat_detection_hash(self.spi_i, spi_r, self.remote[0], self.remote[1])
+        src = self._natd(spi_r, self.local)
+        dst = self._natd(spi_r, self.remote)
         return [
             NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, src),
             NotifyPayload(NotifyType.NAT_DETECTION_DESTINATION_IP, dst),
@@ -487,10 +494,10 @@ class IkeSa:
         ]
         dst = _has_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
         if srcs:
-            seen = ike_auth.nat_detection_hash(self.spi_i, spi_r, source[0], source[1])
+            seen = self._natd(spi_r, source)
             self._nat_remote = seen not in srcs
         if dst is not None:
-            mine = ike_auth.nat_detection_hash(self.spi_i, spi_r, self.local[0], self.local[1])
+            mine = self._natd(spi_r, self.local)
             self._nat_local = dst.data != mine
 
     def _start_kex(self, method: int) -> None:
@@ -581,17 +588,8 @@ class IkeSa:
             KePayload(ke.method, ke_data),
             NoncePayload(self._nonce_r),
         ]
-        nat = ike_auth.nat_detection_hash
-        out += [
-            NotifyPayload(
-                NotifyType.NAT_DETECTION_SOURCE_IP,
-                nat(self.spi_i, self.spi_r, self.local[0], self.local[1]),
-            ),
-            NotifyPayload(
-                NotifyType.NAT_DETECTION_DESTINATION_IP,
-                nat(self.spi_i, self.spi_r, addr[0], addr[1]),
-            ),
-        ]
+        self.remote = addr
+        out += self._nat_notifies(self.spi_r)
         if self.config.fragmentation and self._peer_fragmentation:
             out.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
         if self._peer_intermediate and suite.rounds:
