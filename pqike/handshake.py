@@ -206,18 +206,18 @@ def drive_pair(
             trace.add(side, ev)
 
     timed("initiator", initiator.initiate, now=now)
-    queue: list[tuple[str, bytes]] = []
+    queue: list[tuple[str, bytes, tuple[str, int], tuple[str, int]]] = []
     while True:
         for side in ("initiator", "responder"):
-            for data, _addr in timed(side, sides[side].datagrams_to_send, now=now):
+            sa = sides[side]
+            for data, dst in timed(side, sa.datagrams_to_send, now=now):
                 arrivals = deliver(side, data, sent) if deliver else [data]
                 sent += 1
-                queue.extend((peer[side], d) for d in arrivals)
+                queue.extend((peer[side], d, sa.local, dst) for d in arrivals)
             drain(side)
         if queue:
-            to, data = queue.pop(0)
-            src = sides[peer[to]].local
-            timed(to, sides[to].receive_datagram, data, src, now=now)
+            to, data, src, dst = queue.pop(0)
+            timed(to, sides[to].receive_datagram, data, src, now=now, local=dst)
             continue
         if _settled(initiator) and _settled(responder):
             break

@@ -117,6 +117,13 @@ class IkeConfiguration:
     cookie_secret: bytes = b"pqike-cookie-secret-0"
     """Responder: secret mixed into COOKIE values; change it to invalidate old cookies."""
 
+    nat_t_port: int = 4500
+    """The NAT-T port we move to from port 500 (RFC 7296 2.23, RFC 3948)."""
+
+    force_nat_t: bool = False
+    """Move to the NAT-T port after IKE_SA_INIT even without a NAT, as strongSwan does
+    when MOBIKE is enabled; otherwise only when NAT detection finds a NAT."""
+
     half_open_timeout: float = 30.0
     """Responder: seconds from the IKE_SA_INIT response to a finished IKE_AUTH before the
     half-open IKE SA is given up (strongSwan's ``half_open_timeout``: 30 s)."""

@@ -214,6 +214,7 @@ class IkeSa:
         )
         self._last_time = 0.0
         self._half_open_deadline: float | None = None
+        self._rx_path: tuple[Address, Address] = (remote, local)
         self._ips: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
 
     # ------------------------------------------------------------------ public API
@@ -312,11 +313,20 @@ class IkeSa:
         """The oldest event not yet read, or ``None``."""
         return self._events.popleft() if self._events else None
 
-    def receive_datagram(self, data: bytes, addr: Address, *, now: float) -> None:
-        """Process one UDP payload from ``addr``. Never raises for anything the peer sent."""
+    def receive_datagram(
+        self, data: bytes, addr: Address, *, now: float, local: Address | None = None
+    ) -> None:
+        """Process one UDP payload from ``addr`` to ``local`` (default: ``self.local``).
+
+        Never raises for anything the peer sent. Once a protected message from a new
+        address pair verifies, replies go there (RFC 7296 2.23: the peer moved to the
+        NAT-T port or its NAT mapping changed).
+        """
         self._last_time = now
         self._reassembler.expire(now)
-        if self._uses_marker(addr):
+        local = local or self.local
+        self._rx_path = (addr, local)
+        if self._uses_marker(addr, local):
             if data[:4] != NON_ESP_MARKER:
                 self._drop(now, "ESP packet or missing non-ESP marker", len(data))
                 return
@@ -330,7 +340,8 @@ class IkeSa:
             self._bad_unparsed(data, exc, addr, now)
             return
         try:
-            self._dispatch(message, addr, now, len(data) + (4 if self._uses_marker(addr) else 0))
+            marker = len(NON_ESP_MARKER) if self._uses_marker(addr, local) else 0
+            self._dispatch(message, addr, now, len(data) + marker)
         except ProtocolError as exc:  # any fault found while handling stays inside the SA
             self._handle_fault(message, exc, now)
 
@@ -723,6 +734,7 @@ class IkeSa:
             )
             return
         self._check_nat(payloads, self.spi_r, addr)
+        self._float_to_nat_t()
         self._install_keys(suite, secret)
         self._rounds = suite.rounds
         self._round_index = 0
@@ -1135,10 +1147,27 @@ class IkeSa:
 
     # ------------------------------------------------------------------ sending
 
-    def _uses_marker(self, addr: Address) -> bool:
+    def _uses_marker(self, addr: Address, local: Address | None = None) -> bool:
         # strongSwan (and RFC 3948 2.2): the marker goes on every IKE message when
         # neither port is 500.
-        return self.local[1] != IKE_PORT and addr[1] != IKE_PORT
+        return (local or self.local)[1] != IKE_PORT and addr[1] != IKE_PORT
+
+    def _adopt_path(self) -> None:
+        """Reply on the path an authenticated message came in on."""
+        addr, local = self._rx_path
+        if (addr, local) != (self.remote, self.local):
+            self.remote, self.local = addr, local
+            self._counters.bump("path_changes")
+
+    def _float_to_nat_t(self) -> None:
+        """RFC 7296 2.23: after IKE_SA_INIT, move from port 500 to the NAT-T port when a
+        NAT was detected (or always, with ``force_nat_t``, as strongSwan does with MOBIKE)."""
+        cfg = self.config
+        if not (self._nat_local or self._nat_remote or cfg.force_nat_t):
+            return
+        if self.local[1] == IKE_PORT and self.remote[1] == IKE_PORT:
+            self.local = (self.local[0], cfg.nat_t_port)
+            self.remote = (self.remote[0], cfg.nat_t_port)
 
     def _emit_datagrams(self, datagrams: list[bytes]) -> None:
         for d in datagrams:
@@ -1241,8 +1270,11 @@ class IkeSa:
         last = message.payloads[-1] if message.payloads else None
         try:
             if isinstance(last, SkfPayload):
-                return self._reassembler.add(message, c.cipher, sk_e, sk_a, now=now)
-            return unprotect(message, c.cipher, sk_e, sk_a)
+                plain = self._reassembler.add(message, c.cipher, sk_e, sk_a, now=now)
+            else:
+                plain = unprotect(message, c.cipher, sk_e, sk_a)
+            self._adopt_path()
+            return plain
         except IntegrityCheckFailed:
             # RFC 7296 2.21.2: an integrity failure is dropped without a reply.
             self._drop(now, "integrity check failed", udp_len)

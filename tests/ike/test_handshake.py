@@ -132,3 +132,17 @@ def test_message_ids_count_up_and_the_trace_names_exchanges():
         ("initiator", ExchangeType.IKE_AUTH.name, 1, False),
         ("responder", ExchangeType.IKE_AUTH.name, 1, True),
     ]
+
+
+def test_force_nat_t_moves_both_peers_to_port_4500_with_the_marker():
+    """RFC 7296 2.23 / RFC 3948 2.2: after IKE_SA_INIT every message carries the marker."""
+    result = run_handshake(
+        "aes256gcm16-prfsha384-x25519", initiator_options={"force_nat_t": True}
+    )
+    assert result.established
+    assert result.initiator.local[1] == 4500 and result.responder.local[1] == 4500
+    assert result.responder.remote[1] == 4500
+    auth = [m for m in result.trace.messages if m.exchange == "IKE_AUTH"]
+    assert all(m.udp_bytes == m.ike_bytes + 4 for m in auth)
+    sa_init = [m for m in result.trace.messages if m.exchange == "IKE_SA_INIT"]
+    assert all(m.udp_bytes == m.ike_bytes for m in sa_init)
