@@ -31,6 +31,7 @@ from .constants import (
     TransformType,
     name_of,
 )
+from .crypto.backends.ids import PRIVATE_USE_KEMS
 from .errors import ConfigurationError, NoProposalChosen
 from .wire.payloads import Proposal, Transform, TransformAttribute
 
@@ -93,10 +94,14 @@ def _build_keywords() -> tuple[Mapping[str, _Key], Mapping[_Key, str]]:
     return MappingProxyType(names), MappingProxyType(canonical)
 
 
-def _build_ke_keywords() -> tuple[Mapping[str, KeyExchangeMethod], Mapping[int, str]]:
-    """Key exchange keywords (strongSwan's table; shared by KE and ke1_ .. ke7_)."""
+def _build_ke_keywords() -> tuple[Mapping[str, int], Mapping[int, str]]:
+    """Key exchange keywords (strongSwan's table; shared by KE and ke1_ .. ke7_).
+
+    Then the KEMs without an IANA number, under their default private-use IDs
+    (``pqike.crypto.backends.ids``: strongSwan's keywords where it had the method).
+    """
     m = KeyExchangeMethod
-    table: list[tuple[KeyExchangeMethod, tuple[str, ...]]] = [
+    table: list[tuple[int, tuple[str, ...]]] = [
         (m.NONE, ("none", "modpnone")),
         (m.MODP768, ("modp768",)),
         (m.MODP1024, ("modp1024",)),
@@ -124,6 +129,7 @@ def _build_ke_keywords() -> tuple[Mapping[str, KeyExchangeMethod], Mapping[int, 
         (m.ML_KEM_768, ("mlkem768",)),
         (m.ML_KEM_1024, ("mlkem1024",)),
     ]
+    table.extend((kem.default_id, (kem.name, *kem.aliases)) for kem in PRIVATE_USE_KEMS)
     names = {keyword: method for method, keywords in table for keyword in keywords}
     canonical: dict[int, str] = {method: keywords[0] for method, keywords in table}
     return MappingProxyType(names), MappingProxyType(canonical)

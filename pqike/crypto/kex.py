@@ -13,7 +13,8 @@ exception type.
 
 The built-in ``"openssl"`` backend uses ``cryptography``: MODP 2048/3072/4096 (RFC 3526),
 ECP 256/384/521 (RFC 5903), Curve25519/Curve448 (RFC 8031) and ML-KEM-768/1024 (FIPS 203).
-Other backends (liboqs, pqcrypto, ...) plug in through :class:`KeyExchangeBackend`.
+Other backends plug in through :class:`KeyExchangeBackend`; ``pqcrypto`` and ``liboqs``
+(:mod:`pqike.crypto.backends`) are registered in :data:`DEFAULT_REGISTRY` and probed lazily.
 """
 
 from __future__ import annotations
@@ -213,6 +214,10 @@ class KeyExchangeRegistry:
                 f"unknown key exchange method name {name!r}", field="key_exchange"
             )
         return method
+
+    def supporting_backends(self, method: int) -> list[str]:
+        """Return the names of every backend that implements ``method``, available or not."""
+        return [name for name, backend in self._backends.items() if backend.supports(method)]
 
     def backends_for(self, method: int) -> list[str]:
         """Return the names of the available backends that support ``method``, in order."""
@@ -731,15 +736,20 @@ def _probe_curve(curve: ec.EllipticCurve) -> bool:
 
 
 def _default_registry() -> KeyExchangeRegistry:
+    # The optional backends build on this module's interface, so they are imported here,
+    # once it is defined. They import no library until asked whether they are available.
+    from .backends import register_optional_backends
+
     registry = KeyExchangeRegistry()
     registry.register(OpenSslBackend(), infos=STANDARD_METHODS)
+    register_optional_backends(registry)
     return registry
 
 
 DEFAULT_REGISTRY: KeyExchangeRegistry = _default_registry()
-"""The registry :func:`create_key_exchange` uses: every standard method, the OpenSSL backend.
-
-Later backends register here (``DEFAULT_REGISTRY.register(backend)``) when they load.
+"""The registry :func:`create_key_exchange` uses: the standard methods and the private-use
+KEMs of :mod:`pqike.crypto.backends.ids`; backends ``openssl``, ``pqcrypto``, ``liboqs``
+in that order (the first available one that supports a method is its default).
 """
 
 
