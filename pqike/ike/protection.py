@@ -232,7 +232,9 @@ class Reassembler:
     def expire(self, now: float) -> None:
         """Drop a partial message older than the reassembly time-out."""
         cur = self._current
-        if cur is not None and now - cur.started > self.limits.timeout:
+        # Compare with deadline() itself: ``now - started > timeout`` can stay false at
+        # the very deadline get_timer() reported, and a driver would fire it forever.
+        if cur is not None and now >= cur.started + self.limits.timeout:
             self._current = None
             self.stats["messages_dropped"] += 1
 

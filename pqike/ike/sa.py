@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..constants import (
     ADDKE_TYPES,
@@ -636,9 +636,15 @@ class IkeSa:
             hdr.spi_i, b"\x00" * 8, 0, ExchangeType.IKE_SA_INIT, HeaderFlag.RESPONSE, hdr.message_id
         )
         raw = encode_message(header, payloads)
-        self._emit_datagrams([raw])
+        # Back to where the request came from, marked like it (RFC 3948 2.2): this SA may
+        # not even have a peer address yet.
+        addr, local = self._rx_path
+        marker = NON_ESP_MARKER if self._uses_marker(addr, local) else b""
+        self._out.append((marker + raw, addr))
         types = tuple(int(p.payload_type) for p in payloads)
-        self._events.append(self._sent_event(header, (raw,), types, now, len(raw)))
+        event = self._sent_event(header, (raw,), types, now, len(raw))
+        self._events.append(replace(event, datagram_sizes=(len(marker) + len(raw),),
+                                    destination=addr))
 
     def _on_sa_init_response(
         self, message: Message, addr: Address, now: float, udp_len: int
@@ -1122,6 +1128,23 @@ class IkeSa:
                 self._nat_remote,
             )
         )
+        self._release_handshake_state()
+
+    def _release_handshake_state(self) -> None:
+        """Free what only the handshake needed, so an established SA stays small.
+
+        The IKE_SA_INIT messages and IntAuth values were only needed for AUTH, the key
+        exchange object only for its round, the address cache only for NAT detection.
+        Kept: keys, nonces (first Child SA KEYMAT, RFC 7296 2.17) and the cached last
+        response (answering a retransmitted request, RFC 7296 2.1).
+        """
+        self._sa_init_request = self._sa_init_response = b""
+        self._kex = None
+        self._cookie = b""
+        self._current_request = None
+        self._ips.clear()
+        if self._crypto is not None:
+            self._crypto.int_auth_i = self._crypto.int_auth_r = b""
 
     # ------------------------------------------------------------------ INFORMATIONAL
 
