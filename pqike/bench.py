@@ -187,3 +187,133 @@ def bench_handshake(proposal: str, esp: str = "aes256gcm16", *, runs: int = 200)
     return BenchReport(
         proposal, runs, statistics.median(hs), statistics.median(fl), t["udp_bytes"], t["datagrams"]
     )
+
+
+# --- pqike bench memory --------------------------------------------------------------------
+
+MEMORY_TARGET = 10 * 1024
+"""Bytes per established IKE SA that one responder process may hold (the 10 KB goal)."""
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """Memory a responder ``IkeEndpoint`` holds per established IKE SA."""
+
+    proposal: str
+    sas: int
+    established: int
+    traced: bool
+    bytes_per_sa: float
+    """Python heap (tracemalloc) or resident set growth per SA, above the idle endpoint."""
+    peak_bytes: int
+    rss_bytes_per_sa: float
+    seconds: float
+
+    @property
+    def ratio(self) -> float:
+        return self.bytes_per_sa / MEMORY_TARGET
+
+    def format(self) -> str:
+        what = "Python heap (tracemalloc)" if self.traced else "resident set (RSS)"
+        lines = [
+            f"proposal:            {self.proposal}",
+            f"IKE SAs:             {self.established} established of {self.sas}, held by one "
+            "responder IkeEndpoint (initiators discarded)",
+            f"per SA:              {self.bytes_per_sa:,.0f} bytes of {what} above the idle "
+            "endpoint",
+            f"ratio:               {self.ratio:.2f} (per SA / {MEMORY_TARGET:,} bytes; goal <= 1)",
+        ]
+        if self.traced:
+            lines.append(
+                f"RSS growth per SA:   {self.rss_bytes_per_sa:,.0f} bytes (includes tracemalloc's "
+                "own bookkeeping; run with --rss for RSS alone)"
+            )
+        lines.append(f"time:                {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):  # not Linux: the figure is reported as 0
+        return 0
+
+
+def _establish_into(endpoint, config, *, now: float) -> bool:
+    """One in-memory initiator against ``endpoint``; the initiator is dropped afterwards."""
+    from .ike.sa import IkeSa
+
+    local, remote = ("198.51.100.1", 500), ("198.51.100.2", 500)
+    initiator = IkeSa(config, is_initiator=True, local=local, remote=remote)
+    initiator.initiate(now=now)
+    for _ in range(64):
+        moved = False
+        for data, dst in initiator.datagrams_to_send(now=now):
+            endpoint.receive_datagram(data, initiator.local, local=dst, now=now)
+            moved = True
+        for data, src, dst in endpoint.datagrams_to_send(now=now):
+            initiator.receive_datagram(data, src, now=now, local=dst)
+            moved = True
+        while endpoint.next_event() is not None:
+            pass
+        while initiator.next_event() is not None:
+            pass
+        if not moved:
+            break
+    return initiator.is_established
+
+
+def bench_memory(
+    sas: int = 10_000,
+    proposal: str = "aes256gcm16-prfsha384-x25519",
+    esp: str = "aes256gcm16",
+    *,
+    traced: bool = True,
+) -> MemoryReport:
+    """Hold ``sas`` established IKE SAs in one responder endpoint and measure the growth.
+
+    With ``traced`` the figure is tracemalloc's count of Python allocations (what the
+    objects themselves take, exact, but blind to OpenSSL's own heap); without it, the
+    growth of the resident set (everything, page-granular, noisier).
+    """
+    import gc
+    import tracemalloc
+
+    from .handshake import make_config
+    from .ike.endpoint import IkeEndpoint
+
+    responder = make_config(proposal, esp, local_id="responder.pqike.example")
+    initiator = make_config(
+        proposal, esp, local_id="initiator.pqike.example", remote_id="responder.pqike.example"
+    )
+    warm = IkeEndpoint(responder)
+    for _ in range(20):  # module caches, key exchange backends, allocator arenas
+        _establish_into(warm, initiator, now=0.0)
+    del warm
+    endpoint = IkeEndpoint(responder)
+    gc.collect()
+    t0 = time.perf_counter()
+    if traced:
+        tracemalloc.start()
+    base, rss0 = (tracemalloc.get_traced_memory()[0] if traced else 0), _rss()
+    established = 0
+    now = 0.0
+    for _ in range(sas):
+        established += _establish_into(endpoint, initiator, now=now)
+        now += 0.001
+    gc.collect()
+    rss1 = _rss()
+    if traced:
+        current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        per_sa = (current - base) / max(sas, 1)
+    else:
+        peak = 0
+        per_sa = (rss1 - rss0) / max(sas, 1)
+    seconds = time.perf_counter() - t0
+    if len(endpoint) != established:
+        raise RuntimeError(f"the endpoint holds {len(endpoint)} IKE SAs, not {established}")
+    return MemoryReport(
+        proposal, sas, established, traced, per_sa, peak, (rss1 - rss0) / max(sas, 1), seconds
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import typer
 
@@ -32,7 +33,7 @@ def algorithms(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 
     rows = []
     for info in DEFAULT_REGISTRY.methods():
-        backends = DEFAULT_REGISTRY.backends_for(info.method)
+        backends = DEFAULT_REGISTRY.supporting_backends(info.method)
         rows.append(
             {
                 "name": info.name,
@@ -51,14 +52,14 @@ def algorithms(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
         typer.echo(json.dumps(rows, indent=2))
         return
     typer.echo(
-        f"{'method':<11} {'id':>4} {'kind':<5} {'KEi':>7} {'KEr':>7}  {'available':<9}  backends"
+        f"{'method':<15} {'id':>5} {'kind':<5} {'KEi':>7} {'KEr':>7}  {'available':<9}  backends"
     )
     for r in rows:
         bk = ", ".join(
             f"{b['name']}{'' if b['available'] else ' (unavailable)'}" for b in r["backends"]
         )
         typer.echo(
-            f"{r['name']:<11} {r['id']:>4} {r['kind']:<5} {r['initiator_bytes']:>7} "
+            f"{r['name']:<15} {r['id']:>5} {r['kind']:<5} {r['initiator_bytes']:>7} "
             f"{r['responder_bytes']:>7}  {'yes' if r['available'] else 'no':<9}  {bk or '-'}"
         )
 
@@ -129,6 +130,112 @@ def handshake(
         raise typer.Exit(1)
 
 
+def _load_peer(config: str):
+    from .io.config import load_peer_config
+
+    try:
+        return load_peer_config(config)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text) if text else None
+
+
+@app.command()
+def initiate(
+    config: str = typer.Option(..., "--config", "-c", help="Peer configuration (TOML)."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for the IKE SA."),
+    pcap: str | None = typer.Option(None, "--pcap", help="Write every datagram to a pcap."),
+    keylog: str | None = typer.Option(
+        None, "--keylog", help="Write the IKE keys as a Wireshark ikev2_decryption_table."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    delete: bool = typer.Option(
+        True, "--delete/--no-delete", help="Delete the IKE SA again once it is up."
+    ),
+) -> None:
+    """Bring up one IKE SA (and Child SA) with [peer] remote over UDP; print every message."""
+    import asyncio
+
+    from .io.peer import initiate as run
+    from .io.udp import format_address
+
+    peer = _load_peer(config)
+    try:
+        result = asyncio.run(
+            run(peer, timeout=timeout, pcap=_path(pcap), keylog=_path(keylog), delete=delete)
+        )
+    except OSError as exc:
+        _fail(f"network: {exc}")
+        return
+    if as_json:
+        typer.echo(json.dumps(result.summary(), indent=2))
+    else:
+        typer.echo(f"{format_address(result.local)} -> {format_address(result.remote)}")
+        typer.echo(result.trace.format_table())
+        if result.ike is not None:
+            ike = result.ike
+            typer.echo(
+                f"established: {ike.suite.describe()} SPIs {ike.spi_i.hex()}_i {ike.spi_r.hex()}_r"
+                f" (additional key exchanges: {ike.intermediate_exchanges})"
+                f" in {result.elapsed * 1e3:.1f} ms"
+            )
+        if result.child is not None:
+            child = result.child
+            typer.echo(
+                f"child SA: {child.suite.describe()} SPIs {child.spi_i.hex()}_i "
+                f"{child.spi_r.hex()}_r TSi {', '.join(map(str, child.ts_i))} "
+                f"TSr {', '.join(map(str, child.ts_r))}"
+            )
+    if not result.established:
+        typer.echo(f"failed: {result.failure}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def respond(
+    config: str = typer.Option(..., "--config", "-c", help="Peer configuration (TOML)."),
+    pcap: str | None = typer.Option(None, "--pcap", help="Write every datagram to a pcap."),
+    keylog: str | None = typer.Option(
+        None, "--keylog", help="Write the IKE keys as a Wireshark ikev2_decryption_table."
+    ),
+) -> None:
+    """Answer IKE SAs on [peer] local until SIGINT or SIGTERM; log each SA up or failed."""
+    import asyncio
+    import signal
+
+    from .io.peer import serve
+    from .io.udp import format_address
+
+    peer = _load_peer(config)
+
+    def say(line: str) -> None:
+        typer.echo(line)
+        sys.stdout.flush()
+
+    async def main() -> dict[str, int]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def ready(udp) -> None:
+            where = ", ".join(format_address(a) for a in udp.local_addresses)
+            say(f"listening on {where}")
+
+        return await serve(peer, stop, log=say, pcap=_path(pcap), keylog=_path(keylog), ready=ready)
+
+    try:
+        stats = asyncio.run(main())
+    except OSError as exc:
+        _fail(f"network: {exc}")
+        return
+    counters = ", ".join(f"{k}={v}" for k, v in sorted(stats.items()))
+    say(f"stopped: {counters or 'no datagrams received'}")
+
+
 @bench_app.command("handshake")
 def bench_handshake(
     proposal: str = typer.Option("aes256gcm16-prfsha384-x25519", "-p", "--proposal"),
@@ -144,6 +251,135 @@ def bench_handshake(
         _fail(str(exc))
         return
     typer.echo(report.format())
+
+
+@bench_app.command("memory")
+def bench_memory(
+    sas: int = typer.Option(10_000, "--sas", help="Established IKE SAs to hold."),
+    proposal: str = typer.Option("aes256gcm16-prfsha384-x25519", "-p", "--proposal"),
+    esp: str = typer.Option("aes256gcm16", "--esp"),
+    rss: bool = typer.Option(False, "--rss", help="Measure resident set growth instead."),
+) -> None:
+    """Bytes per established IKE SA held by one responder endpoint, against 10 KB."""
+    from .bench import bench_memory as run
+
+    try:
+        report = run(sas, proposal, esp, traced=not rss)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(report.format())
+
+
+# --- pqike experiment: the experiment runner (pqike.lab) -----------------------------
+
+experiment_app = typer.Typer(
+    help="Experiments: specs (TOML) in experiments/, tables, plots and report in results/.",
+    no_args_is_help=True,
+)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("run")
+def experiment_run(
+    spec: str = typer.Argument(
+        ..., help="The spec file, e.g. experiments/hybrid-vs-classical.toml."
+    ),
+    out: str | None = typer.Option(
+        None, "--out", help="Results directory (default: results/<experiment name>)."
+    ),
+    repeat: int | None = typer.Option(
+        None, "--repeat", min=1, help="Repetitions in every cell instead of the spec's."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Run every cell of SPEC; an interrupted run resumes where it stopped."""
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from .lab import check_pairs, default_pairs, load_spec, run_experiment
+
+    pairs = default_pairs()
+    try:
+        loaded = load_spec(spec)
+        if repeat is not None:
+            loaded = loaded.with_repetitions(repeat)
+        check_pairs(loaded, pairs)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        return
+    target = Path(out) if out else Path("results") / loaded.name
+    total = sum(loaded.repetitions_for(c) for c in loaded.cells())
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=quiet,
+        transient=False,
+    )
+    state = {"cells": 0}
+    try:
+        with bar:
+            task = bar.add_task(f"{loaded.name}: handshakes", total=total)
+
+            def progress(p) -> None:
+                state["cells"] = p.cells_done
+                bar.update(task, completed=p.handshakes_done)
+
+            result = run_experiment(loaded, target, pairs=pairs, progress=progress)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        return
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted: {state['cells']} of {len(loaded.cells())} cells are saved in "
+            f"{target}; run the same command again to finish the rest",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    ok = int(result.handshakes["established"].sum())
+    dropped = result.cells_discarded
+    typer.echo(
+        f"{len(result.cells_run)} cells run, {len(result.cells_skipped)} already done"
+        + (f", {dropped} discarded (the spec changed)" if dropped else "")
+        + f"; {ok} of {len(result.handshakes)} handshakes established"
+    )
+    typer.echo(f"results: {target}/  report: {result.report}")
+
+
+@experiment_app.command("report")
+def experiment_report(
+    directory: str = typer.Argument(..., help="A results directory (with handshakes.csv)."),
+) -> None:
+    """Rebuild summary.csv, the plots and report.md from the CSV tables in DIRECTORY."""
+    from pathlib import Path
+
+    from .lab import build_report
+
+    if not (Path(directory) / "handshakes.csv").is_file():
+        _fail(f"{directory}: no handshakes.csv here (run `pqike experiment run SPEC` first)")
+        return
+    typer.echo(f"report: {build_report(directory)}")
+
+
+@experiment_app.command("list")
+def experiment_list(
+    directory: str = typer.Option("experiments", "--dir", help="Where the specs are."),
+) -> None:
+    """List the specs in experiments/ with their one-line description."""
+    from pathlib import Path
+
+    from .lab import describe_spec
+
+    specs = sorted(Path(directory).glob("*.toml"))
+    if not specs:
+        _fail(f"{directory}: no experiment specs (*.toml) here")
+        return
+    width = max(len(str(p)) for p in specs)
+    for path in specs:
+        typer.echo(f"{path!s:<{width}}  {describe_spec(path)}")
 
 
 def main() -> None:

@@ -1,0 +1,418 @@
+"""A pqike peer's TOML configuration (``pqike respond`` / ``pqike initiate --config``).
+
+See ``interop/pqike-peer.example.toml`` for every key with its default. Sections:
+
+``[peer]``
+    ``local`` (address or list of addresses to bind, required), ``port`` (500),
+    ``nat_t_port`` (4500), ``remote`` (the peer's address: required to initiate; a
+    responder with one answers only that address), ``remote_port`` (500),
+    ``local_id`` (required), ``remote_id`` (optional: any authenticated identity),
+    ``psk`` (text) or ``psk_hex``.
+``[ike]``
+    ``proposals`` (strongSwan syntax), ``fragmentation``, ``fragment_size``,
+    ``force_nat_t``.
+``[esp]``
+    ``proposals``, ``mode`` (``tunnel``/``transport``), ``local_ts`` and ``remote_ts``
+    (CIDR lists).
+``[retransmit]``
+    ``timeout``, ``base``, ``tries``.
+``[responder]``
+    ``max_half_open``, ``max_half_open_per_peer``, ``cookie_threshold``,
+    ``require_cookie``, ``half_open_timeout``, ``closed_linger``.
+
+Every mistake raises one ``ConfigurationError`` whose single sentence names the file,
+the section and the key, e.g. ``peer.toml: [ike] proposals: unknown algorithm 'aes999'
+in proposal 'aes999-prfsha256-x25519'``; its ``field`` is ``"ike.proposals"``.
+Unknown sections and keys are mistakes too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..constants import ADDKE_TYPES, ProtocolId, TransformType
+from ..crypto.kex import DEFAULT_REGISTRY
+from ..errors import ConfigurationError
+from ..ike.config import Identity, IkeConfiguration
+from ..ike.endpoint import Address, EndpointLimits
+from ..proposal import parse_proposals
+from ..wire.payloads import Proposal, TrafficSelector
+
+_DEFAULT_TS = ("0.0.0.0/0", "::/0")
+
+_SCHEMA: dict[str, tuple[str, ...]] = {
+    "peer": (
+        "local",
+        "port",
+        "nat_t_port",
+        "remote",
+        "remote_port",
+        "local_id",
+        "remote_id",
+        "psk",
+        "psk_hex",
+    ),
+    "ike": ("proposals", "fragmentation", "fragment_size", "force_nat_t"),
+    "esp": ("proposals", "mode", "local_ts", "remote_ts"),
+    "retransmit": ("timeout", "base", "tries"),
+    "responder": (
+        "max_half_open",
+        "max_half_open_per_peer",
+        "cookie_threshold",
+        "require_cookie",
+        "half_open_timeout",
+        "closed_linger",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """A loaded peer configuration: where to listen, whom to talk to, and the IKE SA setup."""
+
+    source: str
+    """The file name (or label) errors are reported against."""
+    local_addresses: tuple[str, ...]
+    """Addresses to bind; one socket per address and port."""
+    port: int
+    """Our IKE port (0: any free port)."""
+    nat_t_port: int
+    """Our NAT-T port (0: any free port)."""
+    remote_address: str | None
+    remote_port: int
+    ike: IkeConfiguration
+    limits: EndpointLimits
+
+    @property
+    def remote(self) -> Address:
+        """The peer to initiate to; ``ConfigurationError`` when ``[peer] remote`` is missing."""
+        if self.remote_address is None:
+            raise ConfigurationError(
+                f"{self.source}: [peer] remote: required to initiate", field="peer.remote"
+            )
+        return (self.remote_address, self.remote_port)
+
+    def local_for(self, remote_address: str) -> str:
+        """Our bound address of the same family as ``remote_address``."""
+        version = ipaddress.ip_address(remote_address).version
+        for addr in self.local_addresses:
+            if ipaddress.ip_address(addr).version == version:
+                return addr
+        raise ConfigurationError(
+            f"{self.source}: [peer] local: no IPv{version} address to reach {remote_address}",
+            field="peer.local",
+        )
+
+    def responder_config(self) -> Callable[[Address, Address], IkeConfiguration | None]:
+        """A ``config_for(local, remote)`` for ``IkeEndpoint``: our IKE configuration for
+        every peer, or only for ``[peer] remote`` when it is set."""
+        only = (
+            ipaddress.ip_address(self.remote_address) if self.remote_address is not None else None
+        )
+        ike = self.ike
+
+        def config_for(local: Address, remote: Address) -> IkeConfiguration | None:
+            if only is not None and ipaddress.ip_address(remote[0]) != only:
+                return None
+            return ike
+
+        return config_for
+
+
+def load_peer_config(path: str | Path, *, registry=DEFAULT_REGISTRY) -> PeerConfig:
+    """Read and check a peer configuration file; every key exchange method it names must
+    have an available backend in ``registry``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{path}: cannot be read ({exc.strerror or exc})", field="file"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{path}: is not UTF-8 text", field="file") from None
+    return parse_peer_config(text, source=str(path), registry=registry)
+
+
+def parse_peer_config(
+    text: str, *, source: str = "peer.toml", registry=DEFAULT_REGISTRY
+) -> PeerConfig:
+    """Check a peer configuration given as TOML text; ``source`` names it in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{source}: invalid TOML: {exc}", field="file") from None
+    return _Reader(source, data, registry).peer_config()
+
+
+class _Reader:
+    """Reads one checked value at a time; every error names ``[section] key``."""
+
+    def __init__(self, source: str, data: dict[str, Any], registry) -> None:
+        self.source = source
+        self.data = data
+        self.registry = registry
+        for section, value in data.items():
+            if section not in _SCHEMA:
+                raise ConfigurationError(
+                    f"{source}: [{section}]: unknown section; expected one of "
+                    + ", ".join(f"[{s}]" for s in _SCHEMA),
+                    field=section,
+                )
+            if not isinstance(value, dict):
+                raise ConfigurationError(
+                    f"{source}: {section}: must be a [{section}] section", field=section
+                )
+            for key in value:
+                if key not in _SCHEMA[section]:
+                    raise ConfigurationError(
+                        f"{source}: [{section}] {key}: unknown key; expected one of "
+                        + ", ".join(_SCHEMA[section]),
+                        field=f"{section}.{key}",
+                    )
+
+    def error(self, section: str, key: str, problem: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"{self.source}: [{section}] {key}: {problem}", field=f"{section}.{key}"
+        )
+
+    def raw(self, section: str, key: str) -> Any:
+        return self.data.get(section, {}).get(key)
+
+    def has(self, section: str, key: str) -> bool:
+        return key in self.data.get(section, {})
+
+    def string(self, section: str, key: str, default: str | None = None) -> str | None:
+        value = self.raw(section, key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self.error(section, key, f"must be a string, not {_kind(value)}")
+        return value
+
+    def required(self, section: str, key: str) -> str:
+        value = self.string(section, key)
+        if value is None or not value.strip():
+            raise self.error(section, key, "is required")
+        return value.strip()
+
+    def boolean(self, section: str, key: str, default: bool) -> bool:
+        value = self.raw(section, key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(section, key, f"must be true or false, not {_kind(value)}")
+        return value
+
+    def integer(
+        self, section: str, key: str, default: int | None, lo: int, hi: int | None = None
+    ) -> int | None:
+        value = self.raw(section, key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(section, key, f"must be an integer, not {_kind(value)}")
+        if value < lo or (hi is not None and value > hi):
+            span = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+            raise self.error(section, key, f"must be {span}, not {value}")
+        return value
+
+    def number(
+        self, section: str, key: str, default: float, *, lo: float = 0.0, strict: bool = True
+    ) -> float:
+        value = self.raw(section, key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(section, key, f"must be a number, not {_kind(value)}")
+        if not math.isfinite(value) or value < lo or (strict and value == lo):
+            bound = f"greater than {lo:g}" if strict else f"at least {lo:g}"
+            raise self.error(section, key, f"must be {bound}, not {value}")
+        return float(value)
+
+    def address(self, section: str, key: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self.error(section, key, f"must be an IP address string, not {_kind(value)}")
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise self.error(section, key, f"'{value}' is not an IPv4 or IPv6 address") from None
+
+    def addresses(self, section: str, key: str) -> tuple[str, ...]:
+        value = self.raw(section, key)
+        if value is None:
+            raise self.error(section, key, "is required")
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise self.error(section, key, "must name at least one address")
+        out = tuple(self.address(section, key, v) for v in items)
+        if len(set(out)) != len(out):
+            raise self.error(section, key, "names an address twice")
+        return out
+
+    def identity(self, section: str, key: str, text: str) -> Identity:
+        try:
+            return Identity.parse(text)
+        except ConfigurationError as exc:
+            raise self.error(section, key, str(exc)) from None
+
+    def proposals(self, section: str, default: str, protocol: int) -> tuple[Proposal, ...]:
+        text = self.string(section, "proposals", default)
+        assert text is not None
+        try:
+            proposals = parse_proposals(text, protocol=protocol)
+        except ConfigurationError as exc:
+            raise self.error(section, "proposals", str(exc)) from None
+        names = {info.method: info.name for info in DEFAULT_REGISTRY.methods()}
+        for proposal in proposals:
+            for t in proposal.transforms:
+                if t.type in (TransformType.KE, *ADDKE_TYPES) and t.id != 0:
+                    if not self.registry.is_available(t.id):
+                        name = names.get(t.id, str(t.id))
+                        raise self.error(
+                            section,
+                            "proposals",
+                            f"key exchange method '{name}' has no crypto backend here "
+                            "(see 'pqike algorithms')",
+                        )
+        return proposals
+
+    def selectors(self, section: str, key: str) -> tuple[TrafficSelector, ...]:
+        value = self.raw(section, key)
+        if value is None:
+            value = list(_DEFAULT_TS)
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise self.error(section, key, "must name at least one network")
+        out = []
+        for item in items:
+            if not isinstance(item, str):
+                raise self.error(section, key, f"must list CIDR strings, not {_kind(item)}")
+            try:
+                out.append(TrafficSelector.from_network(item.strip()))
+            except ValueError:
+                raise self.error(section, key, f"'{item}' is not a network in CIDR form") from None
+        return tuple(out)
+
+    def psk(self) -> bytes:
+        text, hexed = self.raw("peer", "psk"), self.raw("peer", "psk_hex")
+        if text is not None and hexed is not None:
+            raise self.error("peer", "psk", "give either psk or psk_hex, not both")
+        if hexed is not None:
+            if not isinstance(hexed, str):
+                raise self.error("peer", "psk_hex", f"must be a string, not {_kind(hexed)}")
+            digits = hexed.strip().removeprefix("0x").replace(":", "").replace(" ", "")
+            try:
+                key = bytes.fromhex(digits)
+            except ValueError:
+                raise self.error("peer", "psk_hex", "must be hexadecimal digits") from None
+            if not key:
+                raise self.error("peer", "psk_hex", "must not be empty")
+            return key
+        if text is None:
+            raise self.error("peer", "psk", "is required (or give psk_hex)")
+        if not isinstance(text, str):
+            raise self.error("peer", "psk", f"must be a string, not {_kind(text)}")
+        if not text:
+            raise self.error("peer", "psk", "must not be empty")
+        return text.encode("utf-8")
+
+    def peer_config(self) -> PeerConfig:
+        local = self.addresses("peer", "local")
+        port = self.integer("peer", "port", 500, 0, 65535)
+        nat_t_port = self.integer("peer", "nat_t_port", 4500, 0, 65535)
+        assert port is not None and nat_t_port is not None
+        if port == nat_t_port and port != 0:
+            raise self.error("peer", "nat_t_port", f"must differ from port ({port})")
+        remote = None
+        if self.raw("peer", "remote") is not None:
+            remote = self.address("peer", "remote", self.raw("peer", "remote"))
+            version = ipaddress.ip_address(remote).version
+            if all(ipaddress.ip_address(a).version != version for a in local):
+                raise self.error(
+                    "peer", "remote", f"no [peer] local address is IPv{version} like {remote}"
+                )
+        remote_port = self.integer("peer", "remote_port", 500, 1, 65535)
+        assert remote_port is not None
+        local_id = self.identity("peer", "local_id", self.required("peer", "local_id"))
+        remote_text = self.string("peer", "remote_id")
+        remote_id = (
+            self.identity("peer", "remote_id", remote_text.strip())
+            if remote_text is not None
+            else None
+        )
+        psk = self.psk()
+
+        ike_proposals = self.proposals("ike", "aes256gcm16-prfsha384-x25519", ProtocolId.IKE)
+        fragment_size = self.integer("ike", "fragment_size", 1280, 576, 65535)
+        assert fragment_size is not None
+
+        esp_proposals = self.proposals("esp", "aes256gcm16", ProtocolId.ESP)
+        mode = self.string("esp", "mode", "tunnel")
+        if mode not in ("tunnel", "transport"):
+            raise self.error("esp", "mode", f"must be 'tunnel' or 'transport', not '{mode}'")
+
+        tries = self.integer("retransmit", "tries", 5, 0, 100)
+        assert tries is not None
+        base = self.number("retransmit", "base", 1.8, lo=1.0, strict=False)
+
+        max_half_open = self.integer("responder", "max_half_open", 1000, 0)
+        assert max_half_open is not None
+        limits = EndpointLimits(
+            max_half_open=max_half_open,
+            max_half_open_per_peer=self.integer("responder", "max_half_open_per_peer", None, 0),
+            cookie_threshold=self.integer("responder", "cookie_threshold", None, 0),
+            closed_linger=self.number("responder", "closed_linger", 30.0, strict=False),
+        )
+        try:
+            ike = IkeConfiguration(
+                ike_proposals=ike_proposals,
+                esp_proposals=esp_proposals,
+                local_id=local_id,
+                psk=psk,
+                remote_id=remote_id,
+                local_ts=self.selectors("esp", "local_ts"),
+                remote_ts=self.selectors("esp", "remote_ts"),
+                transport_mode=mode == "transport",
+                fragmentation=self.boolean("ike", "fragmentation", True),
+                fragment_size=fragment_size,
+                retransmit_timeout=self.number("retransmit", "timeout", 4.0),
+                retransmit_base=base,
+                retransmit_tries=tries,
+                require_cookie=self.boolean("responder", "require_cookie", False),
+                nat_t_port=nat_t_port or 4500,
+                force_nat_t=self.boolean("ike", "force_nat_t", False),
+                half_open_timeout=self.number("responder", "half_open_timeout", 30.0),
+            )
+        except ConfigurationError as exc:  # a cross-field rule of IkeConfiguration itself
+            raise ConfigurationError(f"{self.source}: {exc}", field=exc.field) from None
+        return PeerConfig(
+            source=self.source,
+            local_addresses=local,
+            port=port,
+            nat_t_port=nat_t_port,
+            remote_address=remote,
+            remote_port=remote_port,
+            ike=ike,
+            limits=limits,
+        )
+
+
+def _kind(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+__all__ = ["PeerConfig", "load_peer_config", "parse_peer_config"]

@@ -1,0 +1,314 @@
+"""The peer TOML file: defaults, the example file, and one clear error per bad field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pqike.constants import IdType, TransformType
+from pqike.crypto.kex import STANDARD_METHODS, KeyExchangeRegistry, OpenSslBackend
+from pqike.errors import ConfigurationError
+from pqike.io.config import load_peer_config, parse_peer_config
+
+EXAMPLE = Path(__file__).parents[2] / "interop" / "pqike-peer.example.toml"
+
+MINIMAL = """
+[peer]
+local = "127.0.0.1"
+local_id = "initiator.pqike.example"
+psk = "pqike-demo-psk"
+"""
+
+
+def with_keys(section: str, *lines: str, base: str = MINIMAL) -> str:
+    """``base`` with ``lines`` added to ``section`` (created at the end if absent)."""
+    if f"[{section}]" in base:
+        return base.replace(f"[{section}]\n", f"[{section}]\n" + "\n".join(lines) + "\n", 1)
+    return base + f"\n[{section}]\n" + "\n".join(lines) + "\n"
+
+
+def error_of(text: str) -> ConfigurationError:
+    with pytest.raises(ConfigurationError) as info:
+        parse_peer_config(text, source="peer.toml")
+    return info.value
+
+
+def test_a_minimal_file_gets_strongswan_like_defaults():
+    peer = parse_peer_config(MINIMAL)
+    assert peer.local_addresses == ("127.0.0.1",)
+    assert (peer.port, peer.nat_t_port, peer.remote_address) == (500, 4500, None)
+    ike = peer.ike
+    assert ike.psk == b"pqike-demo-psk"
+    assert ike.local_id.id_type == IdType.ID_FQDN and ike.remote_id is None
+    assert (ike.fragmentation, ike.fragment_size, ike.transport_mode) == (True, 1280, False)
+    assert (ike.retransmit_timeout, ike.retransmit_base, ike.retransmit_tries) == (4.0, 1.8, 5)
+    assert [str(ts) for ts in ike.local_ts] == [
+        "0.0.0.0-255.255.255.255",
+        "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    ]
+
+
+def test_the_documented_example_file_loads():
+    peer = load_peer_config(EXAMPLE)
+    assert peer.remote == ("127.0.0.2", 500)
+    assert peer.local_for("127.0.0.2") == "127.0.0.1"
+    types = {t.type for t in peer.ike.ike_proposals[0].transforms}
+    assert TransformType.ADDKE1 in types
+
+
+def test_every_field_is_read():
+    text = """
+[peer]
+local = ["127.0.0.1", "::1"]
+port = 15500
+nat_t_port = 15501
+remote = "::1"
+remote_port = 15600
+local_id = "198.51.100.1"
+remote_id = "keyid:0102"
+psk_hex = "0x00:01:ff"
+[ike]
+proposals = "aes128gcm16-prfsha256-ecp256, aes256gcm16-prfsha384-x25519-ke1_mlkem768"
+fragmentation = false
+fragment_size = 1400
+force_nat_t = true
+[esp]
+proposals = "aes256-sha256-esn"
+mode = "transport"
+local_ts = ["10.1.0.0/16"]
+remote_ts = "10.2.0.0/24"
+[retransmit]
+timeout = 0.5
+base = 1
+tries = 2
+[responder]
+max_half_open = 10
+max_half_open_per_peer = 3
+cookie_threshold = 5
+require_cookie = true
+half_open_timeout = 5
+closed_linger = 0
+"""
+    peer = parse_peer_config(text)
+    assert peer.local_addresses == ("127.0.0.1", "::1")
+    assert (peer.port, peer.nat_t_port, peer.remote) == (15500, 15501, ("::1", 15600))
+    assert peer.local_for("::1") == "::1"
+    ike = peer.ike
+    assert ike.local_id.id_type == IdType.ID_IPV4_ADDR
+    assert ike.remote_id.id_type == IdType.ID_KEY_ID and ike.remote_id.data == b"\x01\x02"
+    assert ike.psk == b"\x00\x01\xff"
+    assert len(ike.ike_proposals) == 2
+    assert (ike.fragmentation, ike.fragment_size, ike.force_nat_t) == (False, 1400, True)
+    assert ike.nat_t_port == 15501 and ike.transport_mode
+    assert [str(t) for t in ike.local_ts + ike.remote_ts] == [
+        "10.1.0.0-10.1.255.255",
+        "10.2.0.0-10.2.0.255",
+    ]
+    assert (ike.retransmit_timeout, ike.retransmit_base, ike.retransmit_tries) == (0.5, 1.0, 2)
+    assert ike.require_cookie and ike.half_open_timeout == 5.0
+    limits = peer.limits
+    assert (limits.max_half_open, limits.max_half_open_per_peer) == (10, 3)
+    assert (limits.cookie_threshold, limits.closed_linger) == (5, 0.0)
+
+
+BAD_FIELDS = [
+    (
+        with_keys("ike", 'proposals = "aes999-prfsha256-x25519"'),
+        "ike.proposals",
+        "peer.toml: [ike] proposals: unknown algorithm 'aes999' in proposal "
+        "'aes999-prfsha256-x25519'",
+    ),
+    (
+        with_keys("esp", 'proposals = "aes256gcm16-sha999"'),
+        "esp.proposals",
+        "peer.toml: [esp] proposals: unknown algorithm 'sha999'",
+    ),
+    (
+        MINIMAL.replace('local = "127.0.0.1"', 'local = "127.0.0.300"'),
+        "peer.local",
+        "peer.toml: [peer] local: '127.0.0.300' is not an IPv4 or IPv6 address",
+    ),
+    (
+        MINIMAL.replace('local = "127.0.0.1"', "local = []"),
+        "peer.local",
+        "peer.toml: [peer] local: must name at least one address",
+    ),
+    (
+        MINIMAL.replace('local = "127.0.0.1"\n', ""),
+        "peer.local",
+        "peer.toml: [peer] local: is required",
+    ),
+    (with_keys("peer", "port = 70000"), "peer.port", "[peer] port: must be from 0 to 65535"),
+    (
+        with_keys("peer", "port = 4500"),
+        "peer.nat_t_port",
+        "[peer] nat_t_port: must differ from port (4500)",
+    ),
+    (
+        with_keys("peer", 'nat_t_port = "4500"'),
+        "peer.nat_t_port",
+        "[peer] nat_t_port: must be an integer, not a string",
+    ),
+    (
+        with_keys("peer", 'remote = "::1"'),
+        "peer.remote",
+        "[peer] remote: no [peer] local address is IPv6 like ::1",
+    ),
+    (
+        with_keys("peer", "remote_port = 0"),
+        "peer.remote_port",
+        "[peer] remote_port: must be from 1 to 65535",
+    ),
+    (
+        MINIMAL.replace('local_id = "initiator.pqike.example"', 'local_id = ""'),
+        "peer.local_id",
+        "[peer] local_id: is required",
+    ),
+    (
+        with_keys("peer", 'remote_id = "keyid:xyz"'),
+        "peer.remote_id",
+        "[peer] remote_id: identity 'keyid:xyz': keyid: must be followed by hex digits",
+    ),
+    (
+        MINIMAL.replace('psk = "pqike-demo-psk"', ""),
+        "peer.psk",
+        "[peer] psk: is required (or give psk_hex)",
+    ),
+    (
+        with_keys("peer", 'psk_hex = "00"'),
+        "peer.psk",
+        "[peer] psk: give either psk or psk_hex, not both",
+    ),
+    (
+        MINIMAL.replace('psk = "pqike-demo-psk"', 'psk_hex = "0xzz"'),
+        "peer.psk_hex",
+        "[peer] psk_hex: must be hexadecimal digits",
+    ),
+    (
+        with_keys("ike", 'fragmentation = "yes"'),
+        "ike.fragmentation",
+        "[ike] fragmentation: must be true or false, not a string",
+    ),
+    (
+        with_keys("ike", "fragment_size = 500"),
+        "ike.fragment_size",
+        "[ike] fragment_size: must be from 576 to 65535, not 500",
+    ),
+    (
+        with_keys("ike", "force_nat_t = 1"),
+        "ike.force_nat_t",
+        "[ike] force_nat_t: must be true or false, not an integer",
+    ),
+    (
+        with_keys("esp", 'mode = "beet"'),
+        "esp.mode",
+        "[esp] mode: must be 'tunnel' or 'transport', not 'beet'",
+    ),
+    (
+        with_keys("esp", 'local_ts = ["10.0.0.0/33"]'),
+        "esp.local_ts",
+        "[esp] local_ts: '10.0.0.0/33' is not a network in CIDR form",
+    ),
+    (
+        with_keys("esp", "remote_ts = [10]"),
+        "esp.remote_ts",
+        "[esp] remote_ts: must list CIDR strings, not an integer",
+    ),
+    (
+        with_keys("retransmit", "timeout = 0"),
+        "retransmit.timeout",
+        "[retransmit] timeout: must be greater than 0, not 0",
+    ),
+    (
+        with_keys("retransmit", "base = 0.5"),
+        "retransmit.base",
+        "[retransmit] base: must be at least 1, not 0.5",
+    ),
+    (
+        with_keys("retransmit", "tries = -1"),
+        "retransmit.tries",
+        "[retransmit] tries: must be from 0 to 100, not -1",
+    ),
+    (
+        with_keys("responder", "max_half_open = 1.5"),
+        "responder.max_half_open",
+        "[responder] max_half_open: must be an integer, not a number",
+    ),
+    (
+        with_keys("responder", "cookie_threshold = -1"),
+        "responder.cookie_threshold",
+        "[responder] cookie_threshold: must be at least 0, not -1",
+    ),
+    (
+        with_keys("responder", "half_open_timeout = inf"),
+        "responder.half_open_timeout",
+        "[responder] half_open_timeout: must be greater than 0, not inf",
+    ),
+    (
+        with_keys("responder", "closed_linger = -2"),
+        "responder.closed_linger",
+        "[responder] closed_linger: must be at least 0, not -2",
+    ),
+    (
+        with_keys("ike", "fragmnt_size = 1280"),
+        "ike.fragmnt_size",
+        "peer.toml: [ike] fragmnt_size: unknown key; expected one of proposals, fragmentation,",
+    ),
+    (
+        MINIMAL + "\n[child]\nmode = 'tunnel'\n",
+        "child",
+        "peer.toml: [child]: unknown section; expected one of [peer], [ike], [esp],",
+    ),
+    (
+        "ike = 3\n" + MINIMAL,
+        "ike",
+        "peer.toml: ike: must be a [ike] section",
+    ),
+    ("[peer\nlocal=1", "file", "peer.toml: invalid TOML: "),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "message"), BAD_FIELDS, ids=[f for _, f, _ in BAD_FIELDS]
+)
+def test_each_bad_field_gets_one_sentence_naming_it(text, field, message):
+    exc = error_of(text)
+    assert exc.field == field
+    assert str(exc).startswith(message) or f"peer.toml: {message}" in str(exc)
+    assert "\n" not in str(exc)
+
+
+def test_a_method_without_an_available_backend_is_refused_when_loading():
+    openssl_only = KeyExchangeRegistry()
+    openssl_only.register(OpenSslBackend(), infos=STANDARD_METHODS)  # no ML-KEM-512 there
+    text = with_keys("ike", 'proposals = "aes256gcm16-prfsha256-x25519-ke1_mlkem512"')
+    with pytest.raises(ConfigurationError) as info:
+        parse_peer_config(text, registry=openssl_only)
+    assert info.value.field == "ike.proposals"
+    assert str(info.value).startswith(
+        "peer.toml: [ike] proposals: key exchange method 'mlkem512' has no crypto backend here"
+    )
+
+
+def test_initiating_needs_a_remote():
+    peer = parse_peer_config(MINIMAL)
+    with pytest.raises(ConfigurationError) as info:
+        peer.remote  # noqa: B018 - the property raises
+    assert str(info.value) == "peer.toml: [peer] remote: required to initiate"
+
+
+def test_a_responder_with_a_remote_answers_only_that_peer():
+    peer = parse_peer_config(with_keys("peer", 'remote = "127.0.0.9"'))
+    config_for = peer.responder_config()
+    assert config_for(("127.0.0.1", 500), ("127.0.0.9", 40000)) is peer.ike
+    assert config_for(("127.0.0.1", 500), ("127.0.0.8", 500)) is None
+    anyone = parse_peer_config(MINIMAL).responder_config()
+    assert anyone(("127.0.0.1", 500), ("192.0.2.77", 500)) is not None
+
+
+def test_an_unreadable_file_names_itself(tmp_path):
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigurationError) as info:
+        load_peer_config(missing)
+    assert str(info.value).startswith(f"{missing}: cannot be read")

@@ -1,0 +1,174 @@
+"""``pqike respond`` and ``pqike initiate`` as processes talking UDP on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HYBRID = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
+
+
+def peer_toml(path: Path, *, responder: bool, remote_port: int = 0, **extra: str) -> Path:
+    ident = "responder" if responder else "initiator"
+    lines = [
+        "[peer]",
+        'local = "127.0.0.1"',
+        "port = 0",
+        "nat_t_port = 0",
+        f'local_id = "{ident}.pqike.example"',
+        f'psk = "{extra.pop("psk", "pqike-demo-psk")}"',
+    ]
+    if not responder:
+        lines += [
+            'remote = "127.0.0.1"',
+            f"remote_port = {remote_port}",
+            'remote_id = "responder.pqike.example"',
+        ]
+    lines += ["[ike]", f'proposals = "{HYBRID}"', "fragment_size = 1280"]
+    lines += ["[retransmit]", f"timeout = {extra.pop('timeout', '0.5')}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def pqike(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pqike.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class Responder:
+    """``pqike respond`` in the background; ``port`` from its "listening on" line."""
+
+    def __init__(self, tmp_path: Path, *args: str, **extra: str) -> None:
+        config = peer_toml(tmp_path / "responder.toml", responder=True, **extra)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pqike.cli", "respond", "--config", str(config), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        first = self.proc.stdout.readline()
+        assert first.startswith("listening on 127.0.0.1:"), first + self.proc.stderr.read()
+        self.port = int(first.split(",")[0].rsplit(":", 1)[1])
+
+    def stop(self, sig=signal.SIGTERM) -> tuple[int, str, str]:
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, out, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_initiate_against_respond_with_pcap_keylog_and_json(tmp_path, sig):
+    responder = Responder(tmp_path, "--keylog", str(tmp_path / "responder.keys"))
+    try:
+        config = peer_toml(tmp_path / "initiator.toml", responder=False, remote_port=responder.port)
+        pcap, keys = tmp_path / "i.pcap", tmp_path / "i.keys"
+        run = pqike(
+            "initiate",
+            "--config",
+            str(config),
+            "--json",
+            "--pcap",
+            str(pcap),
+            "--keylog",
+            str(keys),
+            "--timeout",
+            "10",
+        )
+    finally:
+        code, out, err = responder.stop(sig)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["established"] and result["suite"] == HYBRID
+    assert result["child"]["suite"] == "aes256gcm16-noesn"
+    assert [m["exchange"] for m in result["messages"]] == [
+        "IKE_SA_INIT",
+        "IKE_SA_INIT",
+        "IKE_INTERMEDIATE",
+        "IKE_INTERMEDIATE",
+        "IKE_AUTH",
+        "IKE_AUTH",
+        "INFORMATIONAL",
+        "INFORMATIONAL",
+    ]
+    assert result["messages"][2]["fragments"] == 2
+    spis = f"{result['spi_i']},{result['spi_r']},"
+    assert keys.read_text().startswith(spis)
+    assert (tmp_path / "responder.keys").read_text() == keys.read_text()
+    # 9 datagrams: the fragmented IKE_INTERMEDIATE request counts twice.
+    data = pcap.read_bytes()
+    assert (
+        data[:4] == b"\xd4\xc3\xb2\xa1"
+        and data.count(b"\x00\x00\x00\x00" + bytes.fromhex(result["spi_i"])) == 9
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert f"established {result['spi_i']}_i {result['spi_r']}_r" in lines[0]
+    assert f"suite {HYBRID} (additional key exchanges: 1)" in lines[0]
+    assert lines[1].startswith("child SA ")
+    assert lines[2].startswith(f"deleted {result['spi_i']}_i") and lines[2].endswith("by the peer")
+    assert lines[-1].startswith("stopped: ") and "responder_sas_created=1" in lines[-1]
+
+
+def test_initiate_prints_the_trace_table_and_the_suite(tmp_path):
+    responder = Responder(tmp_path)
+    try:
+        config = peer_toml(tmp_path / "initiator.toml", responder=False, remote_port=responder.port)
+        run = pqike("initiate", "--config", str(config), "--no-delete")
+    finally:
+        responder.stop()
+    assert run.returncode == 0, run.stderr
+    assert "IKE_INTERMEDIATE" in run.stdout and "INFORMATIONAL" not in run.stdout
+    assert "total: 6 messages, 7 datagrams, 2 fragments, 3 round trips" in run.stdout
+    assert f"established: {HYBRID} SPIs " in run.stdout
+    assert "child SA: aes256gcm16-noesn" in run.stdout
+
+
+def test_wrong_psk_fails_on_both_sides_with_the_reason(tmp_path):
+    responder = Responder(tmp_path, psk="another-psk")
+    try:
+        config = peer_toml(tmp_path / "initiator.toml", responder=False, remote_port=responder.port)
+        run = pqike("initiate", "--config", str(config), "--timeout", "10")
+    finally:
+        code, out, _ = responder.stop()
+    assert run.returncode == 1
+    assert "failed: responder answered AUTHENTICATION_FAILED" in run.stderr
+    assert code == 0
+    assert "failed " in out and "the initiator's AUTH payload does not verify" in out
+
+
+def test_initiate_times_out_without_a_responder(tmp_path):
+    # A port nobody answers on: the bound-and-closed socket's port is free again.
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = peer_toml(tmp_path / "initiator.toml", responder=False, remote_port=port, timeout="4")
+    run = pqike("initiate", "--config", str(config), "--timeout", "0.5")
+    assert run.returncode == 1
+    assert "failed: no result within 0.5 s (state INITIATOR_EXPECT_SA_INIT_RESPONSE)" in run.stderr
+
+
+def test_a_bad_config_field_is_named_and_exits_2(tmp_path):
+    config = tmp_path / "peer.toml"
+    config.write_text('[peer]\nlocal = "127.0.0.1"\nlocal_id = "a"\npsk = "x"\nport = "five"\n')
+    for command in ("initiate", "respond"):
+        run = pqike(command, "--config", str(config))
+        assert run.returncode == 2
+        assert f"error: {config}: [peer] port: must be an integer, not a string" in run.stderr
+
+
+def test_respond_without_any_sa_still_stops_cleanly(tmp_path):
+    responder = Responder(tmp_path)
+    code, out, err = responder.stop(signal.SIGTERM)
+    assert code == 0, err
+    assert out.splitlines()[-1] == "stopped: no datagrams received"
