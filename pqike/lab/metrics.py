@@ -1,0 +1,300 @@
+"""Metrics of a handshake as table rows, and the per-configuration summary.
+
+Three tidy tables come out of a run:
+
+- handshakes: one row per handshake (outcome, counts, bytes at IKE/UDP/IP level, times);
+- messages: one row per IKE message sent (retransmissions included);
+- datagrams: one row per UDP datagram sent, with what the link did to it.
+
+Messages and datagrams are keyed by ``proposal, pair, profile, repetition`` like the
+handshakes they belong to. ``summarize`` turns handshakes into one row per
+configuration and metric: median, 5th/95th percentile, and the mean with a 95 %
+Student-t confidence interval, over the handshakes that established.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from .peers import HandshakeRun
+from .spec import Cell
+
+KEY_COLUMNS = ("proposal", "pair", "profile", "repetition")
+
+SUMMARY_METRICS: tuple[str, ...] = (
+    "time_to_established_s",
+    "sim_time_s",
+    "sim_time_cpu_s",
+    "wall_s",
+    "ip_bytes",
+    "udp_bytes",
+    "ike_bytes",
+    "datagrams",
+    "fragments",
+    "round_trips",
+    "retransmissions",
+    "cpu_initiator_s",
+    "cpu_responder_s",
+)
+"""The handshake columns ``summarize`` describes."""
+
+CONFIG_COLUMNS = (
+    "proposal",
+    "pair",
+    "profile",
+    "delay_ms",
+    "jitter_ms",
+    "loss_pct",
+    "mtu",
+    "fragment_size",
+    "bandwidth_kbps",
+    "ipv6",
+)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def handshake_row(
+    experiment: str, cell: Cell, repetition: int, seed: int, run: HandshakeRun
+) -> dict[str, Any]:
+    """One row of ``handshakes.csv`` for ``run``."""
+    totals = run.trace.totals()
+    first_sends = [m for m in run.trace.messages if not m.retransmission]
+    intermediate = sum(
+        1 for m in first_sends if m.exchange == "IKE_INTERMEDIATE" and not m.is_response
+    )
+    fates = run.fates or []
+    if run.simulated:
+        to_established = run.sim_time_cpu if run.established else None
+    else:
+        to_established = run.wall if run.established else None
+    return {
+        "experiment": experiment,
+        "cell": cell.id,
+        "proposal": cell.proposal.name,
+        "pair": cell.pair,
+        "profile": cell.profile.name,
+        "repetition": repetition,
+        "seed": seed,
+        **cell.profile.as_row(),
+        "ike_proposal": cell.proposal.ike,
+        "negotiated": run.negotiated,
+        "established": run.established,
+        "failure": run.failure,
+        "intermediate_exchanges": intermediate,
+        "messages": totals["messages"],
+        "datagrams": totals["datagrams"],
+        "fragments": totals["fragments"],
+        "fragmented_messages": sum(1 for m in first_sends if m.fragments),
+        "round_trips": totals["round_trips"],
+        "ike_bytes": totals["ike_bytes"],
+        "udp_bytes": totals["udp_bytes"],
+        "ip_bytes": totals["ip_bytes"],
+        "largest_datagram_ip": max((d.ip_bytes for d in run.trace.datagrams), default=0),
+        "retransmissions": totals["retransmissions"],
+        "datagrams_lost": sum(1 for f in fates if f.fate == "lost"),
+        "datagrams_mtu_dropped": sum(1 for f in fates if f.fate == "mtu"),
+        "sim_time_s": _round(run.sim_time, 9),
+        "sim_time_cpu_s": _round(run.sim_time_cpu, 7),
+        "time_to_established_s": _round(to_established, 7),
+        "wall_s": _round(run.wall, 7),
+        "end_time_s": _round(run.end_time, 9),
+        "cpu_initiator_s": _round(run.cpu_initiator, 7),
+        "cpu_responder_s": _round(run.cpu_responder, 7),
+        "simulated": run.simulated,
+    }
+
+
+def message_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[str, Any]]:
+    """Rows of ``messages.csv``: every message sent in ``run``, in order."""
+    cpu_times = run.message_cpu_times or [None] * len(run.trace.messages)
+    return [
+        {
+            "proposal": cell.proposal.name,
+            "pair": cell.pair,
+            "profile": cell.profile.name,
+            "repetition": repetition,
+            "index": i,
+            "sender": m.sender,
+            "exchange": m.exchange,
+            "message_id": m.message_id,
+            "is_response": m.is_response,
+            "retransmission": m.retransmission,
+            "payloads": m.payloads,
+            "ike_bytes": m.ike_bytes,
+            "udp_bytes": m.udp_bytes,
+            "ip_bytes": m.ip_bytes,
+            "datagrams": m.datagrams,
+            "fragments": m.fragments,
+            "sent_s": _round(m.time, 9),
+            "sent_cpu_s": _round(cpu, 7),
+        }
+        for i, (m, cpu) in enumerate(zip(run.trace.messages, cpu_times, strict=True))
+    ]
+
+
+def datagram_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[str, Any]]:
+    """Rows of ``datagrams.csv``: every datagram sent in ``run`` and its fate."""
+    fates = run.fates or [None] * len(run.trace.datagrams)
+    rows = []
+    for i, (d, fate) in enumerate(zip(run.trace.datagrams, fates, strict=True)):
+        rows.append(
+            {
+                "proposal": cell.proposal.name,
+                "pair": cell.pair,
+                "profile": cell.profile.name,
+                "repetition": repetition,
+                "index": i,
+                "sender": d.sender,
+                "exchange": d.exchange,
+                "message_id": d.message_id,
+                "is_response": d.is_response,
+                "retransmission": d.retransmission,
+                "fragment": d.fragment,
+                "ike_bytes": d.ike_bytes,
+                "udp_bytes": d.udp_bytes,
+                "ip_bytes": d.ip_bytes,
+                "sent_s": _round(d.time, 9),
+                "fate": fate.fate if fate else None,
+                "arrival_s": _round(fate.arrival, 9) if fate else None,
+                "arrival_cpu_s": _round(fate.arrival_cpu, 7) if fate else None,
+            }
+        )
+    return rows
+
+
+# --- statistics ----------------------------------------------------------------------
+
+
+def _t_two_sided_mass(t: float, df: int) -> float:
+    """P(|T| < t) for Student's t with ``df`` degrees of freedom (t >= 0).
+
+    The finite series of Abramowitz & Stegun 26.7.3 / 26.7.4 for integer ``df``.
+    """
+    theta = math.atan(t / math.sqrt(df))
+    c2 = math.cos(theta) ** 2
+    s = math.sin(theta)
+    if df % 2 == 1:
+        if df == 1:
+            return 2.0 * theta / math.pi
+        term = math.cos(theta)
+        total = term
+        for k in range(3, df - 1, 2):
+            term *= c2 * (k - 1) / k
+            total += term
+        return 2.0 / math.pi * (theta + s * total)
+    term = 1.0
+    total = 1.0
+    for k in range(2, df - 1, 2):
+        term *= c2 * (k - 1) / k
+        total += term
+    return s * total
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile (p >= 0.5) of Student's t with ``df`` degrees of freedom."""
+    if not 0.5 <= p < 1.0 or df < 1:
+        raise ValueError("t_quantile needs 0.5 <= p < 1 and df >= 1")
+    if df > 2000:  # the normal limit is within 1e-4 here
+        return statistics.NormalDist().inv_cdf(p)
+    mass = 2.0 * p - 1.0
+    low, high = 0.0, 1.0
+    while _t_two_sided_mass(high, df) < mass:
+        high *= 2.0
+    for _ in range(100):
+        mid = (low + high) / 2.0
+        if _t_two_sided_mass(mid, df) < mass:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2.0
+
+
+def describe(values: Sequence[float]) -> dict[str, float]:
+    """n, mean with its 95 % t interval, median, p5, p95, min and max of ``values``."""
+    xs = sorted(float(v) for v in values if v is not None and not math.isnan(float(v)))
+    n = len(xs)
+    out = dict.fromkeys(
+        ("mean", "ci95_low", "ci95_high", "median", "p5", "p95", "min", "max"), math.nan
+    )
+    out["n"] = n
+    if n == 0:
+        return out
+    mean = statistics.fmean(xs)
+    if n > 1:
+        half = t_quantile(0.975, n - 1) * statistics.stdev(xs) / math.sqrt(n)
+    else:
+        half = math.nan
+    series = pd.Series(xs)
+    out.update(
+        mean=mean,
+        ci95_low=mean - half,
+        ci95_high=mean + half,
+        median=float(series.quantile(0.5)),
+        p5=float(series.quantile(0.05)),
+        p95=float(series.quantile(0.95)),
+        min=xs[0],
+        max=xs[-1],
+    )
+    return out
+
+
+def summarize(handshakes: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration (proposal, pair, profile) and metric.
+
+    Statistics are over the handshakes that established; ``handshakes``,
+    ``established`` and ``success_rate`` say how many that is.
+    """
+    columns = [
+        *CONFIG_COLUMNS,
+        "handshakes",
+        "established",
+        "success_rate",
+        "metric",
+        "n",
+        "mean",
+        "ci95_low",
+        "ci95_high",
+        "median",
+        "p5",
+        "p95",
+        "min",
+        "max",
+    ]
+    if handshakes.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for _, group in handshakes.groupby(["proposal", "pair", "profile"], sort=False):
+        first = group.iloc[0]
+        ok = group[group["established"].astype(bool)]
+        base = {c: first[c] for c in CONFIG_COLUMNS}
+        base.update(
+            handshakes=len(group),
+            established=len(ok),
+            success_rate=len(ok) / len(group),
+        )
+        for metric in SUMMARY_METRICS:
+            if metric not in ok:
+                continue
+            stats = describe(ok[metric].tolist())
+            rows.append({**base, "metric": metric, **stats})
+    return pd.DataFrame(rows, columns=columns)
+
+
+__all__ = [
+    "KEY_COLUMNS",
+    "SUMMARY_METRICS",
+    "datagram_rows",
+    "describe",
+    "handshake_row",
+    "message_rows",
+    "summarize",
+    "t_quantile",
+]

@@ -1,0 +1,440 @@
+"""Run an experiment: every cell of the matrix, repetitions, tables on disk, resumable.
+
+``run_experiment(spec, out)`` writes into ``out``::
+
+    run.json           what was run (spec hash, --repeat, cells, complete) — the resume key
+    spec.toml          a copy of the spec
+    cells/<cell>/      handshakes.csv, messages.csv, datagrams.csv of one finished cell,
+                       while the run is incomplete
+    handshakes.csv     all cells, in spec order
+    messages.csv
+    datagrams.csv
+    summary.csv        per configuration and metric (see ``pqike.lab.metrics``)
+    environment.json   package versions, machine, seed, spec hash
+    report.md, *.png   from ``pqike.lab.report.build_report``
+
+A cell directory appears only once the cell is complete (it is written under a
+temporary name and renamed), so an interrupted run leaves whole cells behind and the
+next run with the same spec and ``--repeat`` runs only the missing ones. Once every cell
+is done the combined tables are written, ``run.json`` says ``complete`` and ``cells/``
+is removed; running a complete experiment again only rebuilds the report. A different
+spec (by SHA-256 of its text) or ``--repeat`` discards earlier results in ``out``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import ConfigurationError
+from .metrics import datagram_rows, handshake_row, message_rows, summarize
+from .peers import HandshakeCase, PeerPair, default_pairs
+from .spec import Cell, ExperimentSpec, load_spec
+
+TABLES = ("handshakes", "messages", "datagrams")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is; passed to ``progress`` after each handshake, finished or skipped cell.
+
+    ``cells_done`` counts cells whose results are saved (or were found saved).
+    """
+
+    cells_total: int
+    cells_done: int
+    handshakes_total: int
+    handshakes_done: int
+    cell: str
+    skipped: bool = False
+    """True when ``cell`` was found finished on disk and not run again."""
+
+
+@dataclass
+class CellResult:
+    """The three tables of one cell."""
+
+    cell: Cell
+    handshakes: pd.DataFrame
+    messages: pd.DataFrame
+    datagrams: pd.DataFrame
+
+
+@dataclass
+class ExperimentResult:
+    """The tables of a whole experiment and what the run did."""
+
+    spec: ExperimentSpec
+    out: Path | None
+    handshakes: pd.DataFrame
+    messages: pd.DataFrame
+    datagrams: pd.DataFrame
+    summary: pd.DataFrame
+    cells_run: list[str] = field(default_factory=list)
+    cells_skipped: list[str] = field(default_factory=list)
+    cells_discarded: int = 0
+    """Finished cells of an earlier run thrown away because the spec changed."""
+    report: Path | None = None
+
+
+def handshake_seed(seed: int, profile: str, repetition: int) -> int:
+    """The link seed of one handshake.
+
+    It depends on the experiment seed, the profile and the repetition but not on the
+    proposal or pair, so every proposal meets the same random draws (common random
+    numbers make the comparison between proposals sharper), and not on the order cells
+    run in, so a resumed run gives the same numbers.
+    """
+    digest = hashlib.sha256(f"{seed}/{profile}/{repetition}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def check_pairs(spec: ExperimentSpec, pairs: Mapping[str, PeerPair]) -> None:
+    """Raise ``ConfigurationError`` (field ``experiment.pairs``) if a pair cannot run here."""
+    for i, name in enumerate(spec.pairs):
+        pair = pairs.get(name)
+        if pair is None:
+            raise ConfigurationError(
+                f"{spec.source}: experiment.pairs[{i}]: no implementation of peer pair {name!r}",
+                field=f"experiment.pairs[{i}]",
+            )
+        reason = pair.unavailable_reason()
+        if reason is not None:
+            raise ConfigurationError(
+                f"{spec.source}: experiment.pairs[{i}]: peer pair {name!r} is not available "
+                f"here: {reason}",
+                field=f"experiment.pairs[{i}]",
+            )
+
+
+def run_cell(
+    spec: ExperimentSpec,
+    cell: Cell,
+    *,
+    pairs: Mapping[str, PeerPair] | None = None,
+    repetitions: int | None = None,
+    on_handshake: Callable[[int], None] | None = None,
+) -> CellResult:
+    """Run the repetitions of one cell and return its tables.
+
+    ``repetitions`` defaults to the spec's count for the cell; ``on_handshake(repetition)``
+    is called after each handshake.
+    """
+    pairs = pairs if pairs is not None else default_pairs()
+    pair = pairs[cell.pair]
+    reps = repetitions if repetitions is not None else spec.repetitions_for(cell)
+
+    def case(rep: int) -> HandshakeCase:
+        return HandshakeCase(
+            cell.proposal,
+            cell.profile,
+            handshake_seed(spec.seed, cell.profile.name, rep),
+            retransmit_timeout=spec.retransmit_timeout_s,
+            retransmit_tries=spec.retransmit_tries,
+            max_time=spec.max_time_s,
+        )
+
+    if pair.simulated:
+        # One unrecorded handshake first: the first one in a process pays one-time costs
+        # (imports, OpenSSL and cipher set-up) that would inflate its CPU columns.
+        pair.run(case(0))
+    hs, msgs, dgrams = [], [], []
+    for rep in range(reps):
+        this = case(rep)
+        run = pair.run(this)
+        hs.append(handshake_row(spec.name, cell, rep, this.seed, run))
+        msgs.extend(message_rows(cell, rep, run))
+        if spec.record_datagrams:
+            dgrams.extend(datagram_rows(cell, rep, run))
+        if on_handshake is not None:
+            on_handshake(rep)
+    return CellResult(cell, pd.DataFrame(hs), pd.DataFrame(msgs), pd.DataFrame(dgrams))
+
+
+def run_experiment(
+    spec: ExperimentSpec | str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    repeat: int | None = None,
+    pairs: Mapping[str, PeerPair] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    report: bool = True,
+) -> ExperimentResult:
+    """Run every cell of ``spec`` (a spec or the path of its TOML file).
+
+    With ``out`` the tables, the report and the per-cell journal are written there and
+    a rerun resumes (a finished run is not run again: its tables are read back); without
+    it nothing is written and the tables are only returned. ``repeat`` forces that many
+    repetitions in every cell. Every pair the spec names is checked before anything runs.
+    """
+    if not isinstance(spec, ExperimentSpec):
+        spec = load_spec(spec)
+    if repeat is not None:
+        spec = spec.with_repetitions(repeat)
+    pairs = dict(pairs) if pairs is not None else default_pairs()
+    check_pairs(spec, pairs)
+    cells = spec.cells()
+    reps = {cell.id: spec.repetitions_for(cell) for cell in cells}
+    total_hs = sum(reps.values())
+    outdir = Path(out) if out is not None else None
+    discarded, complete = (0, False) if outdir is None else _prepare(outdir, spec, cells)
+
+    done_hs = 0
+    ran: list[str] = []
+    skipped: list[str] = []
+    results: list[CellResult] = []
+    for index, cell in enumerate(cells):
+        if complete or (outdir is not None and (outdir / "cells" / cell.id).is_dir()):
+            skipped.append(cell.id)
+            done_hs += reps[cell.id]
+            if progress is not None:
+                progress(Progress(len(cells), index + 1, total_hs, done_hs, cell.id, True))
+            continue
+
+        def tick(rep: int, index: int = index, cell: Cell = cell) -> None:
+            nonlocal done_hs
+            done_hs += 1
+            if progress is not None:
+                progress(Progress(len(cells), index, total_hs, done_hs, cell.id))
+
+        result = run_cell(spec, cell, pairs=pairs, on_handshake=tick)
+        if outdir is not None:
+            _save_cell(outdir, result)
+        else:
+            results.append(result)
+        ran.append(cell.id)
+        if progress is not None:
+            # Only now is the cell safe on disk: an interruption from here on keeps it.
+            progress(Progress(len(cells), index + 1, total_hs, done_hs, cell.id))
+
+    names = _tables(spec)
+    if outdir is None:
+        tables = {n: pd.concat([getattr(r, n) for r in results], ignore_index=True) for n in names}
+    elif complete:
+        tables = {n: _read_csv(outdir / f"{n}.csv") for n in names}
+    else:
+        tables = {n: _read_cells(outdir, cells, n) for n in names}
+    tables.setdefault("datagrams", pd.DataFrame())
+    summary = summarize(tables["handshakes"])
+    result = ExperimentResult(
+        spec,
+        outdir,
+        tables["handshakes"],
+        tables["messages"],
+        tables["datagrams"],
+        summary,
+        ran,
+        skipped,
+        discarded,
+    )
+    if outdir is not None:
+        if not complete:
+            for n in names:
+                tables[n].to_csv(outdir / f"{n}.csv", index=False)
+            summary.to_csv(outdir / "summary.csv", index=False)
+            (outdir / "environment.json").write_text(
+                json.dumps(environment(spec), indent=2) + "\n", "utf-8"
+            )
+            # The combined tables now hold everything: the per-cell journal can go.
+            _write_journal(outdir, spec, cells, complete=True)
+            shutil.rmtree(outdir / "cells", ignore_errors=True)
+        if report:
+            from .report import build_report
+
+            result.report = build_report(outdir)
+    return result
+
+
+def _tables(spec: ExperimentSpec) -> tuple[str, ...]:
+    return TABLES if spec.record_datagrams else ("handshakes", "messages")
+
+
+def _run_key(spec: ExperimentSpec) -> dict[str, Any]:
+    return {"spec_sha256": spec.sha256, "repeat": spec.repeat}
+
+
+_OUTPUTS = (
+    "handshakes.csv",
+    "messages.csv",
+    "datagrams.csv",
+    "summary.csv",
+    "environment.json",
+    "report.md",
+    "bytes_per_exchange.png",
+    "latency_vs_delay.png",
+    "latency_cdf.png",
+    "overhead_vs_baseline.png",
+)
+
+
+def _prepare(outdir: Path, spec: ExperimentSpec, cells: list[Cell]) -> tuple[int, bool]:
+    """Get ``outdir`` ready; return (finished cells discarded, whole run already complete).
+
+    Results of a different spec or ``--repeat`` are removed, so tables of two specs are
+    never mixed.
+    """
+    outdir.mkdir(parents=True, exist_ok=True)
+    cells_dir = outdir / "cells"
+    old = _read_json(outdir / "run.json")
+    same = bool(old) and {k: old.get(k) for k in _run_key(spec)} == _run_key(spec)
+    if same and old.get("complete") and all((outdir / f"{n}.csv").exists() for n in _tables(spec)):
+        return 0, True
+    discarded = 0
+    if not same:
+        if cells_dir.exists():
+            discarded = sum(1 for p in cells_dir.iterdir() if p.is_dir() and p.name[0] != ".")
+            shutil.rmtree(cells_dir)
+        for name in _OUTPUTS:
+            (outdir / name).unlink(missing_ok=True)
+    cells_dir.mkdir(exist_ok=True)
+    for stale in cells_dir.glob(".*.partial"):
+        shutil.rmtree(stale)
+    _write_journal(outdir, spec, cells, complete=False)
+    (outdir / "spec.toml").write_text(spec.text, "utf-8")
+    return discarded, False
+
+
+def _write_journal(
+    outdir: Path, spec: ExperimentSpec, cells: list[Cell], *, complete: bool
+) -> None:
+    meta = {
+        "experiment": spec.name,
+        "description": spec.description,
+        "source": spec.source,
+        **_run_key(spec),
+        "complete": complete,
+        "seed": spec.seed,
+        "repetitions": spec.repetitions,
+        "baseline": spec.baseline,
+        "highlight": spec.highlight,
+        "retransmit_timeout_s": spec.retransmit_timeout_s,
+        "retransmit_tries": spec.retransmit_tries,
+        "pairs": list(spec.pairs),
+        "proposals": {p.name: p.ike for p in spec.proposals},
+        "profiles": [
+            {
+                "name": p.name,
+                **p.as_row(),
+                "repetitions": spec.profile_repetitions(p),
+            }
+            for p in spec.profiles
+        ],
+        "cells": [c.id for c in cells],
+    }
+    tmp = outdir / ".run.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n", "utf-8")
+    os.replace(tmp, outdir / "run.json")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _save_cell(outdir: Path, result: CellResult) -> None:
+    final = outdir / "cells" / result.cell.id
+    partial = outdir / "cells" / f".{result.cell.id}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    for name in TABLES:
+        getattr(result, name).to_csv(partial / f"{name}.csv", index=False)
+    # The rename is the commit point: a cell directory is either whole or absent.
+    os.replace(partial, final)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+
+
+def _read_cells(outdir: Path, cells: list[Cell], name: str) -> pd.DataFrame:
+    frames = [_read_csv(outdir / "cells" / cell.id / f"{name}.csv") for cell in cells]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def environment(spec: ExperimentSpec) -> dict[str, Any]:
+    """What the results depend on besides the spec: versions, machine, seed, spec hash."""
+    packages = {}
+    for name in ("pqike", "cryptography", "pandas", "numpy", "matplotlib", "typer"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    try:
+        from cryptography.hazmat.backends.openssl import backend
+
+        openssl = backend.openssl_version_text()
+    except Exception:  # pragma: no cover - depends on the cryptography build
+        openssl = None
+    env: dict[str, Any] = {
+        "experiment": spec.name,
+        "spec": spec.source,
+        "spec_sha256": spec.sha256,
+        "seed": spec.seed,
+        "repetitions": spec.repetitions,
+        "repeat": spec.repeat,
+        "pairs": list(spec.pairs),
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": sys.version.split()[0],
+        "packages": packages,
+        "openssl": openssl,
+        "machine": {
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "cpu": _cpu_model(),
+            "cpus": os.cpu_count(),
+        },
+        "strongswan": _strongswan_version() if any("strongswan" in p for p in spec.pairs) else None,
+    }
+    return env
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _strongswan_version() -> str | None:
+    try:
+        from interop.lab import ensure_strongswan
+
+        install = ensure_strongswan(install=False)
+        return install.version()
+    except Exception:  # the lab is optional: no build, not importable, not root
+        return None
+
+
+__all__ = [
+    "CellResult",
+    "ExperimentResult",
+    "Progress",
+    "check_pairs",
+    "environment",
+    "handshake_seed",
+    "run_cell",
+    "run_experiment",
+]

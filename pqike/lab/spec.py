@@ -1,0 +1,545 @@
+"""Experiment specs: a TOML file naming proposals x peer pairs x network profiles.
+
+::
+
+    [experiment]
+    description = "Hybrid ML-KEM against classical key exchange"
+    seed = 1
+    repetitions = 20
+    pairs = ["memory"]              # memory, udp, pqike-strongswan, strongswan-pqike, strongswan
+    esp = "aes256gcm16"
+    baseline = "x25519"             # what overheads are relative to
+    highlight = "x25519+mlkem768"   # the proposal the report's headline is about
+
+    [proposals]
+    x25519 = "aes256gcm16-prfsha384-x25519"
+    "x25519+mlkem768" = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
+    mismatch = { ike = "aes256gcm16-prfsha384-x25519", responder = "aes256gcm16-prfsha384-ecp256" }
+
+    [profiles.wan]
+    delay_ms = [0, 50]              # a list expands into one profile per value
+    loss = 1                        # percent
+
+The whole file is checked before anything runs; the first problem found raises one
+``ConfigurationError`` whose ``field`` is the dotted path of the offending key and whose
+message starts with the file name and that path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..constants import ADDKE_TYPES, ProtocolId, TransformType
+from ..crypto.kex import DEFAULT_REGISTRY, KeyExchangeRegistry
+from ..errors import ConfigurationError
+from ..proposal import parse_proposals
+from .link import LinkProfile
+
+PAIR_KINDS: tuple[str, ...] = (
+    "memory",
+    "udp",
+    "pqike-strongswan",
+    "strongswan-pqike",
+    "strongswan",
+)
+"""Peer pairs a spec may name: initiator-responder. ``memory`` is two pqike peers in one
+process over a simulated link; the others use real UDP sockets (and strongSwan)."""
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+_EXPERIMENT_KEYS = (
+    "name",
+    "description",
+    "seed",
+    "repetitions",
+    "pairs",
+    "esp",
+    "baseline",
+    "highlight",
+    "max_time_s",
+    "retransmit_timeout_s",
+    "retransmit_tries",
+    "record_datagrams",
+)
+_PROPOSAL_KEYS = ("ike", "esp", "responder", "description")
+_PROFILE_KEYS = (
+    "delay_ms",
+    "jitter_ms",
+    "loss",
+    "mtu",
+    "fragment_size",
+    "bandwidth_kbps",
+    "ipv6",
+    "repetitions",
+    "pairs",
+    "description",
+)
+_SWEEPABLE = ("delay_ms", "jitter_ms", "loss", "mtu", "fragment_size", "bandwidth_kbps")
+
+
+@dataclass(frozen=True)
+class ProposalSpec:
+    """One IKE proposal of the matrix: what the initiator offers and the responder accepts."""
+
+    name: str
+    ike: str
+    esp: str
+    responder: str | None = None
+    """The responder's IKE proposal when it differs (default: ``ike``)."""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkProfile:
+    """A network profile: what the link between the peers does, in the spec's units.
+
+    The same impairments apply in both directions.
+    """
+
+    name: str
+    delay_ms: float = 0.0
+    """One-way delay in milliseconds."""
+    jitter_ms: float = 0.0
+    """Each datagram's delay varies uniformly by up to this much either way."""
+    loss: float = 0.0
+    """Per-datagram loss in percent, each direction."""
+    mtu: int = 1500
+    """Largest IP datagram the link carries; larger ones are dropped."""
+    fragment_size: int = 1280
+    """Largest IP datagram the peers send for a fragmented message (RFC 7383)."""
+    bandwidth_kbps: float | None = None
+    """Link rate in kbit/s; ``None`` for unlimited."""
+    ipv6: bool = False
+    """Peers talk over IPv6 (40-byte IP headers instead of 20)."""
+    repetitions: int | None = None
+    """Handshakes per cell in this profile (default: the experiment's ``repetitions``);
+    lossy profiles need more for their tails than loss-free ones, whose bytes and
+    network-only times do not vary."""
+    pairs: tuple[str, ...] | None = None
+    """Peer pairs this profile runs with (default: the experiment's ``pairs``): real-time
+    pairs can skip profiles whose failures would wait out every retransmission."""
+    description: str = ""
+
+    def link(self) -> LinkProfile:
+        """The same profile in SI units for ``pqike.lab.link``."""
+        return LinkProfile(
+            delay=self.delay_ms / 1000.0,
+            jitter=self.jitter_ms / 1000.0,
+            loss=self.loss / 100.0,
+            mtu=self.mtu,
+            bandwidth=self.bandwidth_kbps * 1000.0 if self.bandwidth_kbps else None,
+        )
+
+    def as_row(self) -> dict[str, Any]:
+        """The profile's parameters as table columns."""
+        return {
+            "delay_ms": self.delay_ms,
+            "jitter_ms": self.jitter_ms,
+            "loss_pct": self.loss,
+            "mtu": self.mtu,
+            "fragment_size": self.fragment_size,
+            "bandwidth_kbps": self.bandwidth_kbps,
+            "ipv6": self.ipv6,
+        }
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One configuration of the matrix: a proposal, a peer pair and a profile."""
+
+    proposal: ProposalSpec
+    pair: str
+    profile: NetworkProfile
+
+    @property
+    def id(self) -> str:
+        """A name safe in file names: ``<proposal>__<pair>__<profile>``."""
+        return f"{self.proposal.name}__{self.pair}__{self.profile.name}"
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A validated experiment: build it with ``load_spec`` or ``parse_spec``."""
+
+    name: str
+    description: str
+    seed: int
+    repetitions: int
+    pairs: tuple[str, ...]
+    proposals: tuple[ProposalSpec, ...]
+    profiles: tuple[NetworkProfile, ...]
+    baseline: str | None = None
+    highlight: str | None = None
+    max_time_s: float = 600.0
+    """Simulated seconds after which a handshake that has not settled counts as failed."""
+    retransmit_timeout_s: float = 4.0
+    retransmit_tries: int = 5
+    record_datagrams: bool = True
+    """Write ``datagrams.csv`` (one row per datagram); off for very large runs."""
+    repeat: int | None = None
+    """Repetitions forced on every cell (``--repeat``), overriding the spec's counts."""
+    source: str = "<spec>"
+    """Where the spec came from (the file path), for messages."""
+    sha256: str = ""
+    """SHA-256 of the spec file's bytes."""
+    text: str = ""
+    """The spec file's text, copied next to the results."""
+
+    def cells(self) -> list[Cell]:
+        """Every configuration, proposals outermost, then pairs, then profiles."""
+        return [
+            Cell(proposal, pair, profile)
+            for proposal in self.proposals
+            for pair in self.pairs
+            for profile in self.profiles
+            if profile.pairs is None or pair in profile.pairs
+        ]
+
+    def repetitions_for(self, cell: Cell) -> int:
+        """How many handshakes ``cell`` runs."""
+        return self.profile_repetitions(cell.profile)
+
+    def profile_repetitions(self, profile: NetworkProfile) -> int:
+        """How many handshakes each cell of ``profile`` runs."""
+        return self.repeat or profile.repetitions or self.repetitions
+
+    def with_repetitions(self, repetitions: int) -> ExperimentSpec:
+        """The same spec run ``repetitions`` times in every cell (``--repeat``)."""
+        if isinstance(repetitions, bool) or not isinstance(repetitions, int) or repetitions < 1:
+            raise ConfigurationError(
+                f"{self.source}: --repeat: must be a positive integer, got {repetitions!r}",
+                field="repetitions",
+            )
+        return replace(self, repeat=repetitions)
+
+    def proposal(self, name: str) -> ProposalSpec:
+        """The proposal called ``name``."""
+        return next(p for p in self.proposals if p.name == name)
+
+
+def load_spec(
+    path: str | Path, *, registry: KeyExchangeRegistry = DEFAULT_REGISTRY
+) -> ExperimentSpec:
+    """Read and validate the spec at ``path``; ``ConfigurationError`` names the bad field."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"{p}: cannot read the spec: {exc.strerror}", field=None) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{p}: the spec is not UTF-8 text", field=None) from None
+    return parse_spec(text, source=str(p), default_name=p.stem, registry=registry)
+
+
+def parse_spec(
+    text: str,
+    *,
+    source: str = "<spec>",
+    default_name: str = "experiment",
+    registry: KeyExchangeRegistry = DEFAULT_REGISTRY,
+) -> ExperimentSpec:
+    """Validate a spec given as TOML text (see the module docstring for the format)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{source}: not valid TOML: {exc}", field=None) from None
+    v = _Validator(source, registry)
+    v.keys(data, "", ("experiment", "proposals", "profiles"))
+    exp = v.table(data.get("experiment", {}), "experiment")
+    v.keys(exp, "experiment", _EXPERIMENT_KEYS)
+
+    name = v.name(exp.get("name", default_name), "experiment.name")
+    description = v.string(exp.get("description", ""), "experiment.description")
+    seed = v.integer(exp.get("seed", 0), "experiment.seed", 0, 2**63 - 1)
+    repetitions = v.integer(exp.get("repetitions", 1), "experiment.repetitions", 1, 1_000_000)
+    pairs = v.pairs(exp.get("pairs", ["memory"]), "experiment.pairs")
+    esp = v.string(exp.get("esp", "aes256gcm16"), "experiment.esp")
+    v.esp(esp, "experiment.esp")
+    max_time = v.number(exp.get("max_time_s", 600.0), "experiment.max_time_s", 0.001, 1e7)
+    rt_timeout = v.number(
+        exp.get("retransmit_timeout_s", 4.0), "experiment.retransmit_timeout_s", 0.001, 3600
+    )
+    rt_tries = v.integer(exp.get("retransmit_tries", 5), "experiment.retransmit_tries", 0, 100)
+    record_datagrams = v.boolean(exp.get("record_datagrams", True), "experiment.record_datagrams")
+
+    proposals = v.proposals(data.get("proposals"), esp)
+    profiles = v.profiles(data.get("profiles"))
+    for profile in profiles:
+        for pair in profile.pairs or ():
+            if pair not in pairs:
+                v.fail(
+                    f"profiles.{profile.name}.pairs",
+                    f"peer pair {pair!r} is not in experiment.pairs ({', '.join(pairs)})",
+                )
+    names = [p.name for p in proposals]
+    baseline = exp.get("baseline")
+    highlight = exp.get("highlight")
+    for key, value in (("baseline", baseline), ("highlight", highlight)):
+        if value is not None and value not in names:
+            v.fail(
+                f"experiment.{key}",
+                f"must name one of the proposals ({', '.join(names)}), got {value!r}",
+            )
+    return ExperimentSpec(
+        name=name,
+        description=description,
+        seed=seed,
+        repetitions=repetitions,
+        pairs=pairs,
+        proposals=proposals,
+        profiles=profiles,
+        baseline=baseline,
+        highlight=highlight,
+        max_time_s=max_time,
+        retransmit_timeout_s=rt_timeout,
+        retransmit_tries=rt_tries,
+        record_datagrams=record_datagrams,
+        source=source,
+        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        text=text,
+    )
+
+
+def describe_spec(path: str | Path) -> str:
+    """The spec's one-line description without validating it (for ``experiment list``)."""
+    try:
+        data = tomllib.loads(Path(path).read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return "(unreadable spec)"
+    exp = data.get("experiment")
+    if isinstance(exp, dict) and isinstance(exp.get("description"), str):
+        return exp["description"].strip().splitlines()[0] if exp["description"].strip() else ""
+    return ""
+
+
+class _Validator:
+    """Checks values and raises one ``ConfigurationError`` naming the dotted field."""
+
+    def __init__(self, source: str, registry: KeyExchangeRegistry) -> None:
+        self.source = source
+        self.registry = registry
+
+    def fail(self, field: str, message: str) -> NoReturn:
+        raise ConfigurationError(f"{self.source}: {field}: {message}", field=field)
+
+    def keys(self, table: Mapping[str, Any], where: str, allowed: Sequence[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                path = f"{where}.{key}" if where else key
+                self.fail(path, f"unknown key (expected one of {', '.join(allowed)})")
+
+    def table(self, value: Any, field: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(field, f"must be a table, got {_show(value)}")
+        return value
+
+    def string(self, value: Any, field: str) -> str:
+        if not isinstance(value, str):
+            self.fail(field, f"must be a string, got {_show(value)}")
+        return value
+
+    def name(self, value: Any, field: str) -> str:
+        self.string(value, field)
+        if not _NAME.fullmatch(value):
+            self.fail(
+                field,
+                "must be 1 to 64 letters, digits or '_.+-', starting with a letter or digit "
+                f"(it names files), got {value!r}",
+            )
+        return value
+
+    def integer(self, value: Any, field: str, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.fail(field, f"must be an integer from {low} to {high}, got {_show(value)}")
+        return value
+
+    def number(self, value: Any, field: str, low: float, high: float, what: str = "") -> float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not low <= value <= high:
+            kind = what or "a number"
+            self.fail(field, f"must be {kind} from {low:g} to {high:g}, got {_show(value)}")
+        return float(value)
+
+    def boolean(self, value: Any, field: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(field, f"must be true or false, got {_show(value)}")
+        return value
+
+    def pairs(self, value: Any, field: str) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            self.fail(field, f"must be a non-empty list of peer pairs, got {_show(value)}")
+        out: list[str] = []
+        for i, item in enumerate(value):
+            if item not in PAIR_KINDS:
+                self.fail(
+                    f"{field}[{i}]",
+                    f"unknown peer pair {_show(item)} (expected one of {', '.join(PAIR_KINDS)})",
+                )
+            if item in out:
+                self.fail(f"{field}[{i}]", f"peer pair {item!r} is listed twice")
+            out.append(item)
+        return tuple(out)
+
+    def esp(self, text: str, field: str) -> None:
+        try:
+            parse_proposals(text, protocol=ProtocolId.ESP)
+        except ConfigurationError as exc:
+            self.fail(field, str(exc))
+
+    def ike(self, text: str, field: str) -> None:
+        try:
+            proposals = parse_proposals(text, protocol=ProtocolId.IKE)
+        except ConfigurationError as exc:
+            self.fail(field, str(exc))
+        ke_types = (TransformType.KE, *ADDKE_TYPES)
+        for proposal in proposals:
+            for t in proposal.transforms:
+                # NONE (0) makes an additional key exchange optional: nothing to create.
+                if t.type not in ke_types or t.id == 0:
+                    continue
+                if not self.registry.is_available(t.id):
+                    try:
+                        name = self.registry.info(t.id).name
+                    except ConfigurationError:
+                        name = f"method {t.id}"
+                    self.fail(
+                        field,
+                        f"key exchange {name} is not available here "
+                        "(no installed backend implements it; see `pqike algorithms`)",
+                    )
+
+    def proposals(self, value: Any, default_esp: str) -> tuple[ProposalSpec, ...]:
+        if value is None:
+            self.fail("proposals", "the spec needs a [proposals] table with at least one proposal")
+        table = self.table(value, "proposals")
+        if not table:
+            self.fail("proposals", "at least one proposal is required")
+        out = []
+        for name, entry in table.items():
+            field = f"proposals.{name}"
+            self.name(name, field)
+            if isinstance(entry, str):
+                entry = {"ike": entry}
+            if not isinstance(entry, dict):
+                self.fail(
+                    field,
+                    "must be a proposal string or a table with ike/esp/responder, "
+                    f"got {_show(entry)}",
+                )
+            self.keys(entry, field, _PROPOSAL_KEYS)
+            if "ike" not in entry:
+                self.fail(f"{field}.ike", "is required")
+            ike_field = f"{field}.ike" if len(entry) > 1 else field
+            ike = self.string(entry["ike"], ike_field)
+            self.ike(ike, ike_field)
+            esp = self.string(entry.get("esp", default_esp), f"{field}.esp")
+            self.esp(esp, f"{field}.esp")
+            responder = entry.get("responder")
+            if responder is not None:
+                self.string(responder, f"{field}.responder")
+                self.ike(responder, f"{field}.responder")
+            description = self.string(entry.get("description", ""), f"{field}.description")
+            out.append(ProposalSpec(name, ike, esp, responder, description))
+        return tuple(out)
+
+    def profiles(self, value: Any) -> tuple[NetworkProfile, ...]:
+        if value is None:
+            self.fail("profiles", "the spec needs at least one [profiles.<name>] table")
+        table = self.table(value, "profiles")
+        if not table:
+            self.fail("profiles", "at least one profile is required")
+        out: list[NetworkProfile] = []
+        for name, entry in table.items():
+            field = f"profiles.{name}"
+            self.name(name, field)
+            self.table(entry, field)
+            self.keys(entry, field, _PROFILE_KEYS)
+            fixed: dict[str, Any] = {}
+            sweeps: list[tuple[str, list[Any]]] = []
+            for key, raw in entry.items():
+                if key in _SWEEPABLE and isinstance(raw, list):
+                    if not raw:
+                        self.fail(f"{field}.{key}", "a list of values must not be empty")
+                    values = [
+                        self.profile_value(key, x, f"{field}.{key}[{i}]") for i, x in enumerate(raw)
+                    ]
+                    if len(set(values)) != len(values):
+                        self.fail(f"{field}.{key}", f"lists a value twice: {raw}")
+                    sweeps.append((key, values))
+                else:
+                    fixed[key] = self.profile_value(key, raw, f"{field}.{key}")
+            for combo in itertools.product(*(vals for _, vals in sweeps)):
+                params = dict(fixed)
+                suffix = ""
+                for (key, _), val in zip(sweeps, combo, strict=True):
+                    params[key] = val
+                    suffix += f"_{key.split('_')[0]}{_fmt(val)}"
+                profile_name = name + suffix
+                if any(p.name == profile_name for p in out):
+                    self.fail(field, f"profile name {profile_name!r} is generated twice")
+                out.append(NetworkProfile(profile_name, **params))
+        return tuple(out)
+
+    def profile_value(self, key: str, value: Any, field: str) -> Any:
+        if key == "delay_ms":
+            return self.number(value, field, 0, 3_600_000, "a one-way delay in milliseconds")
+        if key == "jitter_ms":
+            return self.number(value, field, 0, 3_600_000, "a jitter in milliseconds")
+        if key == "loss":
+            return self.number(value, field, 0, 100, "a percentage")
+        if key == "mtu":
+            return self.integer(value, field, 576, 65535)
+        if key == "fragment_size":
+            return self.integer(value, field, 576, 65535)
+        if key == "bandwidth_kbps":
+            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+                self.fail(field, f"must be a positive rate in kbit/s, got {_show(value)}")
+            return self.number(value, field, 1e-3, 1e9, "a rate in kbit/s")
+        if key == "ipv6":
+            return self.boolean(value, field)
+        if key == "repetitions":
+            return self.integer(value, field, 1, 1_000_000)
+        if key == "pairs":
+            return self.pairs(value, field)
+        return self.string(value, field)
+
+
+def _fmt(value: float | int) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dict):
+        return "a table"
+    return str(value)
+
+
+__all__ = [
+    "PAIR_KINDS",
+    "Cell",
+    "ExperimentSpec",
+    "NetworkProfile",
+    "ProposalSpec",
+    "describe_spec",
+    "load_spec",
+    "parse_spec",
+]
