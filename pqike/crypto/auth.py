@@ -64,6 +64,10 @@ def int_auth_octets(
     if next_payload == PayloadType.SKF:
         next_payload = PayloadType.SK
     length = IKE_HEADER_LENGTH + len(unprotected) + 4 + len(plaintext)
+    # An SK payload over 64 KB can only exist fragmented (pqike's split KE payloads for
+    # Classic McEliece), and its 16-bit length cannot be written: it wraps modulo 2^16,
+    # a pqike convention (docs/protocol-notes.md). Within 64 KB this is RFC 9242 exactly.
+    sk_length = (4 + len(plaintext)) & 0xFFFF
     return b"".join(
         (
             header[:16],
@@ -72,7 +76,7 @@ def int_auth_octets(
             length.to_bytes(4, "big"),
             unprotected,
             bytes((sk_next_payload, 0)),
-            (4 + len(plaintext)).to_bytes(2, "big"),
+            sk_length.to_bytes(2, "big"),
             plaintext,
         )
     )

@@ -128,11 +128,12 @@ class IkeConfiguration:
     """Responder: seconds from the IKE_SA_INIT response to a finished IKE_AUTH before the
     half-open IKE SA is given up (strongSwan's ``half_open_timeout``: 30 s)."""
 
-    max_fragments: int = 512
-    """Most fragments accepted for one message; more and the message is dropped (RFC 7383 2.6)."""
+    max_fragments: int = 2048
+    """Most fragments accepted for one message; more and the message is dropped (RFC 7383 2.6).
+    2048 fragments of a 1280-byte datagram carry the largest Classic McEliece key."""
 
-    max_message_size: int = 1 << 20
-    """Largest reassembled message accepted, in bytes."""
+    max_message_size: int = 2 << 20
+    """Largest reassembled message accepted, in bytes (2 MiB)."""
 
     reassembly_timeout: float = 30.0
     """Seconds an incomplete fragmented message may wait for its missing fragments."""

@@ -195,8 +195,8 @@ class _Assembly:
 class ReassemblyLimits:
     """Bounds that keep an abusive fragment stream from growing memory (RFC 7383 2.6)."""
 
-    max_fragments: int = 512
-    max_message_size: int = 1 << 20
+    max_fragments: int = 2048
+    max_message_size: int = 2 << 20
     timeout: float = 30.0
 
 

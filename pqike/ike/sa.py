@@ -151,6 +151,34 @@ def _has_notify(payloads: tuple[Payload, ...] | list[Payload], kind: int) -> Not
     return None
 
 
+MAX_KE_DATA = 0xFFFF - 8
+"""Most KE data one payload holds: a 16-bit Payload Length less 8 header bytes (RFC 7296 3.4)."""
+
+
+def _ke_payloads(method: int, data: bytes) -> list[Payload]:
+    """One KE payload, or several in a row when ``data`` does not fit in one.
+
+    pqike's convention for keys over 64 KB (Classic McEliece), which IKEv2 itself cannot
+    carry: consecutive KE payloads of the same method, each but the last full. Only used in
+    IKE_INTERMEDIATE, whose messages RFC 7383 can fragment. See docs/protocol-notes.md.
+    """
+    if len(data) <= MAX_KE_DATA:
+        return [KePayload(method, data)]
+    return [KePayload(method, data[i : i + MAX_KE_DATA]) for i in range(0, len(data), MAX_KE_DATA)]
+
+
+def _joined_ke(payloads) -> KePayload | None:
+    """The KE payload of a message, rejoined when it was split by ``_ke_payloads``."""
+    kes = [p for p in payloads if isinstance(p, KePayload)]
+    if len(kes) <= 1:
+        return kes[0] if kes else None
+    if any(k.method != kes[0].method for k in kes) or any(
+        len(k.data) != MAX_KE_DATA for k in kes[:-1]
+    ):
+        raise InvalidSyntax("several KE payloads that are not one split key exchange value")
+    return KePayload(kes[0].method, b"".join(k.data for k in kes))
+
+
 def _first(payloads, cls):
     for p in payloads:
         if isinstance(p, cls):
@@ -643,8 +671,9 @@ class IkeSa:
         self._out.append((marker + raw, addr))
         types = tuple(int(p.payload_type) for p in payloads)
         event = self._sent_event(header, (raw,), types, now, len(raw))
-        self._events.append(replace(event, datagram_sizes=(len(marker) + len(raw),),
-                                    destination=addr))
+        self._events.append(
+            replace(event, datagram_sizes=(len(marker) + len(raw),), destination=addr)
+        )
 
     def _on_sa_init_response(
         self, message: Message, addr: Address, now: float, udp_len: int
@@ -789,7 +818,9 @@ class IkeSa:
             self._ke_method = method
             self.state = S.INITIATOR_EXPECT_INTERMEDIATE_RESPONSE
             self._send_request(
-                ExchangeType.IKE_INTERMEDIATE, [KePayload(method, self._kex.public_data())], now=now
+                ExchangeType.IKE_INTERMEDIATE,
+                _ke_payloads(method, self._kex.public_data()),
+                now=now,
             )
         else:
             self._send_auth_request(now)
@@ -800,8 +831,12 @@ class IkeSa:
         # RFC 9242 3.3.2: IntAuth over this request, with the keys that protected it.
         self._chain_int_auth(plain, initiator=True)
         rnd, method = self._rounds[self._round_index]
-        ke = _first(inner, KePayload)
         mid = plain.header.message_id
+        try:
+            ke = _joined_ke(inner)
+        except InvalidSyntax as exc:
+            self._reject_round(mid, NotifyType.INVALID_SYNTAX, rnd, str(exc), now)
+            return
         if ke is None:
             self._reject_round(mid, NotifyType.INVALID_SYNTAX, rnd, "KEi payload missing", now)
             return
@@ -822,7 +857,7 @@ class IkeSa:
             self._reject_round(mid, NotifyType.INVALID_SYNTAX, rnd, f"bad KEi: {exc}", now)
             return
         sent = self._send_response(
-            ExchangeType.IKE_INTERMEDIATE, [KePayload(method, data)], message_id=mid, now=now
+            ExchangeType.IKE_INTERMEDIATE, _ke_payloads(method, data), message_id=mid, now=now
         )
         del sent
         self._events.append(KeyExchangeCompleted(method, rnd, secret))
@@ -855,7 +890,10 @@ class IkeSa:
             )
             return
         self._chain_int_auth(plain, initiator=False)
-        ke = _first(inner, KePayload)
+        try:
+            ke = _joined_ke(inner)
+        except InvalidSyntax:
+            ke = None
         if ke is None or ke.method != method:
             self._fail(
                 NotifyType.INVALID_SYNTAX,

@@ -8,7 +8,7 @@ from pqike.constants import ExchangeType
 from pqike.handshake import make_config, run_handshake
 from pqike.ike.protection import protect
 from pqike.ike.sa import IkeSa
-from pqike.wire.payloads import VendorIdPayload
+from pqike.wire.payloads import KePayload, VendorIdPayload
 
 HYBRID = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
 SIZES = [(576, False), (1280, False), (1500, False), (1280, True)]
@@ -180,3 +180,34 @@ def test_abusive_fragment_stream_stays_bounded():
     r.add(partial[0], c.cipher, k.sk_ei, k.sk_ai, now=30.0)
     r.add(partial[0], c.cipher, k.sk_ei, k.sk_ai, now=30.0)
     assert r.pending_fragments == 1 and r.stats["fragments_duplicate"] == 1
+
+
+def test_classic_mceliece_key_over_a_lossy_link_establishes():
+    """issue 6: McEliece-348864's 261 KB key, 221 fragments at 1280, 1 % loss each way.
+
+    The reassembler keeps what arrived across whole-message retransmissions, so each
+    retransmission only has to fill the gaps.
+    """
+    import random
+
+    for seed in range(5):
+        rnd = random.Random(seed)
+        result = run_handshake(
+            "aes256gcm16-prfsha384-x25519-ke1_mceliece348864",
+            deliver=lambda sender, data, index, rnd=rnd: [] if rnd.random() < 0.01 else [data],
+        )
+        assert result.established, (seed, result.failures)
+        request = next(m for m in result.trace.messages if m.exchange == "IKE_INTERMEDIATE")
+        assert request.fragments > 200
+
+
+def test_split_ke_payloads_must_be_one_value():
+    from pqike.errors import InvalidSyntax
+    from pqike.ike.sa import MAX_KE_DATA, _joined_ke
+
+    whole = _joined_ke([KePayload(1120, bytes(MAX_KE_DATA)), KePayload(1120, b"xy")])
+    assert whole == KePayload(1120, bytes(MAX_KE_DATA) + b"xy")
+    with pytest.raises(InvalidSyntax):
+        _joined_ke([KePayload(1120, b"short"), KePayload(1120, b"xy")])
+    with pytest.raises(InvalidSyntax):
+        _joined_ke([KePayload(1120, bytes(MAX_KE_DATA)), KePayload(36, b"xy")])
