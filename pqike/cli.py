@@ -78,10 +78,23 @@ def handshake(
     ),
     fragment_size: int = typer.Option(1280, "--fragment-size", help="Largest IP datagram."),
     ipv6: bool = typer.Option(False, "--ipv6", help="Account for IPv6 headers."),
+    loss: float = typer.Option(
+        0.0, "--loss", min=0.0, max=100.0, help="Drop this percentage of datagrams, each way."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the --loss random draws."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Run an in-memory handshake between two pqike peers and print every message."""
+    import random
+
     from .handshake import run_handshake
+
+    deliver = None
+    if loss:
+        draws = random.Random(seed)
+
+        def deliver(sender: str, data: bytes, index: int) -> list[bytes]:
+            return [] if draws.random() < loss / 100.0 else [data]
 
     try:
         result = run_handshake(
@@ -90,6 +103,7 @@ def handshake(
             responder_proposal=responder_proposal,
             fragment_size=fragment_size,
             ipv6=ipv6,
+            deliver=deliver,
         )
     except ConfigurationError as exc:
         _fail(str(exc))
@@ -121,7 +135,8 @@ def handshake(
                 )
             typer.echo(
                 f"cpu: initiator {result.cpu_initiator * 1e3:.2f} ms, "
-                f"responder {result.cpu_responder * 1e3:.2f} ms"
+                f"responder {result.cpu_responder * 1e3:.2f} ms; "
+                f"simulated time {result.simulated_time:.3f} s"
             )
         else:
             for f in result.failures:
@@ -155,6 +170,11 @@ def initiate(
     delete: bool = typer.Option(
         True, "--delete/--no-delete", help="Delete the IKE SA again once it is up."
     ),
+    events: str | None = typer.Option(
+        None,
+        "--events",
+        help="Write one JSON line per SA up, failed or deleted (suite, SPIs, keys, notify).",
+    ),
 ) -> None:
     """Bring up one IKE SA (and Child SA) with [peer] remote over UDP; print every message."""
     import asyncio
@@ -165,7 +185,14 @@ def initiate(
     peer = _load_peer(config)
     try:
         result = asyncio.run(
-            run(peer, timeout=timeout, pcap=_path(pcap), keylog=_path(keylog), delete=delete)
+            run(
+                peer,
+                timeout=timeout,
+                pcap=_path(pcap),
+                keylog=_path(keylog),
+                delete=delete,
+                events=_path(events),
+            )
         )
     except OSError as exc:
         _fail(f"network: {exc}")
@@ -201,6 +228,11 @@ def respond(
     keylog: str | None = typer.Option(
         None, "--keylog", help="Write the IKE keys as a Wireshark ikev2_decryption_table."
     ),
+    events: str | None = typer.Option(
+        None,
+        "--events",
+        help="Write one JSON line per SA up, failed or deleted (suite, SPIs, keys, notify).",
+    ),
 ) -> None:
     """Answer IKE SAs on [peer] local until SIGINT or SIGTERM; log each SA up or failed."""
     import asyncio
@@ -225,7 +257,15 @@ def respond(
             where = ", ".join(format_address(a) for a in udp.local_addresses)
             say(f"listening on {where}")
 
-        return await serve(peer, stop, log=say, pcap=_path(pcap), keylog=_path(keylog), ready=ready)
+        return await serve(
+            peer,
+            stop,
+            log=say,
+            pcap=_path(pcap),
+            keylog=_path(keylog),
+            ready=ready,
+            events=_path(events),
+        )
 
     try:
         stats = asyncio.run(main())

@@ -162,10 +162,22 @@ class Trace:
         return [asdict(d) for d in self.datagrams]
 
     def sequence(self) -> str:
-        """strongSwan-style size sequence: ``s232 r265 ...`` (s = sent by the initiator)."""
-        return " ".join(
+        """strongSwan-style size sequence: ``s232 r265 ...`` (s = sent by the initiator).
+
+        A run of equal datagrams is written once with its count: ``s1248x220``.
+        """
+        tokens = [
             ("s" if d.sender == "initiator" else "r") + str(d.udp_bytes) for d in self.datagrams
-        )
+        ]
+        out: list[str] = []
+        i = 0
+        while i < len(tokens):
+            j = i
+            while j < len(tokens) and tokens[j] == tokens[i]:
+                j += 1
+            out.append(tokens[i] if j - i == 1 else f"{tokens[i]}x{j - i}")
+            i = j
+        return " ".join(out)
 
     def format_table(self) -> str:
         """A fixed-width table of the messages and a totals line, for terminals."""

@@ -65,3 +65,20 @@ def test_bench_prints_a_ratio_against_the_crypto_floor():
     )
     assert out.exit_code == 0, out.stdout
     assert "crypto floor CPU" in out.stdout and "ratio:" in out.stdout
+
+
+def test_handshake_with_loss_retransmits_and_still_establishes():
+    out = runner.invoke(
+        app,
+        [
+            "handshake",
+            "-p",
+            "aes256gcm16-prfsha384-x25519-ke1_mlkem768",
+            "--loss",
+            "30",
+            "--seed",
+            "3",
+        ],
+    )
+    assert out.exit_code == 0, out.stdout
+    assert "(retransmit)" in out.stdout and "established:" in out.stdout
