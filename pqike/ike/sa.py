@@ -16,6 +16,7 @@ The exchanges (RFC 7296 1.2, RFC 9242 3, RFC 9370 2.2)::
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from collections import deque
@@ -151,6 +152,9 @@ def _has_notify(payloads: tuple[Payload, ...] | list[Payload], kind: int) -> Not
     return None
 
 
+_INITIATOR = int(HeaderFlag.INITIATOR)
+_RESPONSE = int(HeaderFlag.RESPONSE)
+
 MAX_KE_DATA = 0xFFFF - 8
 """Most KE data one payload holds: a 16-bit Payload Length less 8 header bytes (RFC 7296 3.4)."""
 
@@ -177,6 +181,13 @@ def _joined_ke(payloads) -> KePayload | None:
     ):
         raise InvalidSyntax("several KE payloads that are not one split key exchange value")
     return KePayload(kes[0].method, b"".join(k.data for k in kes))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """Parsing an address string costs more than the NAT detection hash over it, and a
+    responder sees the same few addresses again and again."""
+    return ipaddress.ip_address(text)
 
 
 def _first(payloads, cls):
@@ -243,7 +254,6 @@ class IkeSa:
         self._last_time = 0.0
         self._half_open_deadline: float | None = None
         self._rx_path: tuple[Address, Address] = (remote, local)
-        self._ips: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -511,10 +521,7 @@ class IkeSa:
         self._sa_init_request = raw
 
     def _natd(self, spi_r: bytes, addr: Address) -> bytes:
-        ip = self._ips.get(addr[0])
-        if ip is None:  # parsing an address string costs more than the hash itself
-            ip = self._ips[addr[0]] = ipaddress.ip_address(addr[0])
-        return ike_auth.nat_detection_hash(self.spi_i, spi_r, ip, addr[1])
+        return ike_auth.nat_detection_hash(self.spi_i, spi_r, _parse_ip(addr[0]), addr[1])
 
     def _nat_notifies(self, spi_r: bytes) -> list[Payload]:
         src = self._natd(spi_r, self.local)
@@ -1172,7 +1179,7 @@ class IkeSa:
         """Free what only the handshake needed, so an established SA stays small.
 
         The IKE_SA_INIT messages and IntAuth values were only needed for AUTH, the key
-        exchange object only for its round, the address cache only for NAT detection.
+        exchange object only for its round.
         Kept: keys, nonces (first Child SA KEYMAT, RFC 7296 2.17) and the cached last
         response (answering a retransmitted request, RFC 7296 2.1).
         """
@@ -1180,7 +1187,6 @@ class IkeSa:
         self._kex = None
         self._cookie = b""
         self._current_request = None
-        self._ips.clear()
         if self._crypto is not None:
             self._crypto.int_auth_i = self._crypto.int_auth_r = b""
 
@@ -1237,9 +1243,7 @@ class IkeSa:
     def _build(
         self, exchange: int, payloads: list[Payload], *, response: bool, mid: int, protected: bool
     ):
-        flags = (HeaderFlag.INITIATOR if self.is_initiator else 0) | (
-            HeaderFlag.RESPONSE if response else 0
-        )
+        flags = (_INITIATOR if self.is_initiator else 0) | (_RESPONSE if response else 0)
         header = IkeHeader(self.spi_i, self.spi_r, 0, exchange, int(flags), mid)
         if not protected:
             raw = encode_message(header, payloads)
