@@ -20,8 +20,8 @@ class Event:
 
 
 @dataclass(frozen=True)
-class MessageSent(Event):
-    """A message left, whole or in fragments (one per datagram in ``datagram_sizes``)."""
+class MessageEvent(Event):
+    """What ``MessageSent`` and ``MessageReceived`` both say about one IKE message."""
 
     time: float
     exchange_type: int
@@ -36,7 +36,6 @@ class MessageSent(Event):
     datagram_sizes: tuple[int, ...]
     """UDP payload bytes of each datagram (non-ESP marker included)."""
     retransmission: bool = False
-    destination: tuple[str, int] | None = None
 
     @property
     def fragments(self) -> int:
@@ -44,23 +43,17 @@ class MessageSent(Event):
 
 
 @dataclass(frozen=True)
-class MessageReceived(Event):
+class MessageSent(MessageEvent):
+    """A message left, whole or in fragments (one per datagram in ``datagram_sizes``)."""
+
+    destination: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class MessageReceived(MessageEvent):
     """A whole message arrived and was accepted (after reassembly and decryption)."""
 
-    time: float
-    exchange_type: int
-    message_id: int
-    is_response: bool
-    payload_types: tuple[int, ...]
-    ike_bytes: int
-    fragment_ike_bytes: tuple[int, ...]
-    datagram_sizes: tuple[int, ...]
-    retransmission: bool = False
     source: tuple[str, int] | None = None
-
-    @property
-    def fragments(self) -> int:
-        return len(self.fragment_ike_bytes) if len(self.fragment_ike_bytes) > 1 else 0
 
 
 @dataclass(frozen=True)

@@ -1278,21 +1278,38 @@ class IkeSa:
             destination=self.remote,
         )
 
-    def _send_request(
-        self, exchange: int, payloads: list[Payload], *, now: float, protected: bool = True
-    ) -> bytes:
-        mid = self._my_mid
-        self._my_mid += 1
+    def _send(
+        self,
+        exchange: int,
+        payloads: list[Payload],
+        *,
+        response: bool,
+        mid: int,
+        now: float,
+        protected: bool,
+    ) -> tuple[bytes, list[bytes], MessageSent]:
+        """Build, queue and report one message; return its bytes, datagrams and event."""
         header, messages, raw, types, pm = self._build(
-            exchange, payloads, response=False, mid=mid, protected=protected
+            exchange, payloads, response=response, mid=mid, protected=protected
         )
         if pm is not None and exchange == ExchangeType.IKE_INTERMEDIATE:
-            self._chain_int_auth(pm, initiator=True)
+            # RFC 9242 3.3.2: the sender chains IntAuth over what it protected.
+            self._chain_int_auth(pm, initiator=self.is_initiator)
         marker = NON_ESP_MARKER if self._uses_marker(self.remote) else b""
         datagrams = [marker + m for m in messages]
         event = self._sent_event(header, messages, types, now, pm.ike_bytes if pm else len(raw))
         self._emit_datagrams(datagrams)
         self._events.append(event)
+        return raw, datagrams, event
+
+    def _send_request(
+        self, exchange: int, payloads: list[Payload], *, now: float, protected: bool = True
+    ) -> bytes:
+        mid = self._my_mid
+        self._my_mid += 1
+        raw, datagrams, event = self._send(
+            exchange, payloads, response=False, mid=mid, now=now, protected=protected
+        )
         self._request = _Outgoing(
             mid, exchange, datagrams, event, now, deadline=now + self.config.retransmit_timeout
         )
@@ -1308,16 +1325,9 @@ class IkeSa:
         protected: bool = True,
         request_raw: bytes = b"",
     ) -> bytes:
-        header, messages, raw, types, pm = self._build(
-            exchange, payloads, response=True, mid=message_id, protected=protected
+        raw, datagrams, event = self._send(
+            exchange, payloads, response=True, mid=message_id, now=now, protected=protected
         )
-        if pm is not None and exchange == ExchangeType.IKE_INTERMEDIATE:
-            self._chain_int_auth(pm, initiator=False)
-        marker = NON_ESP_MARKER if self._uses_marker(self.remote) else b""
-        datagrams = [marker + m for m in messages]
-        event = self._sent_event(header, messages, types, now, pm.ike_bytes if pm else len(raw))
-        self._emit_datagrams(datagrams)
-        self._events.append(event)
         self._response = _CachedResponse(message_id, exchange, datagrams, event, request_raw)
         self._peer_mid = message_id + 1
         return raw
