@@ -561,6 +561,7 @@ class IkeSa:
             self._drop(now, "IKE_SA_INIT request with a responder SPI", udp_len)
             return
         self.remote = addr
+        self.spi_i = hdr.spi_i  # so even a refusal below is reported under the peer's SPI
         if self.config.require_cookie:
             expected = ike_auth.cookie(
                 self.config.cookie_secret, self._nonce_of(payloads), addr[0], hdr.spi_i

@@ -146,3 +146,9 @@ def test_force_nat_t_moves_both_peers_to_port_4500_with_the_marker():
     assert all(m.udp_bytes == m.ike_bytes + 4 for m in auth)
     sa_init = [m for m in result.trace.messages if m.exchange == "IKE_SA_INIT"]
     assert all(m.udp_bytes == m.ike_bytes for m in sa_init)
+
+
+def test_a_refused_responder_still_knows_the_initiators_spi():
+    result = run_handshake("aes256gcm16-prfsha384-x25519",
+                           responder_proposal="aes128gcm16-prfsha256-ecp256")
+    assert result.responder.spi_i == result.initiator.spi_i
