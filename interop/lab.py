@@ -1316,7 +1316,27 @@ def _cmd_up(args: argparse.Namespace) -> int:
     try:
         lab.up()
         config = _config_from_args(args)
-        daemons = [] if args.no_strongswan else [lab.start_strongswan(s, config) for s in SIDES]
+        sides = () if args.no_strongswan else SIDES
+        if args.strongswan_side and not args.no_strongswan:
+            sides = (args.strongswan_side,)
+        daemons = [lab.start_strongswan(s, config) for s in sides]
+        pqike_side = lab.peer_of(sides[0]) if len(sides) == 1 else None
+        pqike_config = None
+        if pqike_side is not None:
+            # The other side is for a pqike peer: the same settings as pqike TOML.
+            from .pqike_peer import write_pqike_config
+
+            pqike_config = write_pqike_config(
+                lab.workdir / pqike_side / "pqike.toml",
+                lab,
+                pqike_side,
+                ike_proposal=config.ike_proposal,
+                esp_proposal=config.esp_proposal,
+                psk=config.psk,
+                fragment_size=config.fragment_size,
+                port=config.port,
+                nat_t_port=config.port_nat_t,
+            )
     except BaseException:
         lab.down()
         raise
@@ -1329,11 +1349,22 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(f"{env} {d.install.swanctl} --list-sas --uri {d.vici_uri}")
     if daemons:
         d = daemons[0]
-        print("\n# initiate from left:")
+        print(f"\n# initiate from {d.side}:")
         print(
             f"STRONGSWAN_CONF={d.strongswan_conf} {d.install.swanctl} --initiate "
             f"--ike {d.config.conn} --child {d.config.child} --uri {d.vici_uri}"
         )
+    if pqike_side is not None and pqike_config is not None:
+        venv_pqike = INTEROP_DIR.parent / ".venv" / "bin" / "pqike"
+        pqike = str(venv_pqike) if venv_pqike.exists() else "pqike"
+        ns = " ".join(lab.ns_prefix(pqike_side))
+        out = lab.workdir / pqike_side
+        print(f"\n# {pqike_side}: pqike, configuration {pqike_config}")
+        print(
+            f"{ns} {pqike} initiate --config {pqike_config} --pcap {out}/pqike.pcap "
+            f"--keylog {out}/pqike.keys"
+        )
+        print(f"{ns} {pqike} respond --config {pqike_config} --events {out}/events.jsonl")
     print(f"\n# tear down:\npython -m interop.lab down --prefix {args.prefix}")
     return 0
 
@@ -1412,6 +1443,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="bring a lab up with a charon on each side and leave it")
     _add_config_args(p_up)
     p_up.add_argument("--no-strongswan", action="store_true", help="namespaces only")
+    p_up.add_argument(
+        "--strongswan-side",
+        choices=SIDES,
+        help="charon on this side only; the other side gets a pqike configuration",
+    )
     p_up.set_defaults(func=_cmd_up)
     p_down = sub.add_parser("down", help="remove every lab with the prefix (leftovers)")
     p_down.add_argument("--prefix", default=DEFAULT_PREFIX)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -306,6 +307,35 @@ def bench_memory(
     try:
         report = run(sas, proposal, esp, traced=not rss)
     except ConfigurationError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(report.format())
+
+
+@bench_app.command("interop")
+def bench_interop(
+    runs: int = typer.Option(20, "--runs", min=1, help="Timed handshakes per pair."),
+    proposals: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-p",
+            "--proposal",
+            help="IKE proposal (repeatable; default: x25519-ke1_mlkem768 and x25519 with "
+            "aes256gcm16-prfsha384).",
+        ),
+    ] = None,
+    esp: str = typer.Option("aes256gcm16", "--esp", help="ESP proposal."),
+) -> None:
+    """Median handshake time on the wire, pqike and strongSwan 6 in the lab (needs root)."""
+    from .lab.interop_bench import DEFAULT_PROPOSALS, LabUnavailable
+    from .lab.interop_bench import bench_interop as run
+
+    def progress(line: str) -> None:
+        typer.echo(line, err=True)
+
+    try:
+        report = run(proposals or DEFAULT_PROPOSALS, esp, runs=runs, progress=progress)
+    except (ConfigurationError, LabUnavailable) as exc:
         _fail(str(exc))
         return
     typer.echo(report.format())

@@ -172,3 +172,84 @@ def test_respond_without_any_sa_still_stops_cleanly(tmp_path):
     code, out, err = responder.stop(signal.SIGTERM)
     assert code == 0, err
     assert out.splitlines()[-1] == "stopped: no datagrams received"
+
+
+def read_events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_both_sides_log_the_same_suite_spis_and_keys_as_json_lines(tmp_path):
+    responder_events = tmp_path / "responder.jsonl"
+    responder = Responder(tmp_path, "--events", str(responder_events))
+    try:
+        config = peer_toml(tmp_path / "initiator.toml", responder=False, remote_port=responder.port)
+        initiator_events, keys = tmp_path / "initiator.jsonl", tmp_path / "i.keys"
+        run = pqike(
+            "initiate",
+            "--config",
+            str(config),
+            "--events",
+            str(initiator_events),
+            "--keylog",
+            str(keys),
+        )
+    finally:
+        code, _, err = responder.stop()
+    assert run.returncode == 0, run.stderr
+    assert code == 0, err
+    mine, theirs = read_events(initiator_events), read_events(responder_events)
+    # The initiator deletes the IKE SA once it is up: each side logs three records.
+    assert [e["event"] for e in mine] == [
+        "ike_sa_established",
+        "child_sa_established",
+        "ike_sa_deleted",
+    ]
+    assert [e["event"] for e in theirs] == [e["event"] for e in mine]
+    assert (mine[0]["initiator"], theirs[0]["initiator"]) == (True, False)
+    assert mine[2]["by_peer"] is False and theirs[2]["by_peer"] is True
+    ike_i, ike_r = mine[0], theirs[0]
+    assert ike_i["suite"] == ike_r["suite"] == HYBRID
+    assert ike_i["intermediate_exchanges"] == 1
+    assert (ike_i["spi_i"], ike_i["spi_r"]) == (ike_r["spi_i"], ike_r["spi_r"])
+    assert ike_i["keys"] == ike_r["keys"]
+    # AES-GCM-256 keys carry the 4-byte salt (RFC 5282); SK_d and SK_p are prf-sized.
+    sizes = {name: len(bytes.fromhex(k)) for name, k in ike_i["keys"].items()}
+    assert sizes == {
+        "sk_d": 48,
+        "sk_ai": 0,
+        "sk_ar": 0,
+        "sk_ei": 36,
+        "sk_er": 36,
+        "sk_pi": 48,
+        "sk_pr": 48,
+    }
+    # The same SK_ei/SK_er as the Wireshark key table: they are the keys in use.
+    assert f"{ike_i['keys']['sk_ei']},{ike_i['keys']['sk_er']}," in keys.read_text()
+    child_i, child_r = mine[1], theirs[1]
+    assert child_i["suite"] == child_r["suite"] == "aes256gcm16-noesn"
+    assert (child_i["child_spi_i"], child_i["child_spi_r"]) == (
+        child_r["child_spi_i"],
+        child_r["child_spi_r"],
+    )
+    assert child_i["keys"] == child_r["keys"]
+    assert len(bytes.fromhex(child_i["keys"]["encr_i"])) == 36
+    assert child_i["keys"]["encr_i"] != child_i["keys"]["encr_r"]
+
+
+def test_a_wrong_psk_is_logged_with_its_notify_on_both_sides(tmp_path):
+    responder_events = tmp_path / "responder.jsonl"
+    responder = Responder(tmp_path, "--events", str(responder_events), psk="another-psk")
+    try:
+        config = peer_toml(tmp_path / "initiator.toml", responder=False, remote_port=responder.port)
+        initiator_events = tmp_path / "initiator.jsonl"
+        run = pqike("initiate", "--config", str(config), "--events", str(initiator_events))
+    finally:
+        responder.stop()
+    assert run.returncode == 1
+    (mine,) = read_events(initiator_events)
+    (theirs,) = read_events(responder_events)
+    for record in (mine, theirs):
+        assert record["event"] == "ike_sa_failed"
+        assert (record["notify"], record["notify_name"]) == (24, "AUTHENTICATION_FAILED")
+    assert mine["spi_i"] == theirs["spi_i"]
+    assert "AUTH payload does not verify" in theirs["reason"]

@@ -4,13 +4,16 @@
 configured remote and returns an ``InitiatorResult`` with the trace of every message
 sent and received. ``serve(peer, stop, ...)`` answers IKE_SA_INIT requests until
 ``stop`` is set, reporting each IKE SA that comes up or fails. Both can write a pcap
-of every datagram (``pqike.pcap``) and the Wireshark IKEv2 key table.
+of every datagram (``pqike.pcap``), the Wireshark IKEv2 key table, and an event log:
+one JSON object per line for every SA that comes up, fails or is deleted, keys
+included (``event_record``), for scripts that check pqike against another peer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -18,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
+from ..constants import NotifyType, name_of
 from ..ike.config import IkeConfiguration
 from ..ike.endpoint import IkeEndpoint
 from ..ike.events import (
@@ -109,12 +113,21 @@ def trace_of(events: list[Event], *, initiator: bool, ipv6: bool, start: float =
 
 
 class _Artefacts:
-    """The optional pcap and key log files of one run."""
+    """The optional pcap, key log and event log files of one run."""
 
-    def __init__(self, stack: ExitStack, pcap: Path | None, keylog: Path | None) -> None:
+    def __init__(
+        self,
+        stack: ExitStack,
+        pcap: Path | None,
+        keylog: Path | None,
+        events: Path | None = None,
+    ) -> None:
         self.pcap = PcapWriter(stack.enter_context(open(pcap, "wb"))) if pcap else None
         self.keylog: TextIO | None = (
             stack.enter_context(open(keylog, "w", encoding="ascii")) if keylog else None
+        )
+        self.events: TextIO | None = (
+            stack.enter_context(open(events, "w", encoding="utf-8")) if events else None
         )
 
     def datagram(self, direction: str, data: bytes, src, dst) -> None:
@@ -122,11 +135,91 @@ class _Artefacts:
             self.pcap.write_udp(data, src, dst, timestamp=time.time())
             self.pcap.flush()
 
-    def established(self, event: IkeSaEstablished) -> None:
-        if self.keylog is not None:
+    def event(self, sa: IkeSa, event: Event) -> None:
+        if isinstance(event, IkeSaEstablished) and self.keylog is not None:
             line = ikev2_decryption_line(event.spi_i, event.spi_r, event.suite, event.keys)
             self.keylog.write(line + "\n")
             self.keylog.flush()
+        if self.events is not None:
+            record = event_record(sa, event)
+            if record is not None:
+                # Flushed per line: a script reads the file while we keep running.
+                self.events.write(json.dumps(record) + "\n")
+                self.events.flush()
+
+
+def event_record(sa: IkeSa, event: Event) -> dict | None:
+    """A JSON-ready dict for an IKE SA or Child SA that came up, failed or was deleted;
+    ``None`` for other events.
+
+    Every record has ``event`` (``ike_sa_established``, ``child_sa_established``,
+    ``ike_sa_failed``, ``ike_sa_deleted``), ``time`` (the loop clock), the IKE SPIs
+    (``spi_i``, ``spi_r``, hex), ``local``/``peer`` (``address:port``) and ``initiator``
+    (our role). Established SAs add ``suite`` in strongSwan syntax and ``keys`` (hex,
+    named as in RFC 7296 2.14 and 2.17); a Child SA's ESP SPIs are ``child_spi_i`` and
+    ``child_spi_r``; a failure adds ``notify`` (the error Notify number or ``None``),
+    ``notify_name``, ``reason`` and ``round``.
+    """
+    base = {
+        "spi_i": sa.spi_i.hex(),
+        "spi_r": sa.spi_r.hex(),
+        "local": format_address(sa.local),
+        "peer": format_address(sa.remote),
+        "initiator": sa.is_initiator,
+    }
+    if isinstance(event, IkeSaEstablished):
+        keys = event.keys
+        return {
+            "event": "ike_sa_established",
+            "time": event.time,
+            **base,
+            "suite": event.suite.describe(),
+            "intermediate_exchanges": event.intermediate_exchanges,
+            "local_id": str(event.local_id),
+            "remote_id": str(event.remote_id),
+            "nat_local": event.nat_local,
+            "nat_remote": event.nat_remote,
+            "keys": {
+                "sk_d": keys.sk_d.hex(),
+                "sk_ai": keys.sk_ai.hex(),
+                "sk_ar": keys.sk_ar.hex(),
+                "sk_ei": keys.sk_ei.hex(),
+                "sk_er": keys.sk_er.hex(),
+                "sk_pi": keys.sk_pi.hex(),
+                "sk_pr": keys.sk_pr.hex(),
+            },
+        }
+    if isinstance(event, ChildSaEstablished):
+        keys = event.keys
+        return {
+            "event": "child_sa_established",
+            **base,
+            "child_spi_i": event.spi_i.hex(),
+            "child_spi_r": event.spi_r.hex(),
+            "suite": event.suite.describe(),
+            "mode": "transport" if event.transport_mode else "tunnel",
+            "ts_i": [str(t) for t in event.ts_i],
+            "ts_r": [str(t) for t in event.ts_r],
+            "keys": {
+                "encr_i": keys.encr_i.hex(),
+                "integ_i": keys.integ_i.hex(),
+                "encr_r": keys.encr_r.hex(),
+                "integ_r": keys.integ_r.hex(),
+            },
+        }
+    if isinstance(event, IkeSaFailed):
+        return {
+            "event": "ike_sa_failed",
+            "time": event.time,
+            **base,
+            "notify": event.notify,
+            "notify_name": None if event.notify is None else name_of(NotifyType, event.notify),
+            "reason": event.reason,
+            "round": event.round,
+        }
+    if isinstance(event, IkeSaDeleted):
+        return {"event": "ike_sa_deleted", "time": event.time, **base, "by_peer": event.by_peer}
+    return None
 
 
 def _bound_config(peer: PeerConfig, udp: UdpEndpoint) -> IkeConfiguration:
@@ -143,27 +236,25 @@ async def initiate(
     pcap: Path | None = None,
     keylog: Path | None = None,
     delete: bool = True,
+    events: Path | None = None,
 ) -> InitiatorResult:
     """Bring up one IKE SA with ``peer.remote``; never raises for a failed handshake.
 
     With ``delete`` the IKE SA is deleted again (INFORMATIONAL) once it is up, so the
-    responder does not keep it; the trace then shows that exchange too.
+    responder does not keep it; the trace then shows that exchange too. ``events``
+    names a file for the JSON-lines event log (see ``event_record``).
     """
     remote = peer.remote
     local_host = peer.local_for(remote[0])
     with ExitStack() as stack:
-        files = _Artefacts(stack, pcap, keylog)
-
-        def on_event(sa: IkeSa, event: Event) -> None:
-            if isinstance(event, IkeSaEstablished):
-                files.established(event)
+        files = _Artefacts(stack, pcap, keylog, events)
 
         udp = await UdpEndpoint.open(
             IkeEndpoint(None, limits=peer.limits),
             [local_host],
             port=peer.port,
             nat_t_port=peer.nat_t_port,
-            on_event=on_event,
+            on_event=files.event,
             on_datagram=files.datagram,
         )
         loop = asyncio.get_running_loop()
@@ -240,19 +331,20 @@ async def serve(
     pcap: Path | None = None,
     keylog: Path | None = None,
     ready: Callable[[UdpEndpoint], None] | None = None,
+    events: Path | None = None,
 ) -> dict[str, int]:
     """Answer IKE_SA_INIT requests on every ``[peer] local`` address until ``stop`` is set.
 
     Each IKE SA that comes up or fails is reported through ``log``; ``ready`` is called
     once the sockets are bound. On stop, established IKE SAs are deleted (with a short
-    grace period for the answers) and the endpoint's counters are returned.
+    grace period for the answers) and the endpoint's counters are returned. ``events``
+    names a file for the JSON-lines event log (see ``event_record``).
     """
     with ExitStack() as stack:
-        files = _Artefacts(stack, pcap, keylog)
+        files = _Artefacts(stack, pcap, keylog, events)
 
         def on_event(sa: IkeSa, event: Event) -> None:
-            if isinstance(event, IkeSaEstablished):
-                files.established(event)
+            files.event(sa, event)
             line = describe_event(sa, event)
             if line is not None:
                 log(line)
@@ -287,6 +379,7 @@ async def serve(
 __all__ = [
     "InitiatorResult",
     "describe_event",
+    "event_record",
     "initiate",
     "received_as_sent",
     "serve",
