@@ -126,7 +126,12 @@ def handshake(
         typer.echo(result.trace.format_table())
         typer.echo(f"sequence: {result.trace.sequence()}")
         if result.established and suite is not None:
-            rounds = ", ".join(f"ADDKE{r}={m}" for r, m in suite.rounds) or "none"
+            from .crypto.kex import DEFAULT_REGISTRY
+
+            rounds = (
+                ", ".join(f"ADDKE{r}={DEFAULT_REGISTRY.info(m).name}" for r, m in suite.rounds)
+                or "none"
+            )
             typer.echo(f"established: {suite.describe()} (additional key exchanges: {rounds})")
             child = result.child
             if child is not None:
