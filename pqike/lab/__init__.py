@@ -13,7 +13,14 @@ and resumes an interrupted run.
 
 from .link import LinkProfile, LinkRun, simulate_handshake
 from .metrics import summarize
-from .peers import HandshakeCase, HandshakeRun, MemoryPair, PeerPair, default_pairs
+from .peers import (
+    HandshakeCase,
+    HandshakeRun,
+    MemoryPair,
+    PayloadRecord,
+    PeerPair,
+    default_pairs,
+)
 from .relay import ImpairmentRelay
 from .report import build_report
 from .runner import (
@@ -35,6 +42,7 @@ from .spec import (
     load_spec,
     parse_spec,
 )
+from .strongswan_pairs import StrongSwanPair
 from .udp_pair import UdpPair
 
 __all__ = [
@@ -50,9 +58,11 @@ __all__ = [
     "LinkRun",
     "MemoryPair",
     "NetworkProfile",
+    "PayloadRecord",
     "PeerPair",
     "Progress",
     "ProposalSpec",
+    "StrongSwanPair",
     "UdpPair",
     "build_report",
     "check_pairs",

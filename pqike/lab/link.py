@@ -152,6 +152,8 @@ class LinkRun:
     timed_out: bool
     initiator: IkeSa = field(repr=False)
     responder: IkeSa = field(repr=False)
+    datagrams: list[bytes] = field(default_factory=list, repr=False)
+    """The bytes of every datagram sent (UDP payloads), aligned with ``trace.datagrams``."""
 
     @property
     def failures(self) -> list[tuple[str, IkeSaFailed]]:
@@ -208,6 +210,7 @@ def simulate_handshake(
     over = ip_overhead(ipv6)
     trace = Trace(ipv6=ipv6)
     fates: list[DatagramFate] = []
+    sent: list[bytes] = []
     message_cpu: list[float] = []
     events: dict[str, list[Event]] = {s: [] for s in _SIDES}
     cpu = dict.fromkeys(_SIDES, 0.0)
@@ -254,6 +257,7 @@ def simulate_handshake(
             arrival = channel.transmit(0, now, ip_bytes, draw)
             arrival_cpu = channel.transmit(1, end_cpu, ip_bytes, draw)
             fates.append(DatagramFate(draw.fate, arrival, arrival_cpu))
+            sent.append(data)
             if arrival is not None and arrival_cpu is not None:
                 push(arrival, _ARRIVAL, peer[side], arrival_cpu, (data, sa.local, dst))
         deadline = sa.get_timer()
@@ -306,6 +310,7 @@ def simulate_handshake(
         timed_out=timed_out or (not established and now >= max_time),
         initiator=initiator,
         responder=responder,
+        datagrams=sent,
     )
 
 

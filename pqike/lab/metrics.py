@@ -1,12 +1,13 @@
 """Metrics of a handshake as table rows, and the per-configuration summary.
 
-Three tidy tables come out of a run:
+Tidy tables come out of a run:
 
 - handshakes: one row per handshake (outcome, counts, bytes at IKE/UDP/IP level, times);
 - messages: one row per IKE message sent (retransmissions included);
-- datagrams: one row per UDP datagram sent, with what the link did to it.
+- datagrams: one row per UDP datagram sent, with what the link did to it;
+- payloads (when the spec asks for them): one row per part of each message.
 
-Messages and datagrams are keyed by ``proposal, pair, profile, repetition`` like the
+Messages, datagrams and payloads are keyed by ``proposal, pair, profile, repetition`` like the
 handshakes they belong to. ``summarize`` turns handshakes into one row per
 configuration and metric: median, 5th/95th percentile, and the mean with a 95 %
 Student-t confidence interval, over the handshakes that established.
@@ -143,6 +144,7 @@ def message_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[st
 def datagram_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[str, Any]]:
     """Rows of ``datagrams.csv``: every datagram sent in ``run`` and its fate."""
     fates = run.fates or [None] * len(run.trace.datagrams)
+    extra = run.datagram_columns or {}
     rows = []
     for i, (d, fate) in enumerate(zip(run.trace.datagrams, fates, strict=True)):
         rows.append(
@@ -165,6 +167,42 @@ def datagram_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[s
                 "fate": fate.fate if fate else None,
                 "arrival_s": _round(fate.arrival, 9) if fate else None,
                 "arrival_cpu_s": _round(fate.arrival_cpu, 7) if fate else None,
+                **{name: values[i] for name, values in extra.items()},
+            }
+        )
+    return rows
+
+
+def payload_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[str, Any]]:
+    """Rows of ``payloads.csv``: each part of each message of ``run`` (IKE header, every
+    payload, SK overhead), when the pair recorded them; ``message`` is the message's
+    ``index`` in ``messages.csv``."""
+    if not run.payloads:
+        return []
+    messages = run.trace.messages
+    rows = []
+    position = 0
+    previous = None
+    for p in run.payloads:
+        position = position + 1 if p.message == previous else 0
+        previous = p.message
+        m = messages[p.message]
+        rows.append(
+            {
+                "proposal": cell.proposal.name,
+                "pair": cell.pair,
+                "profile": cell.profile.name,
+                "repetition": repetition,
+                "message": p.message,
+                "sender": m.sender,
+                "exchange": m.exchange,
+                "message_id": m.message_id,
+                "is_response": m.is_response,
+                "retransmission": m.retransmission,
+                "position": position,
+                "payload": p.name,
+                "bytes": p.size,
+                "protected": p.protected,
             }
         )
     return rows
@@ -295,6 +333,7 @@ __all__ = [
     "describe",
     "handshake_row",
     "message_rows",
+    "payload_rows",
     "summarize",
     "t_quantile",
 ]

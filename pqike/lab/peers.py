@@ -2,13 +2,15 @@
 
 A peer pair takes a ``HandshakeCase`` (proposal, network profile, seed, timers) and
 returns a ``HandshakeRun``. ``memory`` runs two pqike ``IkeSa`` objects over the
-simulated link of ``pqike.lab.link``. The real-time kinds put ``pqike.lab.relay``
-between the peers for the profile's impairments and measure wall time: ``udp`` (two
-pqike endpoints over loopback UDP, ``pqike.lab.udp_pair``) runs today;
-``pqike-strongswan``, ``strongswan-pqike`` and ``strongswan`` (with a strongSwan 6
-daemon from ``interop/``) are known to specs but not wired in yet. A pair whose
-prerequisites are missing says why through ``unavailable_reason()``; the runner refuses
-a spec that needs it before running anything.
+simulated link of ``pqike.lab.link``. The real-time kinds apply the profile's
+impairments with a relay between the peers and measure wall time: ``udp`` (two pqike
+endpoints over loopback UDP through ``pqike.lab.relay``, ``pqike.lab.udp_pair``), and
+``pqike-strongswan``, ``strongswan-pqike`` and ``strongswan`` (pqike and strongSwan 6
+daemons in the network namespaces of ``interop/lab.py``, through
+``pqike.lab.tun_relay``; ``pqike.lab.strongswan_pairs``). A pair whose prerequisites
+are missing says why through ``unavailable_reason()``; the runner refuses a spec that
+needs it before running anything. A pair may also have ``close()``, which the runner
+calls when a run ends, for what it keeps between handshakes.
 
 To add a kind, write a class with ``name``, ``simulated``, ``unavailable_reason()`` and
 ``run(case)`` and pass ``pairs={**default_pairs(), "mine": Mine()}`` to the runner.
@@ -16,14 +18,15 @@ To add a kind, write a class with ``name``, ``simulated``, ``unavailable_reason(
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..handshake import INITIATOR_ADDRESS, RESPONDER_ADDRESS, make_config
 from ..ike.events import IkeSaEstablished
 from ..ike.sa import IkeSa
 from ..trace import Trace
+from .dissect import DissectedMessage, KeySchedule, dissect
 from .link import DatagramFate, simulate_handshake
 from .spec import PAIR_KINDS, NetworkProfile, ProposalSpec
 
@@ -42,6 +45,23 @@ class HandshakeCase:
     retransmit_timeout: float = 4.0
     retransmit_tries: int = 5
     max_time: float = 600.0
+    record_payloads: bool = False
+    """Ask the pair for ``HandshakeRun.payloads``: every message split into its payloads
+    (decrypted with the handshake's keys), when the pair can."""
+
+
+@dataclass(frozen=True)
+class PayloadRecord:
+    """One part of one message: the IKE header, a payload or the SK overhead.
+
+    ``message`` indexes ``trace.messages``; the sizes of a message's parts add up to its
+    ``ike_bytes`` (see ``pqike.lab.dissect``).
+    """
+
+    message: int
+    name: str
+    size: int
+    protected: bool
 
 
 @dataclass
@@ -70,6 +90,12 @@ class HandshakeRun:
     cpu_responder: float | None = None
     fates: list[DatagramFate] | None = None
     message_cpu_times: list[float] | None = None
+    payloads: list[PayloadRecord] | None = None
+    """Each message split into named parts, when ``HandshakeCase.record_payloads`` asked
+    for it and the pair could decrypt its messages."""
+    datagram_columns: dict[str, list[Any]] | None = None
+    """Extra columns of ``datagrams.csv``, each a list aligned with ``trace.datagrams``
+    (the strongSwan pairs add the size each peer's own log reports for the datagram)."""
 
 
 @runtime_checkable
@@ -139,6 +165,13 @@ class MemoryPair:
             max_time=case.max_time,
         )
         est = next((e for e in run.initiator_events if isinstance(e, IkeSaEstablished)), None)
+        payloads = None
+        if case.record_payloads:
+            sent = [
+                (d.sender, raw) for d, raw in zip(run.trace.datagrams, run.datagrams, strict=True)
+            ]
+            keys = KeySchedule.from_events(run.initiator_events, sent)
+            payloads = payload_records(run.trace, dissect(sent, keys))
         return HandshakeRun(
             established=run.established,
             failure=run.failure,
@@ -153,7 +186,27 @@ class MemoryPair:
             cpu_responder=run.cpu_responder,
             fates=run.fates,
             message_cpu_times=run.message_cpu_times,
+            payloads=payloads,
         )
+
+
+def payload_records(trace: Trace, messages: Sequence[DissectedMessage]) -> list[PayloadRecord]:
+    """``PayloadRecord``s of dissected messages, keyed to the messages of ``trace``.
+
+    Both list messages in the order they were sent, so the n-th message of one sender
+    with a given exchange, Message ID and direction is the same message in both.
+    """
+    index: dict[tuple, list[int]] = {}
+    for i, m in enumerate(trace.messages):
+        index.setdefault((m.sender, m.exchange, m.message_id, m.is_response), []).append(i)
+    out = []
+    for m in messages:
+        slots = index.get((m.sender, m.exchange, m.message_id, m.is_response))
+        if not slots:
+            continue
+        i = slots.pop(0)
+        out.extend(PayloadRecord(i, part.name, part.size, part.protected) for part in m.parts)
+    return out
 
 
 class UnavailablePair:
@@ -172,26 +225,17 @@ class UnavailablePair:
         raise RuntimeError(f"peer pair {self.name!r} is not available: {self.reason}")
 
 
-_PLANNED = MappingProxyType(
-    {
-        "pqike-strongswan": "strongSwan peers are not wired into the runner yet "
-        "(interop/lab.py runs them; see experiments/README.md)",
-        "strongswan-pqike": "strongSwan peers are not wired into the runner yet "
-        "(interop/lab.py runs them; see experiments/README.md)",
-        "strongswan": "strongSwan peers are not wired into the runner yet "
-        "(interop/lab.py runs them; see experiments/README.md)",
-    }
-)
-
-
 def default_pairs() -> dict[str, PeerPair]:
     """A fresh mapping from every kind in ``PAIR_KINDS`` to its implementation."""
-    from .udp_pair import UdpPair  # here: it imports this module
+    # Imported here: both modules import this one.
+    from .strongswan_pairs import strongswan_pairs
+    from .udp_pair import UdpPair
 
     pairs: dict[str, PeerPair] = {"memory": MemoryPair(), "udp": UdpPair()}
+    pairs.update(strongswan_pairs())
     for name in PAIR_KINDS:
-        if name not in pairs:
-            pairs[name] = UnavailablePair(name, _PLANNED[name])
+        if name not in pairs:  # pragma: no cover - every kind has an implementation
+            pairs[name] = UnavailablePair(name, "no implementation")
     return pairs
 
 
@@ -199,7 +243,9 @@ __all__ = [
     "HandshakeCase",
     "HandshakeRun",
     "MemoryPair",
+    "PayloadRecord",
     "PeerPair",
     "UnavailablePair",
     "default_pairs",
+    "payload_records",
 ]

@@ -9,6 +9,7 @@
     handshakes.csv     all cells, in spec order
     messages.csv
     datagrams.csv
+    payloads.csv       with ``record_payloads``: every part of every message
     summary.csv        per configuration and metric (see ``pqike.lab.metrics``)
     environment.json   package versions, machine, seed, spec hash
     report.md, *.png   from ``pqike.lab.report.build_report``
@@ -19,6 +20,10 @@ next run with the same spec and ``--repeat`` runs only the missing ones. Once ev
 is done the combined tables are written, ``run.json`` says ``complete`` and ``cells/``
 is removed; running a complete experiment again only rebuilds the report. A different
 spec (by SHA-256 of its text) or ``--repeat`` discards earlier results in ``out``.
+
+A pair may hold resources across handshakes (the strongSwan pairs keep their daemons
+running between repetitions); ``run_experiment`` calls its ``close()``, if it has one,
+when the run ends, also on an error or an interruption.
 """
 
 from __future__ import annotations
@@ -39,11 +44,11 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ConfigurationError
-from .metrics import datagram_rows, handshake_row, message_rows, summarize
+from .metrics import datagram_rows, handshake_row, message_rows, payload_rows, summarize
 from .peers import HandshakeCase, PeerPair, default_pairs
 from .spec import Cell, ExperimentSpec, load_spec
 
-TABLES = ("handshakes", "messages", "datagrams")
+TABLES = ("handshakes", "messages", "datagrams", "payloads")
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,13 @@ class Progress:
 
 @dataclass
 class CellResult:
-    """The three tables of one cell."""
+    """The tables of one cell (``payloads`` is empty unless the spec records them)."""
 
     cell: Cell
     handshakes: pd.DataFrame
     messages: pd.DataFrame
     datagrams: pd.DataFrame
+    payloads: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -87,6 +93,8 @@ class ExperimentResult:
     cells_discarded: int = 0
     """Finished cells of an earlier run thrown away because the spec changed."""
     report: Path | None = None
+    payloads: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """``payloads.csv`` (empty unless the spec sets ``record_payloads``)."""
 
 
 def handshake_seed(seed: int, profile: str, repetition: int) -> int:
@@ -144,13 +152,14 @@ def run_cell(
             retransmit_timeout=spec.retransmit_timeout_s,
             retransmit_tries=spec.retransmit_tries,
             max_time=spec.max_time_s,
+            record_payloads=spec.record_payloads,
         )
 
     if pair.simulated:
         # One unrecorded handshake first: the first one in a process pays one-time costs
         # (imports, OpenSSL and cipher set-up) that would inflate its CPU columns.
         pair.run(case(0))
-    hs, msgs, dgrams = [], [], []
+    hs, msgs, dgrams, parts = [], [], [], []
     for rep in range(reps):
         this = case(rep)
         run = pair.run(this)
@@ -158,9 +167,13 @@ def run_cell(
         msgs.extend(message_rows(cell, rep, run))
         if spec.record_datagrams:
             dgrams.extend(datagram_rows(cell, rep, run))
+        if spec.record_payloads:
+            parts.extend(payload_rows(cell, rep, run))
         if on_handshake is not None:
             on_handshake(rep)
-    return CellResult(cell, pd.DataFrame(hs), pd.DataFrame(msgs), pd.DataFrame(dgrams))
+    return CellResult(
+        cell, pd.DataFrame(hs), pd.DataFrame(msgs), pd.DataFrame(dgrams), pd.DataFrame(parts)
+    )
 
 
 def run_experiment(
@@ -195,29 +208,36 @@ def run_experiment(
     ran: list[str] = []
     skipped: list[str] = []
     results: list[CellResult] = []
-    for index, cell in enumerate(cells):
-        if complete or (outdir is not None and (outdir / "cells" / cell.id).is_dir()):
-            skipped.append(cell.id)
-            done_hs += reps[cell.id]
-            if progress is not None:
-                progress(Progress(len(cells), index + 1, total_hs, done_hs, cell.id, True))
-            continue
+    try:
+        for index, cell in enumerate(cells):
+            if complete or (outdir is not None and (outdir / "cells" / cell.id).is_dir()):
+                skipped.append(cell.id)
+                done_hs += reps[cell.id]
+                if progress is not None:
+                    progress(Progress(len(cells), index + 1, total_hs, done_hs, cell.id, True))
+                continue
 
-        def tick(rep: int, index: int = index, cell: Cell = cell) -> None:
-            nonlocal done_hs
-            done_hs += 1
-            if progress is not None:
-                progress(Progress(len(cells), index, total_hs, done_hs, cell.id))
+            def tick(rep: int, index: int = index, cell: Cell = cell) -> None:
+                nonlocal done_hs
+                done_hs += 1
+                if progress is not None:
+                    progress(Progress(len(cells), index, total_hs, done_hs, cell.id))
 
-        result = run_cell(spec, cell, pairs=pairs, on_handshake=tick)
-        if outdir is not None:
-            _save_cell(outdir, result)
-        else:
-            results.append(result)
-        ran.append(cell.id)
-        if progress is not None:
-            # Only now is the cell safe on disk: an interruption from here on keeps it.
-            progress(Progress(len(cells), index + 1, total_hs, done_hs, cell.id))
+            result = run_cell(spec, cell, pairs=pairs, on_handshake=tick)
+            if outdir is not None:
+                _save_cell(outdir, result)
+            else:
+                results.append(result)
+            ran.append(cell.id)
+            if progress is not None:
+                # Only now is the cell safe on disk: an interruption from here on keeps it.
+                progress(Progress(len(cells), index + 1, total_hs, done_hs, cell.id))
+    finally:
+        # Pairs that keep daemons or namespaces between handshakes release them here.
+        for pair in pairs.values():
+            close = getattr(pair, "close", None)
+            if callable(close):
+                close()
 
     names = _tables(spec)
     if outdir is None:
@@ -227,6 +247,7 @@ def run_experiment(
     else:
         tables = {n: _read_cells(outdir, cells, n) for n in names}
     tables.setdefault("datagrams", pd.DataFrame())
+    tables.setdefault("payloads", pd.DataFrame())
     summary = summarize(tables["handshakes"])
     result = ExperimentResult(
         spec,
@@ -238,6 +259,7 @@ def run_experiment(
         ran,
         skipped,
         discarded,
+        payloads=tables["payloads"],
     )
     if outdir is not None:
         if not complete:
@@ -258,7 +280,12 @@ def run_experiment(
 
 
 def _tables(spec: ExperimentSpec) -> tuple[str, ...]:
-    return TABLES if spec.record_datagrams else ("handshakes", "messages")
+    names = ("handshakes", "messages")
+    if spec.record_datagrams:
+        names += ("datagrams",)
+    if spec.record_payloads:
+        names += ("payloads",)
+    return names
 
 
 def _run_key(spec: ExperimentSpec) -> dict[str, Any]:
@@ -269,6 +296,7 @@ _OUTPUTS = (
     "handshakes.csv",
     "messages.csv",
     "datagrams.csv",
+    "payloads.csv",
     "summary.csv",
     "environment.json",
     "report.md",

@@ -67,6 +67,7 @@ _EXPERIMENT_KEYS = (
     "retransmit_timeout_s",
     "retransmit_tries",
     "record_datagrams",
+    "record_payloads",
 )
 _PROPOSAL_KEYS = ("ike", "esp", "responder", "description")
 _PROFILE_KEYS = (
@@ -183,6 +184,9 @@ class ExperimentSpec:
     retransmit_tries: int = 5
     record_datagrams: bool = True
     """Write ``datagrams.csv`` (one row per datagram); off for very large runs."""
+    record_payloads: bool = False
+    """Write ``payloads.csv``: every message split into its payloads (decrypted with the
+    handshake's keys) by the pairs that can; the report then compares the pairs' payloads."""
     repeat: int | None = None
     """Repetitions forced on every cell (``--repeat``), overriding the spec's counts."""
     source: str = "<spec>"
@@ -270,6 +274,7 @@ def parse_spec(
     )
     rt_tries = v.integer(exp.get("retransmit_tries", 5), "experiment.retransmit_tries", 0, 100)
     record_datagrams = v.boolean(exp.get("record_datagrams", True), "experiment.record_datagrams")
+    record_payloads = v.boolean(exp.get("record_payloads", False), "experiment.record_payloads")
 
     proposals = v.proposals(data.get("proposals"), esp)
     profiles = v.profiles(data.get("profiles"))
@@ -303,6 +308,7 @@ def parse_spec(
         retransmit_timeout_s=rt_timeout,
         retransmit_tries=rt_tries,
         record_datagrams=record_datagrams,
+        record_payloads=record_payloads,
         source=source,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         text=text,

@@ -1,0 +1,795 @@
+"""The strongSwan peer pairs: ``pqike-strongswan``, ``strongswan-pqike`` and ``strongswan``.
+
+Each handshake runs between two real peers in the interop lab's two network namespaces
+(``interop/lab.py``), the initiator on the left (192.0.2.1 / 2001:db8::1), the responder
+on the right (.2)::
+
+    left netns                          TUN relay process                  right netns
+    initiator --> route to .2 via TUN --> Channel(forward)  --> TUN --> responder
+    initiator <-- TUN <-- Channel(backward) <-- route to .1 via TUN <-- responder
+
+- A strongSwan peer is a charon 6.0.1 from the lab's build (``lab.start_strongswan``),
+  driven with swanctl; a pqike peer is a ``pqike.io.udp.UdpEndpoint`` on a thread of
+  this process that entered the namespace (``pqike.lab.netns``), so its events (and
+  with them its keys) and its CPU time (``time.thread_time``) are at hand.
+- Both use ports 500 and 4500 as deployed. strongSwan moves to 4500 after IKE_SA_INIT
+  (MOBIKE); pqike follows its peer (and stays on 500 as initiator).
+- The network profile is applied by ``pqike.lab.tun_relay`` on the IP path: the peers
+  see each other's real addresses and ports, so there is no NAT for them to detect, and
+  floating to port 4500 goes through the same impairments.
+- Every datagram is taken from the relay's log: read when its sender sent it, delivered
+  (or not) per the profile. Bytes per datagram at IKE, UDP and IP level, messages,
+  fragments and round trips come from decoding those datagrams
+  (``pqike.lab.dissect``), so all three pairs are measured the same way. The time to
+  established runs from the first IKE_SA_INIT datagram leaving the initiator to the
+  last IKE_AUTH response datagram reaching it.
+- Protected messages are decrypted with the keys charon dumps at log level 4, which
+  gives each message's payloads (``HandshakeRun.payloads``) and its unfragmented size.
+  Each datagram is also matched with the ``sending packet`` / ``received packet`` lines
+  of each strongSwan peer's log: the ``initiator_log_bytes`` and ``responder_log_bytes``
+  columns of ``datagrams.csv`` hold the sizes charon reports, to compare with the capture.
+- CPU per side: measured for pqike peers; ``None`` for charon (a multi-threaded daemon
+  writing level-4 logs; its CPU would not compare with pqike's).
+
+Daemons, relay and namespaces live for as long as consecutive handshakes share the
+same proposal and peer settings (a cell's repetitions, and a proposal's profiles); the
+IKE SA is deleted between handshakes. ``close()`` (called by the runner at the end)
+tears everything down; a failed handshake also starts the next one from scratch.
+
+Both peers use the identities and PSK of the ``memory`` and ``udp`` pairs and the same
+traffic selectors (0.0.0.0/0 and ::/0 both ways), so the pairs' messages differ only
+where the implementations do. strongSwan's ``send_certreq`` is off: with the lab's
+``load-tester`` (needed because this kernel cannot hold IPsec SAs) charon would ask for
+certificates of the load-tester's test CA, which is an artefact of the lab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..handshake import make_config
+from ..ike.events import Event, IkeSaFailed
+from ..trace import DatagramRecord, MessageRecord, Trace, payload_names
+from .dissect import KeySchedule, dissect, ike_message, suite_of
+from .link import DatagramFate
+from .netns import enter_namespace
+from .peers import (
+    INITIATOR_ID,
+    PSK,
+    RESPONDER_ID,
+    HandshakeCase,
+    HandshakeRun,
+    payload_records,
+)
+from .tun_relay import TunRecord, TunRelay, TunRelayError
+
+T = TypeVar("T")
+
+LAB_PREFIX = "pqxp"
+"""Name prefix of the lab namespaces these pairs create (``pqxp-<hex>-left``...):
+not the lab's default, so ``python -m interop.lab down`` of other runs leaves them alone
+(``python -m interop.lab down --prefix pqxp`` removes leftovers)."""
+
+IKE_PORT = 500
+NAT_T_PORT = 4500
+ALL_TRAFFIC = "0.0.0.0/0,::/0"
+"""Traffic selectors both ways: pqike's default, so TSi/TSr are alike on every pair."""
+
+_HANDSHAKE = ("IKE_SA_INIT", "IKE_INTERMEDIATE", "IKE_AUTH")
+_PACKET_LINE = re.compile(
+    r"\[NET\].*? (?P<verb>sending|received) packet: from (?P<src>\S+)\[(?P<sport>\d+)\] "
+    r"to (?P<dst>\S+)\[(?P<dport>\d+)\] \((?P<size>\d+) bytes\)"
+)
+_FAILURE_LINES = (
+    re.compile(r"received (\S+) notify error"),
+    re.compile(r"giving up after \d+ retransmits"),
+    re.compile(r"tried \d+ shared key.*"),
+    re.compile(r"no proposal found|received proposals unacceptable|no IKE config found.*"),
+    re.compile(r"establishing IKE_SA failed.*|initiate failed:.*"),
+)
+
+
+def interop_lab() -> Any:
+    """The ``interop.lab`` module of this source checkout (``None`` when it is absent).
+
+    ``interop/`` is a top-level folder beside the ``pqike`` package, not part of it, so
+    the checkout's root goes on ``sys.path`` when needed (as the interop tests do).
+    """
+    try:
+        import interop.lab as lab
+    except ImportError:
+        root = Path(__file__).resolve().parents[2]
+        if not (root / "interop" / "lab.py").is_file():
+            return None
+        sys.path.insert(0, str(root))
+        try:
+            import interop.lab as lab
+        except ImportError:
+            return None
+    return lab
+
+
+class _NamespaceLoop:
+    """An asyncio event loop on its own thread, inside a network namespace."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._error: BaseException | None = None
+        ready = threading.Event()
+
+        def run() -> None:
+            try:
+                enter_namespace(namespace)
+                loop = asyncio.new_event_loop()
+            except BaseException as exc:  # reported to the creating thread below
+                self._error = exc
+                ready.set()
+                return
+            asyncio.set_event_loop(loop)
+            self.loop = loop
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if self._error is not None:
+            raise OSError(f"cannot enter network namespace {namespace}: {self._error}")
+        if self.loop is None:
+            raise OSError(f"the thread for namespace {namespace} did not start")
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        if self.loop is not None and self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+
+async def _thread_time() -> float:
+    return time.thread_time()
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What daemons and pqike endpoints are built with; handshakes sharing it reuse them."""
+
+    ike: str
+    responder_ike: str
+    esp: str
+    ipv6: bool
+    fragment_size: int
+    retransmit_timeout: float
+    retransmit_tries: int
+
+    @classmethod
+    def of(cls, case: HandshakeCase) -> _Setup:
+        p = case.proposal
+        return cls(
+            p.ike,
+            p.responder or p.ike,
+            p.esp,
+            case.profile.ipv6,
+            case.profile.fragment_size,
+            case.retransmit_timeout,
+            case.retransmit_tries,
+        )
+
+
+def _global_addresses(namespace: str, device: str) -> dict[int, str]:
+    """{4: address, 6: address} of ``device`` in ``namespace`` (scope global)."""
+    out = subprocess.run(
+        ["ip", "-j", "-n", namespace, "addr", "show", "dev", device, "scope", "global"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found: dict[int, str] = {}
+    for link in json.loads(out or "[]"):
+        for a in link.get("addr_info", []):
+            if "local" not in a:
+                continue  # iproute2 5.x closes the list with an empty object
+            version = 6 if a.get("family") == "inet6" else 4
+            found.setdefault(version, a["local"])
+    return found
+
+
+class _Environment:
+    """A lab, its TUN relay and the two peers of one pair kind and ``_Setup``."""
+
+    def __init__(self, kinds: tuple[str, str], setup: _Setup, prefix: str, install: bool):
+        lab_module = interop_lab()
+        if lab_module is None:
+            raise OSError("interop/lab.py is not available")
+        self.labmod = lab_module
+        self.kinds = kinds
+        self.setup = setup
+        self.lab = lab_module.Lab(ipv6=setup.ipv6, prefix=prefix)
+        self.relay: TunRelay | None = None
+        self.daemons: dict[str, Any] = {}
+        self.loops: dict[str, _NamespaceLoop] = {}
+        self.endpoints: dict[str, Any] = {}
+        self.responder_events: list[tuple[Any, Event]] = []
+        try:
+            self._build(install)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- building ------------------------------------------------------------
+
+    def _build(self, install: bool) -> None:
+        lab = self.lab
+        lab.up()
+        left, right = lab.namespaces["left"], lab.namespaces["right"]
+        self.addresses = {
+            "left": _global_addresses(left, "lab0"),
+            "right": _global_addresses(right, "lab0"),
+        }
+        # The TUN devices and their routes exist before any daemon starts: a charon
+        # that saw them appear later would take it for a roaming event (MOBIKE).
+        self.relay = TunRelay([left, right])
+        self.relay.start()
+        for side, peer in (("left", "right"), ("right", "left")):
+            for version in (4, 6):
+                self.relay.route(
+                    lab.namespaces[side],
+                    self.addresses[peer][version],
+                    source=self.addresses[side][version],
+                )
+        version = 6 if self.setup.ipv6 else 4
+        self.address = {side: self.addresses[side][version] for side in ("left", "right")}
+        initiator, responder = self.kinds
+        if initiator == "strongswan":
+            self.daemons["left"] = lab.start_strongswan(
+                "left", self._charon_config("left"), install=install
+            )
+        else:
+            self._open_pqike("left", None)
+        if responder == "strongswan":
+            self.daemons["right"] = lab.start_strongswan(
+                "right", self._charon_config("right"), install=install
+            )
+        else:
+            self._open_pqike("right", self._pqike_config("right"))
+
+    def _charon_config(self, side: str) -> Any:
+        s = self.setup
+        ours, theirs = (INITIATOR_ID, RESPONDER_ID)
+        if side == "right":
+            ours, theirs = theirs, ours
+        return self.labmod.StrongSwanConfig(
+            ike_proposal=s.ike if side == "left" else s.responder_ike,
+            esp_proposal=s.esp,
+            psk=PSK.decode(),
+            local_id=ours,
+            remote_id=theirs,
+            local_ts=ALL_TRAFFIC,
+            remote_ts=ALL_TRAFFIC,
+            fragment_size=s.fragment_size,
+            send_certreq=False,
+            retransmit_timeout=s.retransmit_timeout,
+            retransmit_tries=s.retransmit_tries,
+        )
+
+    def _pqike_config(self, side: str) -> Any:
+        s = self.setup
+        common = {
+            "fragment_size": s.fragment_size,
+            "retransmit_timeout": s.retransmit_timeout,
+            "retransmit_tries": s.retransmit_tries,
+            "psk": PSK,
+        }
+        if side == "left":
+            return make_config(
+                s.ike, s.esp, local_id=INITIATOR_ID, remote_id=RESPONDER_ID, **common
+            )
+        return make_config(s.responder_ike, s.esp, local_id=RESPONDER_ID, **common)
+
+    def _open_pqike(self, side: str, responder_config: Any) -> None:
+        from ..ike.endpoint import IkeEndpoint
+        from ..io.udp import UdpEndpoint
+
+        loop = _NamespaceLoop(self.lab.namespaces[side], f"pqike-lab-{side}")
+        self.loops[side] = loop
+        events = self.responder_events if side == "right" else None
+
+        async def open_endpoint() -> Any:
+            return await UdpEndpoint.open(
+                IkeEndpoint(responder_config),
+                [self.address[side]],
+                port=IKE_PORT,
+                nat_t_port=NAT_T_PORT,
+                on_event=(lambda sa, ev: events.append((sa, ev))) if events is not None else None,
+            )
+
+        self.endpoints[side] = loop.call(open_endpoint())
+
+    # -- one handshake ---------------------------------------------------------
+
+    def handshake(self, case: HandshakeCase) -> tuple[HandshakeRun, bool]:
+        """Run one handshake; return it and whether the peers are clean for another."""
+        assert self.relay is not None
+        self.relay.reset(case.profile.link(), seed=case.seed)
+        offsets = {side: _size(d.log_path) for side, d in self.daemons.items()}
+        first_event = len(self.responder_events)
+        cpu_r0 = self.loops["right"].call(_thread_time()) if "right" in self.loops else None
+        started = time.monotonic()
+        initiator_events: list[Event] = []
+        cpu_i = None
+        if "left" in self.daemons:
+            result = self.daemons["left"].initiate(timeout=case.max_time, check=False, child=None)
+            established = result.established
+            swanctl_output = result.output
+            sa = None
+        else:
+            sa, watch, settled, cpu_i = self.loops["left"].call(
+                self._pqike_initiate(case.max_time), case.max_time + 30
+            )
+            initiator_events = list(watch.events)
+            established = settled and watch.established is not None and watch.child is not None
+            swanctl_output = ""
+        elapsed = time.monotonic() - started
+        cpu_r = None
+        if cpu_r0 is not None:
+            cpu_r = self.loops["right"].call(_thread_time()) - cpu_r0
+        records = self.relay.records()
+        logs = {side: _read_from(d.log_path, offsets[side]) for side, d in self.daemons.items()}
+        responder_events = [ev for _, ev in self.responder_events[first_event:]]
+        clean = established and self._terminate(sa)
+
+        failure = None
+        if not established:
+            failure = self._failure(initiator_events, responder_events, swanctl_output, logs, case)
+        keys = self._keys(logs, initiator_events, responder_events)
+        run = _measured_run(
+            records,
+            keys=keys,
+            logs=logs,
+            established=established,
+            failure=failure,
+            elapsed=elapsed,
+            cpu_initiator=cpu_i,
+            cpu_responder=cpu_r,
+            ipv6=case.profile.ipv6,
+            record_payloads=case.record_payloads,
+        )
+        return run, clean
+
+    async def _pqike_initiate(self, max_time: float) -> tuple[Any, Any, bool, float]:
+        udp = self.endpoints["left"]
+        c0 = time.thread_time()
+        config = self._pqike_config("left")
+        sa = udp.initiate(
+            config, (self.address["right"], IKE_PORT), local=(self.address["left"], IKE_PORT)
+        )
+        watch = udp.watch(sa)
+        settled = await watch.wait(timeout=max_time)
+        return sa, watch, settled, time.thread_time() - c0
+
+    def _terminate(self, sa: Any, timeout: float = 5.0) -> bool:
+        """Delete the IKE SA and wait until neither peer holds one; False if that failed."""
+        if "left" in self.daemons:
+            self.daemons["left"].swanctl(
+                "--terminate", "--ike", "conn", "--timeout", str(int(timeout)), check=False
+            )
+        else:
+
+            async def delete() -> bool:
+                udp = self.endpoints["left"]
+                udp.delete(sa)
+                deadline = asyncio.get_running_loop().time() + timeout
+                while not sa.is_closed and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.005)
+                udp.unwatch(sa)
+                return sa.is_closed
+
+            if not self.loops["left"].call(delete(), timeout + 5):
+                return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._responder_holds_sa():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _responder_holds_sa(self) -> bool:
+        if "right" in self.daemons:
+            return bool(self.daemons["right"].list_sas())
+
+        async def holds() -> bool:
+            return any(sa.is_established for sa in self.endpoints["right"].endpoint)
+
+        return self.loops["right"].call(holds())
+
+    def _keys(
+        self, logs: dict[str, str], initiator_events: list[Event], responder_events: list[Event]
+    ) -> KeySchedule | None:
+        for side in ("left", "right"):
+            log = logs.get(side)
+            if log:
+                dump = self.labmod.log_dumps
+                try:
+                    keys = KeySchedule.from_dumps(
+                        dump(log, "Sk_ei secret"),
+                        dump(log, "Sk_er secret"),
+                        dump(log, "Sk_ai secret"),
+                        dump(log, "Sk_ar secret"),
+                    )
+                except self.labmod.LabError:
+                    continue
+                if keys.epochs:
+                    return keys
+        for events in (initiator_events, responder_events):
+            keys = KeySchedule.from_events(events)
+            if keys is not None:
+                return keys
+        return None
+
+    def _failure(
+        self,
+        initiator_events: list[Event],
+        responder_events: list[Event],
+        swanctl_output: str,
+        logs: dict[str, str],
+        case: HandshakeCase,
+    ) -> str:
+        for side, events, log in (
+            ("initiator", initiator_events, logs.get("left")),
+            ("responder", responder_events, logs.get("right")),
+        ):
+            fail = next((e for e in events if isinstance(e, IkeSaFailed)), None)
+            if fail is not None:
+                return f"{side}: {fail.reason}"
+            if log:
+                reason = _strongswan_failure(log)
+                if reason:
+                    return f"{side} (strongSwan): {reason}"
+        if swanctl_output.strip():
+            return "initiator (strongSwan): " + swanctl_output.strip().splitlines()[-1]
+        return f"not established within {case.max_time:g} s"
+
+    # -- teardown --------------------------------------------------------------
+
+    def close(self) -> None:
+        for side, udp in list(self.endpoints.items()):
+            try:
+                self.loops[side].call(udp.close(), 10)
+            except Exception:  # the loop or the lab is already gone
+                pass
+        self.endpoints.clear()
+        for loop in self.loops.values():
+            loop.stop()
+        self.loops.clear()
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
+        self.lab.down()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _read_from(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _strongswan_failure(log: str) -> str | None:
+    """The most telling line of a failed handshake in a charon log, if any."""
+    for pattern in _FAILURE_LINES:
+        found = pattern.search(log)
+        if found:
+            return found.group(0)
+    return None
+
+
+def logged_packets(log: str) -> dict[str, list[int]]:
+    """The IKE sizes charon logged, in log order: ``{"sending": [...], "received": [...]}``."""
+    out: dict[str, list[int]] = {"sending": [], "received": []}
+    for line in log.splitlines():
+        m = _PACKET_LINE.search(line)
+        if m:
+            out[m.group("verb")].append(int(m.group("size")))
+    return out
+
+
+def _measured_run(
+    records: Sequence[TunRecord],
+    *,
+    keys: KeySchedule | None,
+    logs: dict[str, str],
+    established: bool,
+    failure: str | None,
+    elapsed: float,
+    cpu_initiator: float | None,
+    cpu_responder: float | None,
+    ipv6: bool,
+    record_payloads: bool,
+) -> HandshakeRun:
+    """A ``HandshakeRun`` from the relay's log of one handshake (see the module docstring)."""
+    sender_of = {"forward": "initiator", "backward": "responder"}
+    udp = [r for r in records if r.is_udp]
+    spi = None
+    for r in udp:
+        msg = ike_message(r.udp_payload)
+        # The handshake is the IKE SA of the first IKE_SA_INIT request (exchange 34,
+        # R flag clear): earlier leftovers and later exchanges are not part of it.
+        if msg is not None and r.direction == "forward" and msg[18] == 34 and not msg[19] & 0x20:
+            spi = msg[:8]
+            break
+    kept: list[TunRecord] = []
+    for r in udp:
+        msg = ike_message(r.udp_payload)
+        if msg is not None and msg[:8] == spi:
+            kept.append(r)
+    messages = dissect([(sender_of[r.direction], r.udp_payload) for r in kept], keys)
+    messages = [m for m in messages if m.exchange in _HANDSHAKE]
+    owner = {i: m for m in messages for i in m.datagrams}
+    kept_index = sorted(owner)
+    start = kept[kept_index[0]].time if kept_index else 0.0
+    trace = Trace(ipv6=ipv6)
+    for m in sorted(messages, key=lambda m: m.datagrams[0]):
+        recs = [kept[i] for i in m.datagrams]
+        trace.messages.append(
+            MessageRecord(
+                recs[0].time - start,
+                m.sender,
+                m.exchange,
+                m.message_id,
+                m.is_response,
+                payload_names(m.payload_types),
+                m.ike_bytes,
+                sum(len(r.udp_payload) for r in recs),
+                sum(len(r.packet) for r in recs),
+                len(recs),
+                m.fragments,
+                m.retransmission,
+            )
+        )
+    fates = []
+    for i in kept_index:
+        r, m = kept[i], owner[i]
+        trace.datagrams.append(
+            DatagramRecord(
+                r.time - start,
+                m.sender,
+                m.exchange,
+                m.message_id,
+                m.is_response,
+                m.datagrams.index(i) + 1 if m.fragments else 0,
+                len(ike_message(r.udp_payload) or b""),
+                len(r.udp_payload),
+                len(r.packet),
+                m.retransmission,
+            )
+        )
+        arrival = r.delivered - start if r.delivered is not None else None
+        fates.append(DatagramFate(r.fate, arrival, arrival))
+    columns = _log_columns(trace, fates, logs)
+    wall = elapsed
+    if established:
+        auth = [
+            f.arrival
+            for d, f in zip(trace.datagrams, fates, strict=True)
+            if d.exchange == "IKE_AUTH" and d.is_response and f.arrival is not None
+        ]
+        if auth:
+            wall = max(auth)
+    suite = suite_of_records(kept)
+    payloads = payload_records(trace, messages) if record_payloads else None
+    return HandshakeRun(
+        established=established,
+        failure=failure,
+        negotiated=suite.describe() if established and suite is not None else None,
+        trace=trace,
+        simulated=False,
+        wall=wall,
+        end_time=wall,
+        cpu_initiator=cpu_initiator,
+        cpu_responder=cpu_responder,
+        fates=fates,
+        payloads=payloads,
+        datagram_columns=columns,
+    )
+
+
+def suite_of_records(records: Sequence[TunRecord]) -> Any:
+    """The suite in the IKE_SA_INIT response among ``records`` (``None`` if there is none)."""
+    from ..errors import ProtocolError
+    from ..wire.codec import decode_message
+
+    decoded = []
+    for r in records:
+        msg = ike_message(r.udp_payload)
+        if msg is not None and msg[18] == 34:
+            try:
+                decoded.append(decode_message(msg))
+            except ProtocolError:
+                continue
+    return suite_of(decoded)
+
+
+def _log_columns(
+    trace: Trace, fates: Sequence[DatagramFate], logs: dict[str, str]
+) -> dict[str, list[int | None]]:
+    """``initiator_log_bytes`` / ``responder_log_bytes``: the size each strongSwan peer's
+    log gives for each datagram.
+
+    A peer logs ``sending packet`` for every datagram it sends and ``received packet``
+    for every one that reaches it (none for a datagram the link lost). Datagrams are
+    matched with those lines in order, per direction: sent ones in sending order,
+    received ones in arrival order.
+    """
+    columns: dict[str, list[int | None]] = {}
+    for side, role in (("left", "initiator"), ("right", "responder")):
+        log = logs.get(side)
+        if log is None:
+            continue
+        packets = logged_packets(log)
+        column: list[int | None] = [None] * len(trace.datagrams)
+        sent = [(i, d.ike_bytes) for i, d in enumerate(trace.datagrams) if d.sender == role]
+        arrivals = sorted(
+            (f.arrival, i)
+            for i, (d, f) in enumerate(zip(trace.datagrams, fates, strict=True))
+            if d.sender != role and f.arrival is not None
+        )
+        received = [(i, trace.datagrams[i].ike_bytes) for _, i in arrivals]
+        for wanted, lines in ((sent, packets["sending"]), (received, packets["received"])):
+            for i, size in _match_in_order(wanted, lines).items():
+                column[i] = size
+        columns[f"{role}_log_bytes"] = column
+    return columns
+
+
+LOG_REORDER_WINDOW = 4
+"""How far ahead a datagram's log line may be. charon's receiver hands each datagram to
+a worker thread, and two that arrive together can log ``received packet`` in either
+order: a datagram takes the first unused line of its size among the next few."""
+
+
+def _match_in_order(wanted: Sequence[tuple[int, int]], lines: Sequence[int]) -> dict[int, int]:
+    """Datagram index -> the logged size matched to it (the next unused line when none
+    of the next ``LOG_REORDER_WINDOW`` has its size: then the sizes differ)."""
+    used = [False] * len(lines)
+    out: dict[int, int] = {}
+    head = 0
+    for index, size in wanted:
+        while head < len(lines) and used[head]:
+            head += 1
+        if head >= len(lines):
+            break
+        window = [k for k in range(head, min(head + LOG_REORDER_WINDOW, len(lines))) if not used[k]]
+        choice = next((k for k in window if lines[k] == size), head)
+        used[choice] = True
+        out[index] = lines[choice]
+    return out
+
+
+class StrongSwanPair:
+    """One of the strongSwan peer pairs; ``initiator`` and ``responder`` are ``pqike`` or
+    ``strongswan``."""
+
+    simulated = False
+
+    def __init__(
+        self,
+        name: str,
+        initiator: str,
+        responder: str,
+        *,
+        prefix: str = LAB_PREFIX,
+        install: bool = False,
+    ) -> None:
+        if {initiator, responder} - {"pqike", "strongswan"}:
+            raise ValueError("initiator and responder are 'pqike' or 'strongswan'")
+        self.name = name
+        self.kinds = (initiator, responder)
+        self.prefix = prefix
+        self.install = install
+        self._holder: dict[str, _Environment | None] = {"env": None}
+        # Namespaces and daemons must not outlive the process, also when nobody calls
+        # close(): the finalizer runs at garbage collection or interpreter exit.
+        self._finalizer = weakref.finalize(self, _close_holder, self._holder)
+
+    def __repr__(self) -> str:
+        return f"StrongSwanPair({self.name!r})"
+
+    def unavailable_reason(self) -> str | None:
+        """Why this pair cannot run here (root, iproute2, TUN, the lab, a strongSwan build)."""
+        if os.geteuid() != 0:
+            return "it needs root (network namespaces, TUN devices, ports 500/4500)"
+        if shutil.which("ip") is None:
+            return "the ip command (iproute2) is missing"
+        if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+            return "ip netns does not work here"
+        if not Path("/dev/net/tun").exists():
+            return "/dev/net/tun is missing (the impairment relay needs TUN devices)"
+        lab = interop_lab()
+        if lab is None:
+            return "interop/lab.py is not next to the pqike package (use a source checkout)"
+        if "strongswan" in self.kinds:
+            try:
+                lab.ensure_strongswan(install=self.install)
+            except lab.LabError as exc:
+                return str(exc)
+        return None
+
+    def run(self, case: HandshakeCase) -> HandshakeRun:
+        """One handshake between real peers; raises ``RuntimeError`` only when the lab
+        itself breaks (a daemon or the relay does not start)."""
+        setup = _Setup.of(case)
+        env = self._holder["env"]
+        if env is not None and env.setup != setup:
+            self.close()
+            env = None
+        lab = interop_lab()
+        errors: tuple[type[BaseException], ...] = (OSError, TunRelayError, TimeoutError)
+        if lab is not None:
+            errors += (lab.LabError,)
+        try:
+            if env is None:
+                env = _Environment(self.kinds, setup, self.prefix, self.install)
+                self._holder["env"] = env
+            run, clean = env.handshake(case)
+        except errors as exc:
+            self.close()
+            raise RuntimeError(f"peer pair {self.name}: the lab failed: {exc}") from exc
+        if not clean:
+            # Whatever is left (a half-open SA, retransmissions) must not leak into the
+            # next handshake.
+            self.close()
+        return run
+
+    def close(self) -> None:
+        """Stop the daemons, the relay and the pqike peers; delete the namespaces."""
+        _close_holder(self._holder)
+
+
+def _close_holder(holder: dict[str, _Environment | None]) -> None:
+    env, holder["env"] = holder.get("env"), None
+    if env is not None:
+        env.close()
+
+
+def strongswan_pairs(**options: Any) -> dict[str, StrongSwanPair]:
+    """The three strongSwan pair kinds by name (options as for ``StrongSwanPair``)."""
+    return {
+        "pqike-strongswan": StrongSwanPair("pqike-strongswan", "pqike", "strongswan", **options),
+        "strongswan-pqike": StrongSwanPair("strongswan-pqike", "strongswan", "pqike", **options),
+        "strongswan": StrongSwanPair("strongswan", "strongswan", "strongswan", **options),
+    }
+
+
+__all__ = [
+    "LAB_PREFIX",
+    "StrongSwanPair",
+    "interop_lab",
+    "logged_packets",
+    "strongswan_pairs",
+    "suite_of_records",
+]
