@@ -83,12 +83,27 @@ def handshake(
         0.0, "--loss", min=0.0, max=100.0, help="Drop this percentage of datagrams, each way."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the --loss random draws."),
+    backend: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--backend", help="METHOD=BACKEND, e.g. mlkem768=pqcrypto (repeatable; both peers)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Run an in-memory handshake between two pqike peers and print every message."""
     import random
 
+    from .crypto.kex import DEFAULT_REGISTRY
     from .handshake import run_handshake
+
+    choices = []
+    for item in backend:
+        name, sep, chosen = item.partition("=")
+        if not sep:
+            _fail(f"--backend {item!r}: write METHOD=BACKEND, e.g. mlkem768=pqcrypto")
+        try:
+            choices.append(DEFAULT_REGISTRY.backend_choice(name.strip(), chosen.strip()))
+        except ConfigurationError as exc:
+            _fail(f"--backend {item!r}: {exc}")
+    options = {"kex_backends": tuple(choices)} if choices else None
 
     deliver = None
     if loss:
@@ -105,6 +120,8 @@ def handshake(
             fragment_size=fragment_size,
             ipv6=ipv6,
             deliver=deliver,
+            initiator_options=options,
+            responder_options=options,
         )
     except ConfigurationError as exc:
         _fail(str(exc))

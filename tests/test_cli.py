@@ -82,3 +82,24 @@ def test_handshake_with_loss_retransmits_and_still_establishes():
     )
     assert out.exit_code == 0, out.stdout
     assert "(retransmit)" in out.stdout and "established:" in out.stdout
+
+
+def test_handshake_uses_the_backend_named_per_method():
+    out = runner.invoke(
+        app,
+        [
+            "handshake",
+            "-p",
+            "aes256gcm16-prfsha384-x25519-ke1_mlkem768",
+            "--backend",
+            "mlkem768=pqcrypto",
+        ],
+    )
+    assert out.exit_code == 0, out.stdout
+    assert "ADDKE1=mlkem768" in out.stdout
+
+
+def test_an_unusable_backend_choice_is_one_clear_error():
+    out = runner.invoke(app, ["handshake", "--backend", "mlkem768=nosuch"])
+    assert out.exit_code == 2
+    assert "unknown key exchange backend 'nosuch'" in out.stderr

@@ -215,6 +215,27 @@ class KeyExchangeRegistry:
             )
         return method
 
+    def backend_choice(self, name: str, backend: str) -> tuple[int, str]:
+        """Check a user's choice of ``backend`` for the method called ``name``.
+
+        Returns ``(method, backend)`` for ``IkeConfiguration.kex_backends``; raises
+        ``ConfigurationError`` naming the method or backend when it cannot be honoured here.
+        """
+        method = self.method_by_name(name)
+        if backend not in self._backends:
+            raise ConfigurationError(
+                f"unknown key exchange backend {backend!r} for {name} "
+                f"(known: {', '.join(self._backends)})",
+                field="backend",
+            )
+        if not self.is_available(method, backend):
+            raise ConfigurationError(
+                f"backend {backend!r} cannot run {name} here "
+                f"(it can: {', '.join(self.backends_for(method)) or 'none'})",
+                field="backend",
+            )
+        return method, backend
+
     def supporting_backends(self, method: int) -> list[str]:
         """Return the names of every backend that implements ``method``, available or not."""
         return [name for name, backend in self._backends.items() if backend.supports(method)]

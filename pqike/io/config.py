@@ -58,7 +58,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "psk",
         "psk_hex",
     ),
-    "ike": ("proposals", "fragmentation", "fragment_size", "force_nat_t"),
+    "ike": ("proposals", "fragmentation", "fragment_size", "force_nat_t", "backends"),
     "esp": ("proposals", "mode", "local_ts", "remote_ts"),
     "retransmit": ("timeout", "base", "tries"),
     "responder": (
@@ -283,6 +283,25 @@ class _Reader:
                         )
         return proposals
 
+    def backends(self, section: str, key: str) -> tuple[tuple[int, str], ...]:
+        """``backends = { mlkem768 = "pqcrypto" }``: a crypto backend per method."""
+        value = self.raw(section, key)
+        if value is None:
+            return ()
+        if not isinstance(value, dict):
+            raise self.error(
+                section, key, f"must be a table of method = backend, not {_kind(value)}"
+            )
+        out = []
+        for name, backend in value.items():
+            if not isinstance(backend, str):
+                raise self.error(section, key, f"{name}: the backend must be a string")
+            try:
+                out.append(self.registry.backend_choice(name, backend))
+            except ConfigurationError as exc:
+                raise self.error(section, key, str(exc)) from None
+        return tuple(out)
+
     def selectors(self, section: str, key: str) -> tuple[TrafficSelector, ...]:
         value = self.raw(section, key)
         if value is None:
@@ -388,6 +407,7 @@ class _Reader:
                 require_cookie=self.boolean("responder", "require_cookie", False),
                 nat_t_port=nat_t_port or 4500,
                 force_nat_t=self.boolean("ike", "force_nat_t", False),
+                kex_backends=self.backends("ike", "backends"),
                 half_open_timeout=self.number("responder", "half_open_timeout", 30.0),
             )
         except ConfigurationError as exc:  # a cross-field rule of IkeConfiguration itself

@@ -312,3 +312,23 @@ def test_an_unreadable_file_names_itself(tmp_path):
     with pytest.raises(ConfigurationError) as info:
         load_peer_config(missing)
     assert str(info.value).startswith(f"{missing}: cannot be read")
+
+
+def test_a_backend_can_be_chosen_per_method():
+    peer = parse_peer_config(with_keys("ike", 'backends = { mlkem768 = "pqcrypto" }'))
+    assert peer.ike.kex_backends == ((36, "pqcrypto"),)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ('{ mlkem768 = "nosuch" }', "unknown key exchange backend 'nosuch'"),
+        ('{ mlkem768 = "liboqs" }', "backend 'liboqs' cannot run mlkem768 here"),
+        ('{ mlkem9 = "pqcrypto" }', "unknown key exchange method name 'mlkem9'"),
+        ('"pqcrypto"', "must be a table of method = backend"),
+    ],
+)
+def test_a_bad_backend_choice_names_the_field(value, problem):
+    exc = error_of(with_keys("ike", f"backends = {value}"))
+    assert exc.field == "ike.backends"
+    assert problem in str(exc) and "\n" not in str(exc)
