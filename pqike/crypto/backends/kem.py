@@ -11,13 +11,15 @@ checked for its exact length first, ML-KEM keys also for FIPS 203 7.2's modulus 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
+from typing import Any, Protocol
 
-from ...errors import InvalidSyntax, LocalProtocolError
+from ...errors import ConfigurationError, InvalidSyntax, LocalProtocolError
 from ..kex import KeyExchange
+from .ids import kem_ids
 
-__all__ = ["KemExchange", "check_mlkem_key", "mlkem_key_is_valid"]
+__all__ = ["KemExchange", "LazyKemBackend", "check_mlkem_key", "mlkem_key_is_valid"]
 
 KeyGen = Callable[[], tuple[bytes, bytes]]
 """``() -> (encapsulation key, decapsulation key)``."""
@@ -185,3 +187,69 @@ class KemExchange(KeyExchange):
                 f"not {expected} bytes"
             )
         return bytes(value)
+
+
+class Probe(Protocol):
+    """What a library probe found: its KEM implementations by keyword, or why none."""
+
+    reason: str | None
+    impls: Mapping[str, Any]
+
+
+class LazyKemBackend:
+    """A backend on an optional library that is probed (imported) on first use only.
+
+    Subclasses name themselves, list their KEM keywords and implement ``_probe``; this
+    class answers the registry's questions the same way for all of them. ``id_overrides``
+    changes private-use transform IDs as :func:`~pqike.crypto.backends.ids.private_use_ids`.
+    """
+
+    name: str = ""
+
+    __slots__ = ("_keywords", "_loaded")
+
+    def __init__(self, keywords: Iterable[str], id_overrides: Mapping[str, int] | None) -> None:
+        ids = kem_ids(id_overrides)
+        self._keywords: Mapping[int, str] = MappingProxyType({ids[k]: k for k in keywords})
+        self._loaded: Probe | None = None
+
+    def _probe(self) -> Probe:
+        raise NotImplementedError
+
+    def _load(self) -> Probe:
+        # Probed once per backend object: a library does not come or go mid-process.
+        if self._loaded is None:
+            self._loaded = self._probe()
+        return self._loaded
+
+    def available(self) -> bool:
+        """Whether the library loads here (the first call probes it)."""
+        return self._load().reason is None
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """Why the backend cannot be used here, or ``None`` if it can."""
+        return self._load().reason
+
+    def supports(self, method: int) -> bool:
+        """Whether ``method`` is one of this backend's KEMs (and, once loaded, its sizes
+        are the ones pqike expects)."""
+        keyword = self._keywords.get(method)
+        if keyword is None:
+            return False
+        loaded = self._load()
+        return loaded.reason is not None or keyword in loaded.impls
+
+    def _implementation(self, method: int) -> tuple[str, Any | None, Probe]:
+        """``(keyword, implementation or None, probe)`` for ``create``; raises
+        ``ConfigurationError`` for a method this backend never offers or an absent library."""
+        keyword = self._keywords.get(method)
+        if keyword is None:
+            raise ConfigurationError(
+                f"backend {self.name!r} does not implement key exchange method {method}",
+                field="key_exchange",
+            )
+        loaded = self._load()
+        if loaded.reason is not None:
+            raise ConfigurationError(loaded.reason, field="backend")
+        return keyword, loaded.impls.get(keyword), loaded

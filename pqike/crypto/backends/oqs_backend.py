@@ -35,8 +35,8 @@ from typing import Any
 
 from ...errors import ConfigurationError
 from ..kex import KeyExchange
-from .ids import PRIVATE_USE_KEMS, kem_ids
-from .kem import KemExchange, check_mlkem_key
+from .ids import PRIVATE_USE_KEMS
+from .kem import KemExchange, LazyKemBackend, check_mlkem_key
 
 __all__ = ["OQS_MECHANISMS", "OqsBackend", "find_liboqs", "liboqs_candidates"]
 
@@ -128,12 +128,12 @@ def find_liboqs() -> str | None:
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     oqs: Any
-    mechanisms: Mapping[str, str]  # keyword -> liboqs name, sizes checked
+    impls: Mapping[str, str]  # keyword -> liboqs mechanism name, sizes checked
     reason: str | None
     version: str | None = None
 
 
-class OqsBackend:
+class OqsBackend(LazyKemBackend):
     """Key exchanges on liboqs via liboqs-python, probed and imported on first use.
 
     ``id_overrides`` changes private-use transform IDs as
@@ -142,43 +142,18 @@ class OqsBackend:
 
     name = "liboqs"
 
-    __slots__ = ("_keywords", "_loaded")
+    __slots__ = ()
 
     def __init__(self, id_overrides: Mapping[str, int] | None = None) -> None:
-        ids = kem_ids(id_overrides)
-        self._keywords: Mapping[int, str] = MappingProxyType(
-            {ids[keyword]: keyword for keyword in OQS_MECHANISMS}
-        )
-        self._loaded: _Loaded | None = None
+        super().__init__(OQS_MECHANISMS, id_overrides)
 
-    def _load(self) -> _Loaded:
-        # Probed once per backend object: the library does not come or go mid-process.
-        if self._loaded is None:
-            self._loaded = _load_oqs()
-        return self._loaded
-
-    def available(self) -> bool:
-        """Whether liboqs and liboqs-python are both installed and load here."""
-        return self._load().reason is None
-
-    @property
-    def unavailable_reason(self) -> str | None:
-        """Why the backend cannot be used here (``"liboqs is not installed: ..."``), or None."""
-        return self._load().reason
+    def _probe(self) -> _Loaded:
+        return _load_oqs()
 
     @property
     def liboqs_version(self) -> str | None:
         """The loaded liboqs's version string, or ``None`` when unavailable."""
         return self._load().version
-
-    def supports(self, method: int) -> bool:
-        """Whether ``method`` is one of this backend's KEMs (and, once loaded, enabled in
-        this liboqs with the sizes pqike expects)."""
-        keyword = self._keywords.get(method)
-        if keyword is None:
-            return False
-        loaded = self._load()
-        return loaded.reason is not None or keyword in loaded.mechanisms
 
     def create(self, method: int, *, keypair_seed: bytes | None = None) -> KeyExchange:
         """Return a fresh exchange for ``method``; ``ConfigurationError`` if it cannot.
@@ -186,16 +161,7 @@ class OqsBackend:
         ``keypair_seed`` (ML-KEM only: the 64 bytes d || z of FIPS 203) makes the
         initiator's key pair deterministic, for known-answer tests.
         """
-        keyword = self._keywords.get(method)
-        if keyword is None:
-            raise ConfigurationError(
-                f"backend 'liboqs' does not implement key exchange method {method}",
-                field="key_exchange",
-            )
-        loaded = self._load()
-        if loaded.reason is not None:
-            raise ConfigurationError(loaded.reason, field="backend")
-        mechanism = loaded.mechanisms.get(keyword)
+        keyword, mechanism, loaded = self._implementation(method)
         if mechanism is None:
             raise ConfigurationError(
                 f"this liboqs has no {OQS_MECHANISMS[keyword]} with the sizes pqike expects",

@@ -25,8 +25,8 @@ from typing import Any
 
 from ...errors import ConfigurationError
 from ..kex import KeyExchange
-from .ids import PRIVATE_USE_KEMS, kem_ids
-from .kem import KemExchange, check_mlkem_key
+from .ids import PRIVATE_USE_KEMS
+from .kem import KemExchange, LazyKemBackend, check_mlkem_key
 
 __all__ = ["PQCRYPTO_MODULES", "PqcryptoBackend"]
 
@@ -75,11 +75,11 @@ _SIZES: Mapping[str, tuple[str, int, int, int]] = MappingProxyType(
 class _Loaded:
     """The outcome of the one import attempt: modules by keyword, or why there are none."""
 
-    modules: Mapping[str, Any]
+    impls: Mapping[str, Any]  # keyword -> pqcrypto module, sizes checked
     reason: str | None
 
 
-class PqcryptoBackend:
+class PqcryptoBackend(LazyKemBackend):
     """Key exchanges on the ``pqcrypto`` wheel, imported on first use.
 
     ``id_overrides`` changes private-use transform IDs as
@@ -89,50 +89,17 @@ class PqcryptoBackend:
 
     name = "pqcrypto"
 
-    __slots__ = ("_keywords", "_loaded")
+    __slots__ = ()
 
     def __init__(self, id_overrides: Mapping[str, int] | None = None) -> None:
-        ids = kem_ids(id_overrides)
-        self._keywords: Mapping[int, str] = MappingProxyType(
-            {ids[keyword]: keyword for keyword in PQCRYPTO_MODULES}
-        )
-        self._loaded: _Loaded | None = None
+        super().__init__(PQCRYPTO_MODULES, id_overrides)
 
-    def _load(self) -> _Loaded:
-        # Probed once per backend object; the result never changes within a process.
-        if self._loaded is None:
-            self._loaded = _import_modules()
-        return self._loaded
-
-    def available(self) -> bool:
-        """Whether ``pqcrypto`` imports here (the first call imports it)."""
-        return self._load().reason is None
-
-    @property
-    def unavailable_reason(self) -> str | None:
-        """Why the backend cannot be used here, or ``None`` if it can (probes on first use)."""
-        return self._load().reason
-
-    def supports(self, method: int) -> bool:
-        """Whether ``method`` is one of this backend's KEMs (and, once loaded, sizes agree)."""
-        keyword = self._keywords.get(method)
-        if keyword is None:
-            return False
-        loaded = self._load()
-        return loaded.reason is not None or keyword in loaded.modules
+    def _probe(self) -> _Loaded:
+        return _import_modules()
 
     def create(self, method: int) -> KeyExchange:
         """Return a fresh exchange for ``method``; ``ConfigurationError`` if it cannot."""
-        keyword = self._keywords.get(method)
-        if keyword is None:
-            raise ConfigurationError(
-                f"backend 'pqcrypto' does not implement key exchange method {method}",
-                field="key_exchange",
-            )
-        loaded = self._load()
-        if loaded.reason is not None:
-            raise ConfigurationError(loaded.reason, field="backend")
-        module = loaded.modules.get(keyword)
+        keyword, module, _ = self._implementation(method)
         if module is None:
             raise ConfigurationError(
                 f"pqcrypto's {keyword} does not have the sizes pqike expects",
