@@ -62,7 +62,12 @@ class Buffer:
 
     def pull_struct(self, fmt: struct.Struct, what: str = "field") -> tuple:
         """Unpack a fixed-size header with one bounds check (cheaper than several pulls)."""
-        pos = self._need(fmt.size, what)
+        # The bounds check of _need, inlined: this is the codec's hottest call.
+        pos = self._pos
+        end = pos + fmt.size
+        if end > self._end:
+            self._need(fmt.size, what)  # raises with the one-sentence message
+        self._pos = end
         return fmt.unpack_from(self._data, pos)
 
     def pull_rest(self) -> bytes:
@@ -72,8 +77,12 @@ class Buffer:
 
     def sub(self, n: int, what: str = "field") -> Buffer:
         """A buffer over the next ``n`` bytes (consumed from this one), offsets kept absolute."""
-        pos = self._need(n, what)
-        return Buffer(self._data, start=pos, end=pos + n, base=self.base)
+        pos = self._pos
+        end = pos + n
+        if n < 0 or end > self._end:
+            self._need(n, what)  # raises with the one-sentence message
+        self._pos = end
+        return Buffer(self._data, start=pos, end=end, base=self.base)
 
 
 class Writer:
