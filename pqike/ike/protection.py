@@ -17,7 +17,7 @@ from ..constants import (
     PayloadType,
 )
 from ..crypto.protect import Cipher
-from ..errors import InvalidSyntax, ProtocolError
+from ..errors import InvalidSyntax
 from ..wire.codec import encode_header, encode_payloads, sk_split
 from ..wire.payloads import IkeHeader, Message, Payload, SkfPayload, SkPayload
 
@@ -327,7 +327,6 @@ class Reassembler:
 
 __all__ = [
     "ProtectedMessage",
-    "ProtocolError",
     "Reassembler",
     "ReassemblyLimits",
     "UnprotectedMessage",

@@ -251,7 +251,6 @@ class IkeSa:
                 config.max_fragments, config.max_message_size, config.reassembly_timeout
             )
         )
-        self._last_time = 0.0
         self._half_open_deadline: float | None = None
         self._rx_path: tuple[Address, Address] = (remote, local)
 
@@ -276,7 +275,6 @@ class IkeSa:
         """Start the IKE SA (initiator only): queue the IKE_SA_INIT request."""
         if not self.is_initiator or self.state != S.INITIAL:
             raise LocalProtocolError("initiate() is only for a new initiator")
-        self._last_time = now
         self._nonce_i = os.urandom(self.config.nonce_size)
         first = self.config.ike_proposals[0]
         ke = next((t.id for t in first.transforms if t.type == TransformType.KE), None)
@@ -294,7 +292,6 @@ class IkeSa:
 
     def datagrams_to_send(self, *, now: float) -> list[tuple[bytes, Address]]:
         """UDP payloads to send now, each with its destination."""
-        self._last_time = now
         out, self._out = self._out, []
         return out
 
@@ -312,7 +309,6 @@ class IkeSa:
 
     def handle_timer(self, *, now: float) -> None:
         """Retransmit an unanswered request, give up after the limit, expire reassembly."""
-        self._last_time = now
         self._reassembler.expire(now)
         if (
             self._half_open_deadline is not None
@@ -360,7 +356,6 @@ class IkeSa:
         address pair verifies, replies go there (RFC 7296 2.23: the peer moved to the
         NAT-T port or its NAT mapping changed).
         """
-        self._last_time = now
         self._reassembler.expire(now)
         local = local or self.local
         self._rx_path = (addr, local)
@@ -488,7 +483,6 @@ class IkeSa:
         if inner is None:
             return
         self._received_event(plain, inner, now, addr, udp_len)
-        self._current_request = plain
         handler = {
             ExchangeType.IKE_INTERMEDIATE: self._on_intermediate_request,
             ExchangeType.IKE_AUTH: self._on_auth_request,
@@ -1187,7 +1181,6 @@ class IkeSa:
         self._sa_init_request = self._sa_init_response = b""
         self._kex = None
         self._cookie = b""
-        self._current_request = None
         if self._crypto is not None:
             self._crypto.int_auth_i = self._crypto.int_auth_r = b""
 
