@@ -107,13 +107,12 @@ class NoncePayload:
 
 
 @dataclass(frozen=True, slots=True)
-class IdiPayload:
-    """Identification of the initiator (RFC 7296 3.5)."""
+class _IdPayload:
+    """IDi and IDr share one layout (RFC 7296 3.5): ID Type | RESERVED(3) | data."""
 
     id_type: int
     data: bytes
     critical: bool = False
-    payload_type = PayloadType.IDi
 
     @property
     def body(self) -> bytes:
@@ -122,17 +121,17 @@ class IdiPayload:
 
 
 @dataclass(frozen=True, slots=True)
-class IdrPayload:
+class IdiPayload(_IdPayload):
+    """Identification of the initiator (RFC 7296 3.5)."""
+
+    payload_type = PayloadType.IDi
+
+
+@dataclass(frozen=True, slots=True)
+class IdrPayload(_IdPayload):
     """Identification of the responder (RFC 7296 3.5)."""
 
-    id_type: int
-    data: bytes
-    critical: bool = False
     payload_type = PayloadType.IDr
-
-    @property
-    def body(self) -> bytes:
-        return bytes([self.id_type, 0, 0, 0]) + self.data
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,16 +239,20 @@ class TrafficSelector:
 
 
 @dataclass(frozen=True, slots=True)
-class TsiPayload:
+class _TsPayload:
+    """TSi and TSr share one layout (RFC 7296 3.13)."""
+
     selectors: tuple[TrafficSelector, ...]
     critical: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TsiPayload(_TsPayload):
     payload_type = PayloadType.TSi
 
 
 @dataclass(frozen=True, slots=True)
-class TsrPayload:
-    selectors: tuple[TrafficSelector, ...]
-    critical: bool = False
+class TsrPayload(_TsPayload):
     payload_type = PayloadType.TSr
 
 
