@@ -143,7 +143,7 @@ def _pair(proposal, **opts):
 def reprotect(data, sa, from_initiator, mutate):
     """Decrypt a protected datagram with the SA's current keys, mutate, protect again."""
     msg = decode_message(data)
-    c = sa._crypto
+    c = sa.gen.crypto
     k = c.keys
     sk_e, sk_a = (k.sk_ei, k.sk_ai) if from_initiator else (k.sk_er, k.sk_ar)
     plain = unprotect(msg, c.cipher, sk_e, sk_a)
