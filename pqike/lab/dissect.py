@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from ..constants import (
     GENERIC_PAYLOAD_HEADER_LENGTH,
     IKE_HEADER_LENGTH,
-    NON_ESP_MARKER,
     ExchangeType,
     NotifyType,
     PayloadType,
@@ -39,6 +38,7 @@ from ..errors import ProtocolError
 from ..ike.events import Event, IkeSaEstablished, KeyExchangeCompleted
 from ..ike.protection import Reassembler, ReassemblyLimits, unprotect
 from ..proposal import NegotiatedSuite
+from ..wire import datagram
 from ..wire.codec import decode_message, decode_payloads
 from ..wire.payloads import (
     Message,
@@ -231,11 +231,10 @@ def ike_message(udp_payload: bytes) -> bytes | None:
     """The IKE message in a UDP payload (non-ESP marker removed), or ``None`` for a NAT
     keepalive or anything too short to be IKE.
 
-    An IKE header starts with the initiator's SPI, which is never zero (RFC 7296 3.1), so
-    four zero bytes in front can only be the non-ESP marker (RFC 3948 2.2).
+    The ports are not known here, so the marker is recognised by its content
+    (``pqike.wire.datagram.ike_message``).
     """
-    data = udp_payload[4:] if udp_payload[:4] == NON_ESP_MARKER else udp_payload
-    return data if len(data) >= IKE_HEADER_LENGTH else None
+    return datagram.ike_message(udp_payload)
 
 
 def payload_name(payload: object, payload_type: int) -> str:

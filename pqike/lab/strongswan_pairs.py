@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..constants import IKE_PORT, NAT_T_PORT
 from ..handshake import make_config
 from ..ike.events import Event, IkeSaFailed
 from ..trace import DatagramRecord, MessageRecord, Trace, payload_names
@@ -83,8 +84,6 @@ LAB_PREFIX = "pqxp"
 not the lab's default, so ``python -m interop.lab down`` of other runs leaves them alone
 (``python -m interop.lab down --prefix pqxp`` removes leftovers)."""
 
-IKE_PORT = 500
-NAT_T_PORT = 4500
 ALL_TRAFFIC = "0.0.0.0/0,::/0"
 """Traffic selectors both ways: pqike's default, so TSi/TSr are alike on every pair."""
 
