@@ -28,8 +28,11 @@ from .keys import (
     IkeKeys,
     derive_child_keys,
     derive_ike_keys,
+    ike_key_schedule,
+    initial_ike_keys,
     skeyseed,
     skeyseed_additional,
+    updated_ike_keys,
 )
 from .prf import Prf, get_prf
 from .protect import Cipher, encr_key_size, get_cipher, integ_key_size
@@ -53,6 +56,8 @@ __all__ = [
     "encr_key_size",
     "get_cipher",
     "get_prf",
+    "ike_key_schedule",
+    "initial_ike_keys",
     "int_auth",
     "int_auth_octets",
     "integ_key_size",
@@ -61,4 +66,5 @@ __all__ = [
     "signed_octets",
     "skeyseed",
     "skeyseed_additional",
+    "updated_ike_keys",
 ]

@@ -31,7 +31,7 @@ from ..constants import (
     PayloadType,
     name_of,
 )
-from ..crypto.keys import derive_ike_keys, skeyseed, skeyseed_additional
+from ..crypto.keys import ike_key_schedule
 from ..crypto.prf import get_prf
 from ..crypto.protect import Cipher, get_cipher
 from ..errors import ProtocolError
@@ -141,26 +141,17 @@ class KeySchedule:
         """Every epoch from the shared secret of each round (IKE_SA_INIT first)."""
         if suite.prf is None or not secrets:
             return None
-        prf = get_prf(suite.prf)
         cipher = get_cipher(suite.encr, suite.key_bits, suite.integ)
-
-        def expand(seed: bytes):
-            return derive_ike_keys(
-                prf,
-                seed,
-                nonce_i,
-                nonce_r,
-                spi_i,
-                spi_r,
-                encr_key_size=cipher.key_size,
-                integ_key_size=cipher.integ_key_size,
-            )
-
-        keys = expand(skeyseed(prf, nonce_i, nonce_r, secrets[0]))
-        epochs = [keys]
-        for secret in secrets[1:]:
-            keys = expand(skeyseed_additional(prf, keys.sk_d, secret, nonce_i, nonce_r))
-            epochs.append(keys)
+        epochs = ike_key_schedule(
+            get_prf(suite.prf),
+            secrets,
+            nonce_i,
+            nonce_r,
+            spi_i,
+            spi_r,
+            encr_key_size=cipher.key_size,
+            integ_key_size=cipher.integ_key_size,
+        )
         return cls(tuple(EpochKeys(k.sk_ei, k.sk_er, k.sk_ai, k.sk_ar) for k in epochs))
 
 
