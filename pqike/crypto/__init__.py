@@ -14,6 +14,7 @@ from .auth import (
     psk_auth,
     signed_octets,
 )
+from .backends import register_optional_backends
 from .kex import (
     DEFAULT_REGISTRY,
     STANDARD_METHODS,
@@ -36,6 +37,10 @@ from .keys import (
 )
 from .prf import Prf, get_prf
 from .protect import Cipher, encr_key_size, get_cipher, integ_key_size
+
+# The optional key exchange backends depend on .kex, not the other way round: they join
+# its default registry here, where the package is put together (see DEFAULT_REGISTRY).
+register_optional_backends(DEFAULT_REGISTRY)
 
 __all__ = [
     "DEFAULT_REGISTRY",
