@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from interop.lab import log_dumps
 from pqike.handshake import drive_pair, make_config
 from pqike.ike.sa import IkeSa
+from pqike.interop.lab import log_dumps
 from pqike.lab.dissect import HEADER, SK_OPAQUE, SK_OVERHEAD, KeySchedule, dissect
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "strongswan"
