@@ -349,8 +349,8 @@ def bench_interop(
     esp: str = typer.Option("aes256gcm16", "--esp", help="ESP proposal."),
 ) -> None:
     """Median handshake time on the wire, pqike and strongSwan 6 in the lab (needs root)."""
-    from .lab.interop_bench import DEFAULT_PROPOSALS, LabUnavailable
-    from .lab.interop_bench import bench_interop as run
+    from .interop.bench import DEFAULT_PROPOSALS, LabUnavailable
+    from .interop.bench import bench_interop as run
 
     def progress(line: str) -> None:
         typer.echo(line, err=True)

@@ -10,14 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from .constants import ExchangeType, PayloadType, name_of
 from .ike.events import Event, MessageReceived, MessageSent
-
-UDP_HEADER = 8
-
-
-def ip_overhead(ipv6: bool) -> int:
-    """UDP plus IP header bytes in front of each UDP payload."""
-    return UDP_HEADER + (40 if ipv6 else 20)
-
+from .wire.datagram import ip_overhead
 
 _SHORT = {
     PayloadType.SA: "SA",

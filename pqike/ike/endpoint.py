@@ -32,10 +32,11 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
-from ..constants import IKE_PORT, NON_ESP_MARKER, ExchangeType
+from ..constants import ExchangeType
 from ..crypto.kex import DEFAULT_REGISTRY
 from ..errors import LocalProtocolError, ProtocolError
 from ..wire.codec import decode_header
+from ..wire.datagram import PayloadKind, classify, marker_length
 from .config import IkeConfiguration
 from .events import Event
 from .sa import IkeSa
@@ -47,7 +48,6 @@ ConfigFor = Callable[[Address, Address], IkeConfiguration | None]
 to ignore the peer."""
 
 _ZERO_SPI = b"\x00" * 8
-_NAT_KEEPALIVE = b"\xff"
 
 
 @dataclass(frozen=True)
@@ -177,16 +177,15 @@ class IkeEndpoint:
         are dropped and counted in ``stats``.
         """
         self._bump("datagrams_received")
-        offset = 0
-        if local[1] != IKE_PORT and remote[1] != IKE_PORT:
-            # RFC 3948 2.2/2.3: the same ports carry ESP and NAT keepalives.
-            if data == _NAT_KEEPALIVE:
-                self._bump("nat_keepalives")
-                return
-            if data[:4] != NON_ESP_MARKER:
-                self._bump("dropped_esp")
-                return
-            offset = len(NON_ESP_MARKER)
+        # RFC 3948 2.2/2.3: ports without 500 carry ESP and NAT keepalives too.
+        kind = classify(data, local[1], remote[1])
+        if kind is PayloadKind.NAT_KEEPALIVE:
+            self._bump("nat_keepalives")
+            return
+        if kind is PayloadKind.ESP:
+            self._bump("dropped_esp")
+            return
+        offset = marker_length(local[1], remote[1])
         try:
             header = decode_header(data[offset:] if offset else data)
         except ProtocolError:

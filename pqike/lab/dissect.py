@@ -26,19 +26,19 @@ from dataclasses import dataclass
 from ..constants import (
     GENERIC_PAYLOAD_HEADER_LENGTH,
     IKE_HEADER_LENGTH,
-    NON_ESP_MARKER,
     ExchangeType,
     NotifyType,
     PayloadType,
     name_of,
 )
-from ..crypto.keys import derive_ike_keys, skeyseed, skeyseed_additional
+from ..crypto.keys import ike_key_schedule
 from ..crypto.prf import get_prf
 from ..crypto.protect import Cipher, get_cipher
 from ..errors import ProtocolError
 from ..ike.events import Event, IkeSaEstablished, KeyExchangeCompleted
 from ..ike.protection import Reassembler, ReassemblyLimits, unprotect
 from ..proposal import NegotiatedSuite
+from ..wire import datagram
 from ..wire.codec import decode_message, decode_payloads
 from ..wire.payloads import (
     Message,
@@ -141,26 +141,17 @@ class KeySchedule:
         """Every epoch from the shared secret of each round (IKE_SA_INIT first)."""
         if suite.prf is None or not secrets:
             return None
-        prf = get_prf(suite.prf)
         cipher = get_cipher(suite.encr, suite.key_bits, suite.integ)
-
-        def expand(seed: bytes):
-            return derive_ike_keys(
-                prf,
-                seed,
-                nonce_i,
-                nonce_r,
-                spi_i,
-                spi_r,
-                encr_key_size=cipher.key_size,
-                integ_key_size=cipher.integ_key_size,
-            )
-
-        keys = expand(skeyseed(prf, nonce_i, nonce_r, secrets[0]))
-        epochs = [keys]
-        for secret in secrets[1:]:
-            keys = expand(skeyseed_additional(prf, keys.sk_d, secret, nonce_i, nonce_r))
-            epochs.append(keys)
+        epochs = ike_key_schedule(
+            get_prf(suite.prf),
+            secrets,
+            nonce_i,
+            nonce_r,
+            spi_i,
+            spi_r,
+            encr_key_size=cipher.key_size,
+            integ_key_size=cipher.integ_key_size,
+        )
         return cls(tuple(EpochKeys(k.sk_ei, k.sk_er, k.sk_ai, k.sk_ar) for k in epochs))
 
 
@@ -231,11 +222,10 @@ def ike_message(udp_payload: bytes) -> bytes | None:
     """The IKE message in a UDP payload (non-ESP marker removed), or ``None`` for a NAT
     keepalive or anything too short to be IKE.
 
-    An IKE header starts with the initiator's SPI, which is never zero (RFC 7296 3.1), so
-    four zero bytes in front can only be the non-ESP marker (RFC 3948 2.2).
+    The ports are not known here, so the marker is recognised by its content
+    (``pqike.wire.datagram.ike_message``).
     """
-    data = udp_payload[4:] if udp_payload[:4] == NON_ESP_MARKER else udp_payload
-    return data if len(data) >= IKE_HEADER_LENGTH else None
+    return datagram.ike_message(udp_payload)
 
 
 def payload_name(payload: object, payload_type: int) -> str:

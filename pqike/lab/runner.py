@@ -45,7 +45,8 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from .metrics import datagram_rows, handshake_row, message_rows, payload_rows, summarize
-from .peers import HandshakeCase, PeerPair, default_pairs
+from .peers import HandshakeCase, PeerPair
+from .registry import default_pairs
 from .spec import Cell, ExperimentSpec, load_spec
 
 TABLES = ("handshakes", "messages", "datagrams", "payloads")
@@ -448,7 +449,7 @@ def _cpu_model() -> str:
 
 def _strongswan_version() -> str | None:
     try:
-        from interop.lab import ensure_strongswan
+        from ..interop.lab import ensure_strongswan
 
         install = ensure_strongswan(install=False)
         return install.version()

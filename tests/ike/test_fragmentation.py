@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pqike.constants import ExchangeType
-from pqike.handshake import make_config, run_handshake
+from pqike.handshake import run_handshake
 from pqike.ike.protection import protect
-from pqike.ike.sa import IkeSa
 from pqike.wire.payloads import KePayload, VendorIdPayload
 
 HYBRID = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
@@ -81,15 +80,9 @@ def test_single_fragment_faults_still_establish(size, ipv6, kind):
         assert result.established, (kind, victim, result.failures)
 
 
-def test_hundreds_of_kilobytes_in_one_message():
+def test_hundreds_of_kilobytes_in_one_message(sa_pair):
     """300 kB of payloads (a payload holds at most 64 kB) go through fragmentation and back."""
-    ini = IkeSa(make_config(HYBRID, local_id="a.example", psk=b"k"), is_initiator=True)
-    res = IkeSa(
-        make_config(HYBRID, local_id="b.example", psk=b"k"),
-        is_initiator=False,
-        local=("192.0.2.2", 500),
-        remote=("192.0.2.1", 500),
-    )
+    ini, res = sa_pair(HYBRID)
     from pqike.handshake import drive_pair
 
     drive_pair(ini, res)
@@ -118,19 +111,13 @@ def _header(sa, exchange, mid):
     return IkeHeader(sa.spi_i, sa.spi_r, 0, exchange, 0x08, mid)
 
 
-def test_abusive_fragment_stream_stays_bounded():
+def test_abusive_fragment_stream_stays_bounded(sa_pair):
     """Too many fragments, too big a message, and stale partials are dropped and counted."""
     from pqike.errors import InvalidSyntax
     from pqike.ike.protection import Reassembler, ReassemblyLimits
     from pqike.wire.codec import decode_message
 
-    ini = IkeSa(make_config(HYBRID, local_id="a.example", psk=b"k"), is_initiator=True)
-    res = IkeSa(
-        make_config(HYBRID, local_id="b.example", psk=b"k"),
-        is_initiator=False,
-        local=("192.0.2.2", 500),
-        remote=("192.0.2.1", 500),
-    )
+    ini, res = sa_pair(HYBRID)
     from pqike.handshake import drive_pair
 
     drive_pair(ini, res)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from interop.lab import log_dumps
 from pqike.constants import NotifyType, PayloadType
 from pqike.crypto.protect import get_cipher
 from pqike.handshake import drive_pair, make_config
 from pqike.ike.protection import Reassembler, ReassemblyLimits, unprotect
 from pqike.ike.sa import IkeSa
+from pqike.interop.lab import log_dumps
 from pqike.wire.codec import decode_message, decode_payloads, encode_payloads
 from pqike.wire.payloads import NotifyPayload, TrafficSelector
 

@@ -9,7 +9,8 @@ import pytest
 
 from pqike.errors import ConfigurationError
 from pqike.lab import load_spec, parse_spec, run_cell, run_experiment
-from pqike.lab.peers import UnavailablePair, default_pairs
+from pqike.lab.peers import UnavailablePair
+from pqike.lab.registry import default_pairs
 
 SPEC = """
 [experiment]
