@@ -121,6 +121,7 @@ class IkeEndpoint:
         self._events: deque[tuple[IkeSa, Event]] = deque()
         self._cookie_configs: dict[int, tuple[IkeConfiguration, IkeConfiguration]] = {}
         self._stats: dict[str, int] = {}
+        self._extra_spis: dict[IkeSa, list[bytes]] = {}
 
     # ------------------------------------------------------------------ inspection
 
@@ -339,6 +340,12 @@ class IkeEndpoint:
     def _settle(self, sa: IkeSa, now: float) -> None:
         """Collect what a call into ``sa`` produced and update the indexes it affects."""
         self._drain(sa, now)
+        spi = self._own_spi(sa)
+        if sa.is_established and self._by_spi.get(spi) is not sa:
+            # RFC 7296 2.18: an IKE SA rekey gave the SA new SPIs; the old ones stay
+            # routable until the SA is forgotten, for the old SA's Delete.
+            self._by_spi[spi] = sa
+            self._extra_spis.setdefault(sa, []).append(spi)
         if sa in self._half_open and (sa.is_established or sa.is_closed):
             self._leave_half_open(sa)
         if sa.is_established:
@@ -378,9 +385,9 @@ class IkeEndpoint:
         self._closing.pop(sa, None)
         if sa in self._half_open:
             self._leave_half_open(sa)
-        spi = self._own_spi(sa)
-        if self._by_spi.get(spi) is sa:
-            del self._by_spi[spi]
+        for spi in (self._own_spi(sa), *self._extra_spis.pop(sa, ())):
+            if self._by_spi.get(spi) is sa:
+                del self._by_spi[spi]
         key = self._init_key.pop(sa, None)
         if key is not None and self._by_init.get(key) is sa:
             del self._by_init[key]

@@ -25,7 +25,6 @@ from dataclasses import dataclass, replace
 from ..constants import (
     IKE_HEADER_LENGTH,
     IKE_PORT,
-    NON_ESP_MARKER,
     ExchangeType,
     HeaderFlag,
     NotifyType,
@@ -41,6 +40,7 @@ from ..crypto.protect import encr_key_size, get_cipher, integ_key_size
 from ..errors import IntegrityCheckFailed, LocalProtocolError, NoProposalChosen, ProtocolError
 from ..proposal import NegotiatedSuite
 from ..wire.codec import decode_message, decode_payloads, encode_message
+from ..wire.datagram import add_marker, marker_length, strip_marker
 from ..wire.payloads import IkeHeader, Message, NotifyPayload, Payload, SkfPayload
 from .child import ChildSa, ChildState
 from .config import Identity, IkeConfiguration
@@ -353,12 +353,13 @@ class IkeSa:
             gen.reassembler.expire(now)
         local = local or self.local
         self._rx_path = (addr, local)
-        marker = self._uses_marker(addr, local)
+        marker = marker_length(local[1], addr[1])
         if marker:
-            if data[:4] != NON_ESP_MARKER:
+            stripped = strip_marker(data, local[1], addr[1])
+            if stripped is None:
                 self.drop(now, "ESP packet or missing non-ESP marker", len(data))
                 return
-            data = data[4:]
+            data = stripped
         if self._state == S.DELETED:
             self.drop(now, "IKE SA is deleted", len(data))
             return
@@ -367,7 +368,7 @@ class IkeSa:
         except ProtocolError as exc:
             self._bad_unparsed(data, exc, now)
             return
-        udp_len = len(data) + (len(NON_ESP_MARKER) if marker else 0)
+        udp_len = len(data) + marker
         try:
             self._dispatch(message, addr, now, udp_len)
         except ProtocolError as exc:  # a safety net: handlers' faults stay inside the SA
@@ -1027,11 +1028,6 @@ class IkeSa:
             self.local = (self.local[0], cfg.nat_t_port)
             self.remote = (self.remote[0], cfg.nat_t_port)
 
-    def _uses_marker(self, addr: Address, local: Address | None = None) -> bool:
-        # strongSwan (and RFC 3948 2.2): the marker goes on every IKE message when
-        # neither port is 500.
-        return (local or self.local)[1] != IKE_PORT and addr[1] != IKE_PORT
-
     def _adopt_path(self) -> None:
         """Reply on the path an authenticated message came in on."""
         addr, local = self._rx_path
@@ -1065,7 +1061,7 @@ class IkeSa:
         """Build, queue and report one message; return its bytes, datagrams and event."""
         flags = (_INITIATOR if gen.initiator else 0) | (_RESPONSE if response else 0)
         header = IkeHeader(gen.spi_i, gen.spi_r, 0, exchange, flags, mid)
-        marker = NON_ESP_MARKER if self._uses_marker(self.remote) else b""
+        local_port, remote_port = self.local[1], self.remote[1]
         if protected:
             c = gen.crypto
             assert c is not None
@@ -1093,7 +1089,7 @@ class IkeSa:
                 tuple(int(p.payload_type) for p in payloads),
                 len(raw),
             )
-        datagrams = [marker + m for m in messages]
+        datagrams = [add_marker(m, local_port, remote_port) for m in messages]
         fragmented = len(messages) > 1
         event = MessageSent(
             now,
@@ -1160,8 +1156,8 @@ class IkeSa:
         # Back to where the request came from, marked like it (RFC 3948 2.2): this SA may
         # not even have a peer address yet.
         addr, local = self._rx_path
-        marker = NON_ESP_MARKER if self._uses_marker(addr, local) else b""
-        self._out.append((marker + raw, addr))
+        datagram = add_marker(raw, local[1], addr[1])
+        self._out.append((datagram, addr))
         self._events.append(
             MessageSent(
                 now,
@@ -1171,7 +1167,7 @@ class IkeSa:
                 tuple(int(p.payload_type) for p in payloads),
                 len(raw),
                 (len(raw),),
-                (len(marker) + len(raw),),
+                (len(datagram),),
                 destination=addr,
             )
         )
@@ -1234,7 +1230,7 @@ class IkeSa:
     def _received_protected(
         self, plain: UnprotectedMessage, inner: list[Payload], now: float, addr: Address
     ) -> None:
-        marker = len(NON_ESP_MARKER) if self._uses_marker(addr) else 0
+        marker = marker_length(self.local[1], addr[1])
         first_type = PayloadType.SKF if plain.fragments else PayloadType.SK
         sizes = plain.fragments or (plain.ike_bytes,)
         self._events.append(
