@@ -121,7 +121,8 @@ class IkeEndpoint:
         self._events: deque[tuple[IkeSa, Event]] = deque()
         self._cookie_configs: dict[int, tuple[IkeConfiguration, IkeConfiguration]] = {}
         self._stats: dict[str, int] = {}
-        self._extra_spis: dict[IkeSa, list[bytes]] = {}
+        self._spis: dict[IkeSa, list[bytes]] = {}
+        """Every SPI of each SA (one more per IKE SA rekey), to forget them all."""
 
     # ------------------------------------------------------------------ inspection
 
@@ -140,11 +141,11 @@ class IkeEndpoint:
         return len(self._half_open)
 
     def __len__(self) -> int:
-        return len(self._by_spi)
+        return len(self._spis)
 
     def __iter__(self) -> Iterator[IkeSa]:
         """Every IKE SA the endpoint routes to (closed ones until they are forgotten)."""
-        return iter(list(self._by_spi.values()))
+        return iter(list(self._spis))
 
     def find(self, spi: bytes) -> IkeSa | None:
         """The IKE SA whose own SPI (SPIi for ours as initiator, SPIr as responder) is ``spi``."""
@@ -157,7 +158,7 @@ class IkeEndpoint:
     ) -> IkeSa:
         """Create an initiator IKE SA from ``local`` to ``remote`` and queue its IKE_SA_INIT."""
         sa = self._new_sa(config, is_initiator=True, local=local, remote=remote)
-        self._by_spi[sa.spi_i] = sa
+        self._route(sa, sa.spi_i)
         sa.initiate(now=now)
         self._settle(sa, now)
         return sa
@@ -243,7 +244,7 @@ class IkeEndpoint:
             self._bump("stateless_replies")
             self._drain(sa, now)
             return
-        self._by_spi[sa.spi_r] = sa
+        self._route(sa, sa.spi_r)
         self._by_init[key] = sa
         self._init_key[sa] = key
         self._half_open.add(sa)
@@ -275,6 +276,10 @@ class IkeEndpoint:
             if self._own_spi(sa) not in self._by_spi:
                 return sa
         raise LocalProtocolError("could not draw an unused IKE SPI")
+
+    def _route(self, sa: IkeSa, spi: bytes) -> None:
+        self._by_spi[spi] = sa
+        self._spis.setdefault(sa, []).append(spi)
 
     @staticmethod
     def _own_spi(sa: IkeSa) -> bytes:
@@ -344,8 +349,7 @@ class IkeEndpoint:
         if sa.is_established and self._by_spi.get(spi) is not sa:
             # RFC 7296 2.18: an IKE SA rekey gave the SA new SPIs; the old ones stay
             # routable until the SA is forgotten, for the old SA's Delete.
-            self._by_spi[spi] = sa
-            self._extra_spis.setdefault(sa, []).append(spi)
+            self._route(sa, spi)
         if sa in self._half_open and (sa.is_established or sa.is_closed):
             self._leave_half_open(sa)
         if sa.is_established:
@@ -385,7 +389,7 @@ class IkeEndpoint:
         self._closing.pop(sa, None)
         if sa in self._half_open:
             self._leave_half_open(sa)
-        for spi in (self._own_spi(sa), *self._extra_spis.pop(sa, ())):
+        for spi in self._spis.pop(sa, ()):
             if self._by_spi.get(spi) is sa:
                 del self._by_spi[spi]
         key = self._init_key.pop(sa, None)
