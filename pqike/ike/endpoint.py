@@ -165,9 +165,14 @@ class IkeEndpoint:
 
     def delete(self, sa: IkeSa, *, now: float) -> None:
         """Delete an established IKE SA with an INFORMATIONAL exchange (RFC 7296 1.4.1)."""
-        if self._by_spi.get(self._own_spi(sa)) is not sa:
+        self.command(sa, lambda sa: sa.delete(now=now), now=now)
+
+    def command(self, sa: IkeSa, action: Callable[[IkeSa], None], *, now: float) -> None:
+        """Run one of ``sa``'s commands and collect what it produced, e.g.
+        ``endpoint.command(sa, lambda sa: sa.rekey_child(now=t), now=t)``."""
+        if sa not in self._spis:
             raise LocalProtocolError("this IKE SA does not belong to the endpoint")
-        sa.delete(now=now)
+        action(sa)
         self._settle(sa, now)
 
     # ------------------------------------------------------------------ input
