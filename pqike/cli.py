@@ -86,9 +86,19 @@ def handshake(
     backend: list[str] = typer.Option(  # noqa: B008 - typer reads the default
         [], "--backend", help="METHOD=BACKEND, e.g. mlkem768=pqcrypto (repeatable; both peers)."
     ),
+    rekey: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [],
+        "--rekey",
+        help="After the handshake: child, ike, new-child, liveness, delete-child or delete "
+        "(repeatable, in order; prefix responder: for the responder to act).",
+    ),
+    responder_esp: str | None = typer.Option(
+        None, "--responder-esp", help="The responder's ESP proposal (default: the same)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Run an in-memory handshake between two pqike peers and print every message."""
+    """Run an in-memory handshake between two pqike peers and print every message,
+    then any rekeys asked with --rekey, each with its own cost."""
     import random
 
     from .crypto.kex import DEFAULT_REGISTRY
@@ -122,8 +132,10 @@ def handshake(
             deliver=deliver,
             initiator_options=options,
             responder_options=options,
+            responder_esp=responder_esp,
+            then=rekey,
         )
-    except ConfigurationError as exc:
+    except (ConfigurationError, ValueError) as exc:
         _fail(str(exc))
         return
     if as_json:
@@ -133,6 +145,7 @@ def handshake(
                     "summary": result.summary(),
                     "messages": result.trace.message_rows(),
                     "datagrams": result.trace.datagram_rows(),
+                    "phases": result.phase_rows(),
                 },
                 indent=2,
             )
@@ -161,10 +174,19 @@ def handshake(
                 f"responder {result.cpu_responder * 1e3:.2f} ms; "
                 f"simulated time {result.simulated_time:.3f} s"
             )
+            for phase in result.phases[1:]:
+                t = phase.totals
+                outcome = "ok" if phase.ok else f"FAILED: {phase.failure}"
+                typer.echo(
+                    f"{phase.name}: {t['messages']} messages, {t['datagrams']} datagrams, "
+                    f"{t['round_trips']} round trips, {t['udp_bytes']} UDP bytes; cpu "
+                    f"initiator {phase.cpu_initiator * 1e3:.2f} ms, responder "
+                    f"{phase.cpu_responder * 1e3:.2f} ms; {outcome}"
+                )
         else:
             for f in result.failures:
                 typer.echo(f"failed: {f.reason}")
-    if not result.established:
+    if not result.established or not all(p.ok for p in result.phases):
         raise typer.Exit(1)
 
 

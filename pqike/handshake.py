@@ -12,18 +12,23 @@ CPU time is measured for each side around every call into it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .constants import ProtocolId
 from .crypto.keys import ChildKeys, IkeKeys
 from .ike.config import Identity, IkeConfiguration
 from .ike.events import (
+    ChildSaDeleted,
     ChildSaEstablished,
+    CreateChildSaFailed,
     Event,
+    IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaRekeyed,
     KeyExchangeCompleted,
+    LivenessChecked,
 )
 from .ike.sa import IkeSa
 from .proposal import NegotiatedSuite, parse_proposals
@@ -51,6 +56,12 @@ class HandshakeResult:
     simulated_time: float
     initiator: IkeSa = field(repr=False)
     responder: IkeSa = field(repr=False)
+    phases: list[PhaseResult] = field(default_factory=list)
+    """The handshake, then each phase asked with ``then=``, with its own cost."""
+
+    def phase_rows(self) -> list[dict]:
+        """One dict per phase (bytes, datagrams, round trips, time, CPU): for pandas."""
+        return [p.row() for p in self.phases]
 
     def _first(self, events: list[Event], cls: type) -> Event | None:
         return next((e for e in events if isinstance(e, cls)), None)
@@ -135,12 +146,20 @@ def run_handshake(
     responder_options: dict | None = None,
     deliver: Deliver | None = None,
     max_time: float = 600.0,
+    responder_esp: str | None = None,
+    then: Sequence[str] = (),
 ) -> HandshakeResult:
-    """Run IKE_SA_INIT, any IKE_INTERMEDIATE rounds and IKE_AUTH between two pqike peers.
+    """Run IKE_SA_INIT, any IKE_INTERMEDIATE rounds and IKE_AUTH between two pqike peers,
+    then the phases of ``then`` one after the other: ``child`` (Child SA rekey), ``ike``
+    (IKE SA rekey), ``new-child``, ``liveness``, ``delete-child``, ``delete``, each
+    optionally prefixed ``responder:`` for the responder to start it.
 
     ``proposal`` is the initiator's IKE proposal in strongSwan syntax; the responder
-    accepts ``responder_proposal`` (default: the same). Returns a ``HandshakeResult``;
-    never raises for a failed handshake (see ``result.failures``).
+    accepts ``responder_proposal`` (default: the same). ``esp`` is the ESP proposal
+    (KE and ADDKE keywords apply to CREATE_CHILD_SA, as in strongSwan's
+    ``esp_proposals``); the responder's is ``responder_esp`` (default: the same).
+    Returns a ``HandshakeResult`` with one ``PhaseResult`` per phase; never raises for
+    a failed handshake or rekey (see ``result.failures`` and ``result.phases``).
     """
     version = 6 if ipv6 else 4
     ini_addr, res_addr = INITIATOR_ADDRESS[version], RESPONDER_ADDRESS[version]
@@ -161,7 +180,7 @@ def run_handshake(
     responder = IkeSa(
         make_config(
             responder_proposal or proposal,
-            esp,
+            responder_esp or esp,
             local_id="responder.pqike.example",
             psk=responder_psk if responder_psk is not None else psk,
             fragment_size=fragment_size,
@@ -171,7 +190,66 @@ def run_handshake(
         local=res_addr,
         remote=ini_addr,
     )
-    return drive_pair(initiator, responder, ipv6=ipv6, deliver=deliver, max_time=max_time)
+    return drive_pair(
+        initiator, responder, ipv6=ipv6, deliver=deliver, max_time=max_time, then=then
+    )
+
+
+PHASES: dict[str, Callable[[IkeSa, float], None]] = {
+    "child": lambda sa, now: sa.rekey_child(now=now),
+    "ike": lambda sa, now: sa.rekey(now=now),
+    "new-child": lambda sa, now: sa.create_child_sa(now=now),
+    "liveness": lambda sa, now: sa.check_liveness(now=now),
+    "delete-child": lambda sa, now: sa.delete_child(max(sa.children), now=now),
+    "delete": lambda sa, now: sa.delete(now=now),
+}
+"""What ``then=`` can ask after the handshake: ``child`` rekeys the oldest Child SA,
+``ike`` the IKE SA, ``new-child`` creates one more Child SA, ``liveness`` sends a
+liveness check, ``delete-child`` and ``delete`` delete. The initiator acts, unless the
+name starts with ``responder:`` (``responder:ike``)."""
+
+
+def parse_phase(name: str) -> tuple[str, Callable[[IkeSa, float], None]]:
+    """``(side, action)`` for a phase name; ``ValueError`` names the known ones."""
+    side, _, what = name.rpartition(":")
+    side = side or "initiator"
+    if side not in ("initiator", "responder") or what not in PHASES:
+        known = ", ".join(PHASES)
+        raise ValueError(
+            f"unknown phase {name!r}: use one of {known}, optionally prefixed 'responder:'"
+        )
+    return side, PHASES[what]
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    """The cost of one part of an SA's life: the handshake or one rekey after it."""
+
+    name: str
+    index: int
+    ok: bool
+    """The phase did what it was for on both sides (an SA established, rekeyed, ...)."""
+    start: float
+    duration: float
+    """Simulated seconds from the command to both sides being idle again."""
+    cpu_initiator: float
+    cpu_responder: float
+    totals: dict[str, int]
+    failure: str | None = None
+
+    def row(self) -> dict:
+        """A flat dict for a pandas table."""
+        return {
+            "phase": self.name,
+            "index": self.index,
+            "ok": self.ok,
+            "start_s": self.start,
+            "duration_s": self.duration,
+            "cpu_initiator_s": self.cpu_initiator,
+            "cpu_responder_s": self.cpu_responder,
+            **self.totals,
+            "failure": self.failure,
+        }
 
 
 def drive_pair(
@@ -181,18 +259,21 @@ def drive_pair(
     ipv6: bool = False,
     deliver: Deliver | None = None,
     max_time: float = 600.0,
+    then: Sequence[str] = (),
 ) -> HandshakeResult:
-    """Drive two ``IkeSa`` objects against each other in simulated time until both settle."""
+    """Drive two ``IkeSa`` objects against each other in simulated time until both
+    settle, then run each phase of ``then`` (see ``PHASES``) the same way, one after
+    the other; ``result.phases`` holds the cost of each."""
+    plan = [parse_phase(name) for name in then]
     trace = Trace(ipv6=ipv6)
-    events = {"initiator": [], "responder": []}
+    events: dict[str, list[Event]] = {"initiator": [], "responder": []}
     cpu = {"initiator": 0.0, "responder": 0.0}
     sides = {"initiator": initiator, "responder": responder}
     peer = {"initiator": "responder", "responder": "initiator"}
-    now = 0.0
-    sent = 0
+    clock = {"now": 0.0, "sent": 0}
     wall0 = time.perf_counter()
 
-    def timed(side: str, fn, *args, **kw):
+    def timed(side: str, fn: Callable[..., object], *args: object, **kw: object) -> object:
         t0 = time.process_time()
         try:
             return fn(*args, **kw)
@@ -205,44 +286,112 @@ def drive_pair(
             events[side].append(ev)
             trace.add(side, ev)
 
-    timed("initiator", initiator.initiate, now=now)
-    queue: list[tuple[str, bytes, tuple[str, int], tuple[str, int]]] = []
-    while True:
-        for side in ("initiator", "responder"):
-            sa = sides[side]
-            for data, dst in timed(side, sa.datagrams_to_send, now=now):
-                arrivals = deliver(side, data, sent) if deliver else [data]
-                sent += 1
-                queue.extend((peer[side], d, sa.local, dst) for d in arrivals)
-            drain(side)
-        if queue:
-            to, data, src, dst = queue.pop(0)
-            timed(to, sides[to].receive_datagram, data, src, now=now, local=dst)
-            continue
-        if _settled(initiator) and _settled(responder):
+    def settle(limit: float) -> None:
+        queue: list[tuple[str, bytes, tuple[str, int], tuple[str, int]]] = []
+        while True:
+            now = clock["now"]
+            for side in ("initiator", "responder"):
+                sa = sides[side]
+                for data, dst in timed(side, sa.datagrams_to_send, now=now):  # type: ignore[union-attr]
+                    arrivals = deliver(side, data, clock["sent"]) if deliver else [data]
+                    clock["sent"] += 1
+                    queue.extend((peer[side], d, sa.local, dst) for d in arrivals)
+                drain(side)
+            if queue:
+                to, data, src, dst = queue.pop(0)
+                timed(to, sides[to].receive_datagram, data, src, now=now, local=dst)
+                continue
+            if _settled(initiator) and _settled(responder):
+                return
+            timers = [t for t in (initiator.get_timer(), responder.get_timer()) if t is not None]
+            if not timers or min(timers) > limit:
+                return
+            clock["now"] = max(now, min(timers))
+            for side in ("initiator", "responder"):
+                t = sides[side].get_timer()
+                if t is not None and t <= clock["now"]:
+                    timed(side, sides[side].handle_timer, now=clock["now"])
+
+    def run_phase(name: str, index: int, start: Callable[[], None]) -> PhaseResult:
+        trace.phase = name
+        begin, cpu0 = clock["now"], dict(cpu)
+        marks = {side: len(events[side]) for side in sides}
+        start()
+        settle(begin + max_time)
+        new = {side: events[side][marks[side] :] for side in sides}
+        ok, failure = _phase_outcome(name, initiator, responder, new)
+        return PhaseResult(
+            name,
+            index,
+            ok,
+            begin,
+            clock["now"] - begin,
+            cpu["initiator"] - cpu0["initiator"],
+            cpu["responder"] - cpu0["responder"],
+            trace.totals(phase=name),
+            failure,
+        )
+
+    phases = [run_phase("handshake", 0, lambda: timed("initiator", initiator.initiate, now=0.0))]
+    for index, ((side, action), name) in enumerate(zip(plan, then, strict=True), 1):
+        if not (initiator.is_established and responder.is_established):
             break
-        timers = [t for t in (initiator.get_timer(), responder.get_timer()) if t is not None]
-        if not timers or min(timers) > max_time:
-            break
-        now = max(now, min(timers))
-        for side in ("initiator", "responder"):
-            t = sides[side].get_timer()
-            if t is not None and t <= now:
-                timed(side, sides[side].handle_timer, now=now)
+        sa = sides[side]
+        phases.append(
+            run_phase(
+                name,
+                index,
+                lambda sa=sa, side=side, action=action: timed(side, action, sa, clock["now"]),
+            )
+        )
     for side in ("initiator", "responder"):
         drain(side)
+    first = phases[0]
     return HandshakeResult(
-        initiator.is_established and responder.is_established,
+        first.ok,
         trace,
         events["initiator"],
         events["responder"],
         cpu["initiator"],
         cpu["responder"],
         time.perf_counter() - wall0,
-        now,
+        clock["now"],
         initiator,
         responder,
+        phases,
     )
+
+
+_PHASE_GOAL: dict[str, tuple[type[Event], ...]] = {
+    "handshake": (IkeSaEstablished,),
+    "child": (ChildSaEstablished,),
+    "new-child": (ChildSaEstablished,),
+    "ike": (IkeSaRekeyed,),
+    "liveness": (LivenessChecked,),
+    "delete-child": (ChildSaDeleted,),
+    "delete": (IkeSaDeleted,),
+}
+
+
+def _phase_outcome(
+    name: str, initiator: IkeSa, responder: IkeSa, new: dict[str, list[Event]]
+) -> tuple[bool, str | None]:
+    """Did the phase reach its goal on both sides, and if not, why not."""
+    failures = [
+        e for side in new.values() for e in side if isinstance(e, IkeSaFailed | CreateChildSaFailed)
+    ]
+    if failures:
+        return False, failures[0].reason
+    actor, _, what = name.rpartition(":")
+    goal = _PHASE_GOAL[what]
+    # A liveness check is news only to the side that asked.
+    judged = [actor or "initiator"] if what == "liveness" else list(new)
+    reached = all(any(isinstance(e, goal) for e in new[side]) for side in judged)
+    if not reached:
+        return False, f"{name}: not finished on both sides"
+    if name == "handshake":
+        return initiator.is_established and responder.is_established, None
+    return True, None
 
 
 def _settled(sa: IkeSa) -> bool:

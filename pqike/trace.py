@@ -66,6 +66,8 @@ class MessageRecord:
     datagrams: int
     fragments: int
     retransmission: bool
+    phase: str = "handshake"
+    """The part of the SA's life it belongs to: ``handshake`` or a rekey phase."""
 
 
 @dataclass(frozen=True)
@@ -82,15 +84,22 @@ class DatagramRecord:
     udp_bytes: int
     ip_bytes: int
     retransmission: bool
+    phase: str = "handshake"
 
 
 @dataclass
 class Trace:
-    """Messages and datagrams in the order they were sent, from either side's events."""
+    """Messages and datagrams in the order they were sent, from either side's events.
+
+    ``phase`` labels what is recorded from now on (``handshake``, then e.g. ``child``
+    for a Child SA rekey), so one trace holds an SA's life and ``totals(phase=...)``
+    gives each part's cost.
+    """
 
     ipv6: bool = False
     messages: list[MessageRecord] = field(default_factory=list)
     datagrams: list[DatagramRecord] = field(default_factory=list)
+    phase: str = "handshake"
 
     def add(self, sender: str, event: Event) -> None:
         """Record ``event`` if it is a ``MessageSent``; other events are ignored."""
@@ -113,6 +122,7 @@ class Trace:
                 len(event.datagram_sizes),
                 event.fragments,
                 event.retransmission,
+                self.phase,
             )
         )
         fragmented = len(event.datagram_sizes) > 1
@@ -131,21 +141,25 @@ class Trace:
                     size,
                     size + over,
                     event.retransmission,
+                    self.phase,
                 )
             )
 
-    def totals(self) -> dict[str, int]:
-        """Bytes and counts over every datagram sent (retransmissions included)."""
-        reqs = [m for m in self.messages if not m.is_response and not m.retransmission]
+    def totals(self, phase: str | None = None) -> dict[str, int]:
+        """Bytes and counts over every datagram sent (retransmissions included), of one
+        ``phase`` or of the whole trace."""
+        messages = [m for m in self.messages if phase is None or m.phase == phase]
+        datagrams = [d for d in self.datagrams if phase is None or d.phase == phase]
+        reqs = [m for m in messages if not m.is_response and not m.retransmission]
         return {
-            "messages": len(self.messages),
-            "datagrams": len(self.datagrams),
-            "fragments": sum(m.fragments for m in self.messages),
+            "messages": len(messages),
+            "datagrams": len(datagrams),
+            "fragments": sum(m.fragments for m in messages),
             "round_trips": len(reqs),
-            "ike_bytes": sum(d.ike_bytes for d in self.datagrams),
-            "udp_bytes": sum(d.udp_bytes for d in self.datagrams),
-            "ip_bytes": sum(d.ip_bytes for d in self.datagrams),
-            "retransmissions": sum(1 for m in self.messages if m.retransmission),
+            "ike_bytes": sum(d.ike_bytes for d in datagrams),
+            "udp_bytes": sum(d.udp_bytes for d in datagrams),
+            "ip_bytes": sum(d.ip_bytes for d in datagrams),
+            "retransmissions": sum(1 for m in messages if m.retransmission),
         }
 
     def message_rows(self) -> list[dict]:
@@ -179,7 +193,11 @@ class Trace:
             f"{'ip':>6} {'dgr':>3}  payloads"
         )
         lines = [head, "-" * len(head)]
+        phase = "handshake"
         for m in self.messages:
+            if m.phase != phase:
+                phase = m.phase
+                lines.append(f"-- {phase}")
             arrow = "->" if m.sender == "initiator" else "<-"
             flag = " (retransmit)" if m.retransmission else ""
             lines.append(
