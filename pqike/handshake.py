@@ -377,16 +377,21 @@ def _phase_outcome(
     name: str, initiator: IkeSa, responder: IkeSa, new: dict[str, list[Event]]
 ) -> tuple[bool, str | None]:
     """Did the phase reach its goal on both sides, and if not, why not."""
-    failures = [
-        e for side in new.values() for e in side if isinstance(e, IkeSaFailed | CreateChildSaFailed)
-    ]
-    if failures:
-        return False, failures[0].reason
     actor, _, what = name.rpartition(":")
     goal = _PHASE_GOAL[what]
     # A liveness check is news only to the side that asked.
     judged = [actor or "initiator"] if what == "liveness" else list(new)
     reached = all(any(isinstance(e, goal) for e in new[side]) for side in judged)
+    failures = [
+        e
+        for side in new.values()
+        for e in side
+        if isinstance(e, IkeSaFailed) or (not reached and isinstance(e, CreateChildSaFailed))
+    ]
+    # An exchange refused on the way (INVALID_KE_PAYLOAD, TEMPORARY_FAILURE) and retried
+    # with success is part of the phase's cost, not its failure.
+    if failures:
+        return False, failures[0].reason
     if not reached:
         return False, f"{name}: not finished on both sides"
     if name == "handshake":

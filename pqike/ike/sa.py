@@ -865,6 +865,8 @@ class IkeSa:
                 initiated=initiated,
                 rekeyed_spi=rekeyed_spi,
                 key_exchanges=exchanges,
+                nonce_i=nonce_i,
+                nonce_r=nonce_r,
             )
         )
         return child
