@@ -184,7 +184,7 @@ def drive_pair(
 ) -> HandshakeResult:
     """Drive two ``IkeSa`` objects against each other in simulated time until both settle."""
     trace = Trace(ipv6=ipv6)
-    events = {"initiator": [], "responder": []}
+    events: dict[str, list[Event]] = {"initiator": [], "responder": []}
     cpu = {"initiator": 0.0, "responder": 0.0}
     sides = {"initiator": initiator, "responder": responder}
     peer = {"initiator": "responder", "responder": "initiator"}
