@@ -246,4 +246,4 @@ def drive_pair(
 
 
 def _settled(sa: IkeSa) -> bool:
-    return sa.is_closed or (sa.is_established and sa.get_timer() is None)
+    return sa.is_closed or sa.is_idle

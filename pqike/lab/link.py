@@ -325,7 +325,7 @@ def simulate_handshake(
 
 
 def _settled(sa: IkeSa) -> bool:
-    return sa.is_closed or (sa.is_established and sa.get_timer() is None)
+    return sa.is_closed or sa.is_idle
 
 
 __all__ = [

@@ -73,7 +73,7 @@ def test_bad_protected_request_gets_a_protected_invalid_syntax(sa_pair, first_re
     for data, _ in res.datagrams_to_send(now=0.0):
         ini.receive_datagram(data, R_ADDR, now=0.0)
     ini.datagrams_to_send(now=0.0)  # the real IKE_AUTH request is discarded
-    c = ini._crypto
+    c = ini.gen.crypto
     header = IkeHeader(ini.spi_i, ini.spi_r, 0, ExchangeType.IKE_AUTH, 0x08, 1)
     # an IDi payload too short to hold its ID type: malformed inside SK
     garbage = protect(header, [UnknownPayload(35, b"")], c.cipher, c.keys.sk_ei, c.keys.sk_ai)

@@ -86,7 +86,7 @@ def test_hundreds_of_kilobytes_in_one_message(sa_pair):
     from pqike.handshake import drive_pair
 
     drive_pair(ini, res)
-    c = ini._crypto
+    c = ini.gen.crypto
     big = [VendorIdPayload(bytes([i]) * 60_000) for i in range(5)]
     pm = protect(
         _header(ini, ExchangeType.INFORMATIONAL, 9),
@@ -101,7 +101,7 @@ def test_hundreds_of_kilobytes_in_one_message(sa_pair):
 
     out = None
     for m in reversed(pm.messages):  # arrives backwards
-        out = res._reassembler.add(decode_message(m), c.cipher, c.keys.sk_ei, c.keys.sk_ai, now=0.0)
+        out = res.gen.reassembler.add(decode_message(m), c.cipher, c.keys.sk_ei, c.keys.sk_ai, now=0.0)
     assert out is not None and out.plaintext == pm.plaintext
 
 
@@ -121,7 +121,7 @@ def test_abusive_fragment_stream_stays_bounded(sa_pair):
     from pqike.handshake import drive_pair
 
     drive_pair(ini, res)
-    c = ini._crypto
+    c = ini.gen.crypto
     k = c.keys
     limits = ReassemblyLimits(max_fragments=128, max_message_size=40_000, timeout=5.0)
     r = Reassembler(limits)
@@ -190,7 +190,8 @@ def test_classic_mceliece_key_over_a_lossy_link_establishes():
 
 def test_split_ke_payloads_must_be_one_value():
     from pqike.errors import InvalidSyntax
-    from pqike.ike.sa import MAX_KE_DATA, _joined_ke
+    from pqike.ike.exchanges.common import MAX_KE_DATA
+    from pqike.ike.exchanges.common import joined_ke as _joined_ke
 
     whole = _joined_ke([KePayload(1120, bytes(MAX_KE_DATA)), KePayload(1120, b"xy")])
     assert whole == KePayload(1120, bytes(MAX_KE_DATA) + b"xy")

@@ -127,7 +127,7 @@ def test_required_round_against_a_classical_responder_is_no_proposal_chosen():
 def reprotect(data, sa, from_initiator, mutate):
     """Decrypt a protected datagram with the SA's current keys, mutate, protect again."""
     msg = decode_message(data)
-    c = sa._crypto
+    c = sa.gen.crypto
     k = c.keys
     sk_e, sk_a = (k.sk_ei, k.sk_ai) if from_initiator else (k.sk_er, k.sk_ar)
     plain = unprotect(msg, c.cipher, sk_e, sk_a)
