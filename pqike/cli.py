@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,7 +32,7 @@ def algorithms(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     """List every key exchange method: ID, sizes, backends and whether it is available here."""
     from .crypto.kex import DEFAULT_REGISTRY
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in DEFAULT_REGISTRY.methods():
         backends = DEFAULT_REGISTRY.supporting_backends(info.method)
         rows.append(

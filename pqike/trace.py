@@ -12,7 +12,7 @@ from .constants import ExchangeType, PayloadType, name_of
 from .ike.events import Event, MessageReceived, MessageSent
 from .wire.datagram import ip_overhead
 
-_SHORT = {
+_SHORT: dict[int, str] = {
     PayloadType.SA: "SA",
     PayloadType.KE: "KE",
     PayloadType.NONCE: "No",

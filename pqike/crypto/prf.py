@@ -7,6 +7,7 @@ is the cheapest HMAC call Python offers, and every key derivation runs through i
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from ..constants import PrfTransform
@@ -70,7 +71,8 @@ class Prf:
         return bytes(out)
 
 
-_PRFS = MappingProxyType(
+# Keyed by plain int: look-ups take the Transform ID as it came off the wire.
+_PRFS: Mapping[int, Prf] = MappingProxyType(
     {
         PrfTransform.HMAC_SHA2_256: Prf(PrfTransform.HMAC_SHA2_256, "prfsha256", "sha256", 32),
         PrfTransform.HMAC_SHA2_384: Prf(PrfTransform.HMAC_SHA2_384, "prfsha384", "sha384", 48),

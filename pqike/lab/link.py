@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 from ..ike.events import Event, IkeSaEstablished, IkeSaFailed, MessageSent
 from ..ike.sa import IkeSa
-from ..trace import Trace, ip_overhead
+from ..trace import Trace
+from ..wire.datagram import ip_overhead
 
 DELIVERED = "delivered"
 LOST = "lost"
@@ -280,15 +281,24 @@ def simulate_handshake(
         now = t
         if kind == _ARRIVAL:
             data, src, dst = payload
-            step(
-                side,
-                now,
-                t_cpu,
-                lambda sa, d=data, s=src, to=dst, n=now: sa.receive_datagram(d, s, now=n, local=to),
-            )
+
+            def arrive(
+                sa: IkeSa,
+                d: bytes = data,
+                s: tuple[str, int] = src,
+                to: tuple[str, int] = dst,
+                n: float = now,
+            ) -> None:
+                sa.receive_datagram(d, s, now=n, local=to)
+
+            step(side, now, t_cpu, arrive)
         elif payload[0] == timer_gen[side]:
             timer_at[side] = None
-            step(side, now, t_cpu, lambda sa, n=now: sa.handle_timer(now=n))
+
+            def fire(sa: IkeSa, n: float = now) -> None:
+                sa.handle_timer(now=n)
+
+            step(side, now, t_cpu, fire)
     done = [established_at[s] for s in _SIDES]
     established = initiator.is_established and responder.is_established
     at = max(d[0] for d in done) if established and all(done) else None  # type: ignore[index]

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from .link import DatagramFate
 from .peers import HandshakeRun
 from .spec import Cell
 
@@ -115,7 +116,8 @@ def handshake_row(
 
 def message_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[str, Any]]:
     """Rows of ``messages.csv``: every message sent in ``run``, in order."""
-    cpu_times = run.message_cpu_times or [None] * len(run.trace.messages)
+    n_messages = len(run.trace.messages)
+    cpu_times: Sequence[float | None] = run.message_cpu_times or [None] * n_messages
     return [
         {
             "proposal": cell.proposal.name,
@@ -143,7 +145,7 @@ def message_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[st
 
 def datagram_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[str, Any]]:
     """Rows of ``datagrams.csv``: every datagram sent in ``run`` and its fate."""
-    fates = run.fates or [None] * len(run.trace.datagrams)
+    fates: Sequence[DatagramFate | None] = run.fates or [None] * len(run.trace.datagrams)
     extra = run.datagram_columns or {}
     rows = []
     for i, (d, fate) in enumerate(zip(run.trace.datagrams, fates, strict=True)):

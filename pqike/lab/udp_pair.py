@@ -77,7 +77,7 @@ class UdpPair:
 
         profile = case.profile
         host = "::1" if profile.ipv6 else "127.0.0.1"
-        common = {
+        common: dict[str, Any] = {
             "fragment_size": profile.fragment_size,
             "retransmit_timeout": case.retransmit_timeout,
             "retransmit_tries": case.retransmit_tries,

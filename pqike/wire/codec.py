@@ -92,7 +92,7 @@ _TRANSFORM_HEADER = 8
 _ATTRIBUTE_TV = 0x8000  # RFC 7296 3.3.5: AF bit set means a 2-byte value follows the type
 _CP_TYPE_MASK = 0x7FFF  # RFC 7296 3.15.1: the top bit is reserved
 # RFC 7296 3.13.1: selector length for each address family (8 fixed bytes + 2 addresses).
-_TS_LENGTH = {TsType.TS_IPV4_ADDR_RANGE: 16, TsType.TS_IPV6_ADDR_RANGE: 40}
+_TS_LENGTH: dict[int, int] = {TsType.TS_IPV4_ADDR_RANGE: 16, TsType.TS_IPV6_ADDR_RANGE: 40}
 _TS_MIN_LENGTH = 16
 _NONCE_MIN, _NONCE_MAX = 16, 256  # RFC 7296 3.9
 

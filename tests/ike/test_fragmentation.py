@@ -101,7 +101,8 @@ def test_hundreds_of_kilobytes_in_one_message(sa_pair):
 
     out = None
     for m in reversed(pm.messages):  # arrives backwards
-        out = res.gen.reassembler.add(decode_message(m), c.cipher, c.keys.sk_ei, c.keys.sk_ai, now=0.0)
+        message = decode_message(m)
+        out = res.gen.reassembler.add(message, c.cipher, c.keys.sk_ei, c.keys.sk_ai, now=0.0)
     assert out is not None and out.plaintext == pm.plaintext
 
 
