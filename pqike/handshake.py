@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from .constants import ProtocolId
 from .crypto.keys import ChildKeys, IkeKeys
@@ -36,6 +37,8 @@ from .trace import Trace
 
 INITIATOR_ADDRESS = {4: ("192.0.2.1", 500), 6: ("2001:db8::1", 500)}
 RESPONDER_ADDRESS = {4: ("192.0.2.2", 500), 6: ("2001:db8::2", 500)}
+
+T = TypeVar("T")
 
 Deliver = Callable[[str, bytes, int], list[bytes]]
 """``deliver(sender, datagram, index) -> datagrams that arrive`` ([] drops, [d, d] duplicates).
@@ -270,10 +273,11 @@ def drive_pair(
     cpu = {"initiator": 0.0, "responder": 0.0}
     sides = {"initiator": initiator, "responder": responder}
     peer = {"initiator": "responder", "responder": "initiator"}
-    clock = {"now": 0.0, "sent": 0}
+    now = 0.0
+    sent = 0
     wall0 = time.perf_counter()
 
-    def timed(side: str, fn: Callable[..., object], *args: object, **kw: object) -> object:
+    def timed(side: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         t0 = time.process_time()
         try:
             return fn(*args, **kw)
@@ -287,14 +291,14 @@ def drive_pair(
             trace.add(side, ev)
 
     def settle(limit: float) -> None:
+        nonlocal now, sent
         queue: list[tuple[str, bytes, tuple[str, int], tuple[str, int]]] = []
         while True:
-            now = clock["now"]
             for side in ("initiator", "responder"):
                 sa = sides[side]
-                for data, dst in timed(side, sa.datagrams_to_send, now=now):  # type: ignore[union-attr]
-                    arrivals = deliver(side, data, clock["sent"]) if deliver else [data]
-                    clock["sent"] += 1
+                for data, dst in timed(side, sa.datagrams_to_send, now=now):
+                    arrivals = deliver(side, data, sent) if deliver else [data]
+                    sent += 1
                     queue.extend((peer[side], d, sa.local, dst) for d in arrivals)
                 drain(side)
             if queue:
@@ -306,17 +310,19 @@ def drive_pair(
             timers = [t for t in (initiator.get_timer(), responder.get_timer()) if t is not None]
             if not timers or min(timers) > limit:
                 return
-            clock["now"] = max(now, min(timers))
+            now = max(now, min(timers))
             for side in ("initiator", "responder"):
                 t = sides[side].get_timer()
-                if t is not None and t <= clock["now"]:
-                    timed(side, sides[side].handle_timer, now=clock["now"])
+                if t is not None and t <= now:
+                    timed(side, sides[side].handle_timer, now=now)
 
-    def run_phase(name: str, index: int, start: Callable[[], None]) -> PhaseResult:
+    def run_phase(
+        name: str, index: int, side: str, action: Callable[[IkeSa, float], None]
+    ) -> PhaseResult:
         trace.phase = name
-        begin, cpu0 = clock["now"], dict(cpu)
+        begin, cpu0 = now, dict(cpu)
         marks = {side: len(events[side]) for side in sides}
-        start()
+        timed(side, action, sides[side], now)
         settle(begin + max_time)
         new = {side: events[side][marks[side] :] for side in sides}
         ok, failure = _phase_outcome(name, initiator, responder, new)
@@ -325,25 +331,18 @@ def drive_pair(
             index,
             ok,
             begin,
-            clock["now"] - begin,
+            now - begin,
             cpu["initiator"] - cpu0["initiator"],
             cpu["responder"] - cpu0["responder"],
             trace.totals(phase=name),
             failure,
         )
 
-    phases = [run_phase("handshake", 0, lambda: timed("initiator", initiator.initiate, now=0.0))]
+    phases = [run_phase("handshake", 0, "initiator", lambda sa, t: sa.initiate(now=t))]
     for index, ((side, action), name) in enumerate(zip(plan, then, strict=True), 1):
         if not (initiator.is_established and responder.is_established):
             break
-        sa = sides[side]
-        phases.append(
-            run_phase(
-                name,
-                index,
-                lambda sa=sa, side=side, action=action: timed(side, action, sa, clock["now"]),
-            )
-        )
+        phases.append(run_phase(name, index, side, action))
     for side in ("initiator", "responder"):
         drain(side)
     first = phases[0]
@@ -355,7 +354,7 @@ def drive_pair(
         cpu["initiator"],
         cpu["responder"],
         time.perf_counter() - wall0,
-        clock["now"],
+        now,
         initiator,
         responder,
         phases,

@@ -192,6 +192,40 @@ def ike_key_schedule(
     return epochs
 
 
+def rekeyed_ike_keys(
+    old_prf: Prf,
+    old_sk_d: bytes,
+    prf: Prf,
+    shared_secrets: Sequence[bytes],
+    ni: bytes,
+    nr: bytes,
+    spi_i: bytes,
+    spi_r: bytes,
+    *,
+    encr_key_size: int,
+    integ_key_size: int,
+) -> IkeKeys:
+    """The keys of an IKE SA made by rekeying (RFC 7296 2.18, RFC 9370 2.2.4).
+
+    ``SKEYSEED = prf(SK_d(old), SK(0) | Ni | Nr | SK(1) | ... | SK(n))`` with the old SA's
+    PRF, then prf+ with the new SA's ``prf`` over the rekey's nonces and the *new* SPIs.
+    ``shared_secrets`` are SK(0) of the KE payload and those of the ADDKE rounds in order.
+    """
+    seed = skeyseed_additional(
+        old_prf, old_sk_d, shared_secrets[0], ni, nr, additional_secrets=shared_secrets[1:]
+    )
+    return derive_ike_keys(
+        prf,
+        seed,
+        ni,
+        nr,
+        spi_i,
+        spi_r,
+        encr_key_size=encr_key_size,
+        integ_key_size=integ_key_size,
+    )
+
+
 def derive_child_keys(
     prf: Prf,
     sk_d: bytes,

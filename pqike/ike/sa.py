@@ -20,6 +20,7 @@ import ipaddress
 import os
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..constants import (
@@ -34,7 +35,7 @@ from ..constants import (
 )
 from ..crypto import auth as crypto_auth
 from ..crypto.kex import DEFAULT_REGISTRY, KeyExchange
-from ..crypto.keys import derive_child_keys, derive_ike_keys, skeyseed, skeyseed_additional
+from ..crypto.keys import derive_child_keys, initial_ike_keys, updated_ike_keys
 from ..crypto.prf import get_prf
 from ..crypto.protect import encr_key_size, get_cipher, integ_key_size
 from ..errors import IntegrityCheckFailed, LocalProtocolError, NoProposalChosen, ProtocolError
@@ -728,10 +729,9 @@ class IkeSa:
         hs = self.hs
         prf = get_prf(suite.prf)
         cipher = get_cipher(suite.encr, suite.key_bits, suite.integ)
-        seed = skeyseed(prf, hs.nonce_i, hs.nonce_r, secret)
-        keys = derive_ike_keys(
+        keys = initial_ike_keys(
             prf,
-            seed,
+            secret,
             hs.nonce_i,
             hs.nonce_r,
             self.gen.spi_i,
@@ -747,10 +747,10 @@ class IkeSa:
         c = self.gen.crypto
         hs = self.hs
         assert c is not None
-        seed = skeyseed_additional(c.prf, c.keys.sk_d, secret, hs.nonce_i, hs.nonce_r)
-        c.keys = derive_ike_keys(
+        c.keys = updated_ike_keys(
             c.prf,
-            seed,
+            c.keys,
+            secret,
             hs.nonce_i,
             hs.nonce_r,
             self.gen.spi_i,
@@ -1230,7 +1230,7 @@ class IkeSa:
             self._fail(exc.notify_type, f"bad request: {exc}", now=now)
 
     def _received_protected(
-        self, plain: UnprotectedMessage, inner: list[Payload], now: float, addr: Address
+        self, plain: UnprotectedMessage, inner: Sequence[Payload], now: float, addr: Address
     ) -> None:
         marker = marker_length(self.local[1], addr[1])
         first_type = PayloadType.SKF if plain.fragments else PayloadType.SK

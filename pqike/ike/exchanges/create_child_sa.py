@@ -30,7 +30,7 @@ from ...constants import (
     TransformType,
     name_of,
 )
-from ...crypto.keys import derive_ike_keys, skeyseed_additional
+from ...crypto.keys import rekeyed_ike_keys
 from ...crypto.prf import get_prf
 from ...crypto.protect import get_cipher
 from ...errors import (
@@ -384,21 +384,15 @@ def _finish_ike_rekey(sa: IkeSa, ctx: ChildExchange, now: float) -> None:
     old = sa.gen.crypto
     suite = ctx.suite
     assert old is not None and suite is not None and suite.prf is not None and ctx.secrets
-    # RFC 7296 2.18: SKEYSEED with the old SA's PRF, everything after with the new one.
-    seed = skeyseed_additional(
-        old.prf,
-        old.keys.sk_d,
-        ctx.secrets[0],
-        ctx.nonce_i,
-        ctx.nonce_r,
-        additional_secrets=tuple(ctx.secrets[1:]),
-    )
     prf = get_prf(suite.prf)
     cipher = get_cipher(suite.encr, suite.key_bits, suite.integ)
     spi_i, spi_r = (ctx.spi, ctx.peer_spi) if ctx.initiated else (ctx.peer_spi, ctx.spi)
-    keys = derive_ike_keys(
+    # RFC 7296 2.18: SKEYSEED with the old SA's PRF, everything after with the new one.
+    keys = rekeyed_ike_keys(
+        old.prf,
+        old.keys.sk_d,
         prf,
-        seed,
+        ctx.secrets,
         ctx.nonce_i,
         ctx.nonce_r,
         spi_i,
