@@ -199,7 +199,9 @@ def initiate(
         help="Write one JSON line per SA up, failed or deleted (suite, SPIs, keys, notify).",
     ),
 ) -> None:
-    """Bring up one IKE SA (and Child SA) with [peer] remote over UDP; print every message."""
+    # Help texts are rich markup, where "\[" is a literal bracket and "[peer]" a style tag
+    # that would vanish (tests/test_cli.py checks that every word of every help arrives).
+    """Bring up one IKE SA (and Child SA) with \\[peer] remote over UDP; print every message."""
     import asyncio
 
     from .io.peer import initiate as run
@@ -257,7 +259,7 @@ def respond(
         help="Write one JSON line per SA up, failed or deleted (suite, SPIs, keys, notify).",
     ),
 ) -> None:
-    """Answer IKE SAs on [peer] local until SIGINT or SIGTERM; log each SA up or failed."""
+    """Answer IKE SAs on \\[peer] local until SIGINT or SIGTERM; log each SA up or failed."""
     import asyncio
     import signal
 
@@ -384,13 +386,26 @@ def experiment_run(
         None, "--repeat", min=1, help="Repetitions in every cell instead of the spec's."
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Replace a finished run of another spec in --out (or write into a directory "
+        "that holds other files).",
+    ),
 ) -> None:
     """Run every cell of SPEC; an interrupted run resumes where it stopped."""
     from pathlib import Path
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from .lab import check_pairs, default_pairs, load_spec, run_experiment
+    from .lab.runner import check_out
 
     pairs = default_pairs()
     try:
@@ -408,10 +423,23 @@ def experiment_run(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        "eta",
+        TimeRemainingColumn(),
         disable=quiet,
         transient=False,
     )
     state = {"cells": 0}
+    try:
+        # --out is checked (and made) before the progress bar appears, so a bad path is
+        # the only line printed.
+        check_out(target, loaded, force=force)
+        target.mkdir(parents=True, exist_ok=True)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        return
+    except OSError as exc:
+        _fail(f"--out {target}: cannot create the directory ({exc.strerror or exc})")
+        return
     try:
         with bar:
             task = bar.add_task(f"{loaded.name}: handshakes", total=total)
@@ -420,9 +448,14 @@ def experiment_run(
                 state["cells"] = p.cells_done
                 bar.update(task, completed=p.handshakes_done)
 
-            result = run_experiment(loaded, target, pairs=pairs, progress=progress)
+            result = run_experiment(loaded, target, pairs=pairs, progress=progress, force=force)
     except ConfigurationError as exc:
         _fail(str(exc))
+        return
+    except OSError as exc:
+        # Whatever the filesystem refuses once the run has started (a full disk, a
+        # directory made read-only meanwhile): one sentence, not a traceback.
+        _fail(f"--out {target}: cannot write the results ({exc.strerror or exc})")
         return
     except KeyboardInterrupt:
         typer.echo(
@@ -456,18 +489,30 @@ def experiment_report(
     typer.echo(f"report: {build_report(directory)}")
 
 
+def _shipped_experiments() -> Path:
+    """experiments/ in the working directory, else the one next to this checkout of pqike
+    (so ``experiment list`` also works outside the repository's root)."""
+    here = Path("experiments")
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[1] / "experiments"
+
+
 @experiment_app.command("list")
 def experiment_list(
-    directory: str = typer.Option("experiments", "--dir", help="Where the specs are."),
+    directory: str | None = typer.Option(
+        None,
+        "--dir",
+        help="Where the specs are (default: ./experiments, else the repository's).",
+    ),
 ) -> None:
     """List the specs in experiments/ with their one-line description."""
-    from pathlib import Path
-
     from .lab import describe_spec
 
-    specs = sorted(Path(directory).glob("*.toml"))
+    where = Path(directory) if directory else _shipped_experiments()
+    specs = sorted(where.glob("*.toml"))
     if not specs:
-        _fail(f"{directory}: no experiment specs (*.toml) here")
+        _fail(f"{where}: no experiment specs (*.toml) here")
         return
     width = max(len(str(p)) for p in specs)
     for path in specs:

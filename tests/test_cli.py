@@ -103,3 +103,28 @@ def test_an_unusable_backend_choice_is_one_clear_error():
     out = runner.invoke(app, ["handshake", "--backend", "mlkem768=nosuch"])
     assert out.exit_code == 2
     assert "unknown key exchange backend 'nosuch'" in out.stderr
+
+
+def _commands(command, path=()):
+    yield path, command
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            yield from _commands(sub, (*path, name))
+
+
+def test_every_help_text_arrives_word_for_word():
+    import re
+
+    import typer
+
+    for path, command in _commands(typer.main.get_command(app)):
+        result = CliRunner().invoke(
+            app, [*path, "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"}
+        )
+        assert result.exit_code == 0, path
+        shown = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+        texts = [command.help or ""] + [p.help for p in command.params if getattr(p, "help", None)]
+        for text in texts:
+            # "\[" is rich markup's literal bracket.
+            first = " ".join(text.split("\n\n")[0].split()).replace("\\[", "[")
+            assert first in shown, (path, first)
