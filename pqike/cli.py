@@ -79,10 +79,23 @@ def handshake(
     ),
     fragment_size: int = typer.Option(1280, "--fragment-size", help="Largest IP datagram."),
     ipv6: bool = typer.Option(False, "--ipv6", help="Account for IPv6 headers."),
-    loss: float = typer.Option(
-        0.0, "--loss", min=0.0, max=100.0, help="Drop this percentage of datagrams, each way."
+    delay: float = typer.Option(
+        0.0, "--delay", min=0.0, help="One-way delay in milliseconds (simulated link)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the --loss random draws."),
+    jitter: float = typer.Option(
+        0.0,
+        "--jitter",
+        min=0.0,
+        help="Each datagram's delay varies uniformly by up to this many milliseconds.",
+    ),
+    loss: float = typer.Option(
+        0.0,
+        "--loss",
+        min=0.0,
+        max=100.0,
+        help="Drop this percentage of datagrams, each way (percent, as in experiment specs).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the --loss and --jitter random draws."),
     backend: list[str] = typer.Option(  # noqa: B008 - typer reads the default
         [], "--backend", help="METHOD=BACKEND, e.g. mlkem768=pqcrypto (repeatable; both peers)."
     ),
@@ -92,7 +105,7 @@ def handshake(
     import random
 
     from .crypto.kex import DEFAULT_REGISTRY
-    from .handshake import run_handshake
+    from .handshake import HandshakeResult, make_pair, run_handshake
 
     choices = []
     for item in backend:
@@ -113,16 +126,43 @@ def handshake(
             return [] if draws.random() < loss / 100.0 else [data]
 
     try:
-        result = run_handshake(
-            proposal,
-            esp,
-            responder_proposal=responder_proposal,
-            fragment_size=fragment_size,
-            ipv6=ipv6,
-            deliver=deliver,
-            initiator_options=options,
-            responder_options=options,
-        )
+        if delay or jitter:
+            # A link with delay or jitter needs the lab's event-driven simulation.
+            from .lab.link import LinkProfile, simulate_handshake
+
+            initiator, responder = make_pair(
+                proposal,
+                esp,
+                responder_proposal=responder_proposal,
+                ipv6=ipv6,
+                fragment_size=fragment_size,
+                **(options or {}),
+            )
+            link = LinkProfile.from_spec_units(delay_ms=delay, jitter_ms=jitter, loss_pct=loss)
+            run = simulate_handshake(initiator, responder, forward=link, seed=seed, ipv6=ipv6)
+            result = HandshakeResult(
+                run.established,
+                run.trace,
+                run.initiator_events,
+                run.responder_events,
+                run.cpu_initiator,
+                run.cpu_responder,
+                run.wall,
+                run.established_at if run.established_at is not None else run.end_time,
+                run.initiator,
+                run.responder,
+            )
+        else:
+            result = run_handshake(
+                proposal,
+                esp,
+                responder_proposal=responder_proposal,
+                fragment_size=fragment_size,
+                ipv6=ipv6,
+                deliver=deliver,
+                initiator_options=options,
+                responder_options=options,
+            )
     except ConfigurationError as exc:
         _fail(str(exc))
         return
@@ -150,6 +190,7 @@ def handshake(
                 or "none"
             )
             typer.echo(f"established: {suite.describe()} (additional key exchanges: {rounds})")
+            typer.echo(f"key exchange backends: {_backends_used(suite, choices)}")
             child = result.child
             if child is not None:
                 typer.echo(
@@ -166,6 +207,25 @@ def handshake(
                 typer.echo(f"failed: {f.reason}")
     if not result.established:
         raise typer.Exit(1)
+
+
+def _backends_used(suite, choices: list[tuple[int, str]]) -> str:
+    """``x25519 openssl, mlkem768 pqcrypto (--backend)``: who computed each key exchange,
+    as ``KeyExchangeRegistry.create`` picks it (the chosen backend, else the first
+    available one)."""
+    from .crypto.kex import DEFAULT_REGISTRY
+
+    chosen = dict(choices)
+    methods = [m for m in (suite.ke, *suite.addke) if m]
+    parts = []
+    for m in dict.fromkeys(methods):
+        name = DEFAULT_REGISTRY.info(m).name
+        if m in chosen:
+            parts.append(f"{name} {chosen[m]} (--backend)")
+        else:
+            available = DEFAULT_REGISTRY.backends_for(m)
+            parts.append(f"{name} {available[0] if available else '?'}")
+    return ", ".join(parts)
 
 
 def _load_peer(config: str):
@@ -326,10 +386,31 @@ def bench_memory(
     rss: bool = typer.Option(False, "--rss", help="Measure resident set growth instead."),
 ) -> None:
     """Bytes per established IKE SA held by one responder endpoint, against 10 KB."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
     from .bench import bench_memory as run
 
+    # On stderr, so stdout stays the report alone.
+    bar = Progress(
+        "establishing IKE SAs",
+        BarColumn(),
+        MofNCompleteColumn(),
+        "eta",
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     try:
-        report = run(sas, proposal, esp, traced=not rss)
+        with bar:
+            task = bar.add_task("sas", total=sas)
+            report = run(
+                sas,
+                proposal,
+                esp,
+                traced=not rss,
+                progress=lambda done, _: bar.update(task, completed=done),
+            )
     except ConfigurationError as exc:
         _fail(str(exc))
         return
