@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -522,7 +523,7 @@ def experiment_run(
         _fail(f"--out {target}: cannot create the directory ({exc.strerror or exc})")
         return
     try:
-        with bar:
+        with _interrupt_on_signals(), bar:
             task = bar.add_task(f"{loaded.name}: handshakes", total=total)
 
             def progress(p) -> None:
@@ -553,6 +554,35 @@ def experiment_run(
         + f"; {ok} of {len(result.handshakes)} handshakes established"
     )
     typer.echo(f"results: {target}/  report: {result.report}")
+
+
+@contextlib.contextmanager
+def _interrupt_on_signals():
+    """While inside, SIGINT and SIGTERM stop a run the way Ctrl-C does (saved cells kept).
+
+    A shell starts background jobs with SIGINT ignored, and Python keeps it ignored: a
+    `kill -INT` then did nothing and the run went on to exit 0. SIGTERM would end the
+    process without closing the pairs' daemons and threads. The previous handlers come
+    back afterwards.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 @experiment_app.command("report")
