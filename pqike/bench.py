@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .constants import ExchangeType
@@ -257,12 +258,14 @@ def bench_memory(
     esp: str = "aes256gcm16",
     *,
     traced: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> MemoryReport:
     """Hold ``sas`` established IKE SAs in one responder endpoint and measure the growth.
 
     With ``traced`` the figure is tracemalloc's count of Python allocations (what the
     objects themselves take, exact, but blind to OpenSSL's own heap); without it, the
-    growth of the resident set (everything, page-granular, noisier).
+    growth of the resident set (everything, page-granular, noisier). ``progress(done,
+    total)`` is called after every hundredth SA and after the last one.
     """
     import gc
     import tracemalloc
@@ -286,9 +289,11 @@ def bench_memory(
     base, rss0 = (tracemalloc.get_traced_memory()[0] if traced else 0), _rss()
     established = 0
     now = 0.0
-    for _ in range(sas):
+    for i in range(sas):
         established += _establish_into(endpoint, initiator, now=now)
         now += 0.001
+        if progress is not None and ((i + 1) % 100 == 0 or i + 1 == sas):
+            progress(i + 1, sas)
     gc.collect()
     rss1 = _rss()
     if traced:

@@ -4,6 +4,18 @@
     >>> result = run_handshake("aes256gcm16-prfsha384-x25519-ke1_mlkem768")
     >>> result.established, result.trace.totals()["udp_bytes"]
 
+To drive the peers yourself (your own delivery, timers or link), ``make_pair`` builds
+the two ``IkeSa`` objects from proposal strings and ``drive_pair`` (or
+``pqike.lab.link.simulate_handshake``) runs them::
+
+    >>> from pqike.handshake import drive_pair, make_pair
+    >>> initiator, responder = make_pair("aes256gcm16-prfsha384-x25519-ke1_mlkem768")
+    >>> drive_pair(initiator, responder).established
+    True
+
+``make_config`` builds one side's ``IkeConfiguration`` when the two need more than
+``make_pair``'s options.
+
 Time is simulated: datagrams arrive instantly unless a ``deliver`` hook says otherwise,
 and retransmission timers fire in virtual time, so a run is exact and repeatable.
 CPU time is measured for each side around every call into it.
@@ -134,6 +146,52 @@ def make_config(
         psk=psk,
         **options,
     )
+
+
+def make_pair(
+    proposal: str = "aes256gcm16-prfsha384-x25519",
+    esp: str = "aes256gcm16",
+    *,
+    responder_proposal: str | None = None,
+    psk: bytes = b"pqike-demo-psk",
+    ipv6: bool = False,
+    **options,
+) -> tuple[IkeSa, IkeSa]:
+    """An initiator and a responder ``IkeSa``, ready for ``drive_pair``.
+
+    ``proposal`` is what the initiator offers and ``responder_proposal`` (default: the
+    same) what the responder accepts, in strongSwan syntax; ``options`` go to both sides'
+    ``IkeConfiguration`` (``fragment_size``, ``retransmit_timeout``, ``kex_backends``,
+    ...). The peers use the documentation addresses of ``run_handshake``.
+    """
+    version = 6 if ipv6 else 4
+    ini_addr, res_addr = INITIATOR_ADDRESS[version], RESPONDER_ADDRESS[version]
+    initiator = IkeSa(
+        make_config(
+            proposal,
+            esp,
+            local_id="initiator.pqike.example",
+            remote_id="responder.pqike.example",
+            psk=psk,
+            **options,
+        ),
+        is_initiator=True,
+        local=ini_addr,
+        remote=res_addr,
+    )
+    responder = IkeSa(
+        make_config(
+            responder_proposal or proposal,
+            esp,
+            local_id="responder.pqike.example",
+            psk=psk,
+            **options,
+        ),
+        is_initiator=False,
+        local=res_addr,
+        remote=ini_addr,
+    )
+    return initiator, responder
 
 
 def run_handshake(

@@ -45,7 +45,9 @@ class LinkProfile:
 
     ``delay`` and ``jitter`` in seconds, ``loss`` a probability from 0 to 1, ``mtu`` the
     largest IP datagram in bytes (``None``: no limit), ``bandwidth`` in bit/s (``None``:
-    unlimited).
+    unlimited). Experiment specs (``NetworkProfile``) and the command line use
+    milliseconds, percent and kbit/s instead; ``NetworkProfile.link()`` converts, and
+    ``LinkProfile.from_spec_units`` does the same for loose values.
     """
 
     delay: float = 0.0
@@ -58,11 +60,36 @@ class LinkProfile:
         if self.delay < 0 or self.jitter < 0:
             raise ValueError("delay and jitter must not be negative")
         if not 0.0 <= self.loss <= 1.0:
-            raise ValueError("loss must be a probability from 0 to 1")
+            hint = (
+                f" ({self.loss:g} looks like a percentage: {self.loss:g} % is "
+                f"{self.loss / 100:g}, or use LinkProfile.from_spec_units(loss_pct=...))"
+                if 1.0 < self.loss <= 100.0
+                else ""
+            )
+            raise ValueError(f"loss must be a probability from 0 to 1, got {self.loss:g}{hint}")
         if self.mtu is not None and self.mtu <= 0:
             raise ValueError("mtu must be positive")
         if self.bandwidth is not None and self.bandwidth <= 0:
             raise ValueError("bandwidth must be positive")
+
+    @classmethod
+    def from_spec_units(
+        cls,
+        *,
+        delay_ms: float = 0.0,
+        jitter_ms: float = 0.0,
+        loss_pct: float = 0.0,
+        mtu: int | None = None,
+        bandwidth_kbps: float | None = None,
+    ) -> LinkProfile:
+        """The profile from the units of experiment specs: ms, percent and kbit/s."""
+        return cls(
+            delay=delay_ms / 1000.0,
+            jitter=jitter_ms / 1000.0,
+            loss=loss_pct / 100.0,
+            mtu=mtu,
+            bandwidth=bandwidth_kbps * 1000.0 if bandwidth_kbps else None,
+        )
 
 
 def channel_rng(seed: int, direction: str) -> random.Random:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from ..constants import (
     GENERIC_PAYLOAD_HEADER_LENGTH,
     IKE_HEADER_LENGTH,
+    ExchangeType,
     PayloadType,
     TsType,
 )
@@ -74,6 +75,9 @@ __all__ = [
 ]
 
 _HEADER = struct.Struct("!8s8sBBBBII")
+# A known exchange type decodes to its ExchangeType member (an int that prints its name);
+# a dict lookup keeps the header path as fast as before.
+_EXCHANGE_TYPES = {int(e): e for e in ExchangeType}
 _GENERIC = struct.Struct("!BBH")
 _PROPOSAL = struct.Struct("!BxHBBBB")
 _TRANSFORM = struct.Struct("!BxHBxH")
@@ -112,7 +116,8 @@ def decode_header(data: bytes) -> IkeHeader:
 
     Raises ``TruncatedMessage`` if fewer than 28 bytes are given and
     ``InvalidMajorVersion`` unless the major version is 2. The Length field is returned
-    as sent; comparing it with the datagram is ``decode_message``'s job.
+    as sent; comparing it with the datagram is ``decode_message``'s job. The exchange
+    type is an ``ExchangeType`` when the registry knows it, else the plain ``int``.
     """
     if len(data) < IKE_HEADER_LENGTH:
         raise TruncatedMessage(
@@ -130,7 +135,7 @@ def decode_header(data: bytes) -> IkeHeader:
         spi_i=spi_i,
         spi_r=spi_r,
         next_payload=next_payload,
-        exchange_type=exchange,
+        exchange_type=_EXCHANGE_TYPES.get(exchange, exchange),
         flags=flags,
         message_id=message_id,
         length=length,
