@@ -81,6 +81,10 @@ _PRFS: Mapping[int, Prf] = MappingProxyType(
 )
 
 
+PRF_KEY_SIZES: Mapping[int, int] = MappingProxyType({i: p.key_size for i, p in _PRFS.items()})
+"""Key size of each supported PRF, by transform ID (RFC 7296 2.14)."""
+
+
 def get_prf(prf_id: int) -> Prf:
     """Return the shared :class:`Prf` for a PRF transform ID (HMAC_SHA2_256/384/512).
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from ..constants import IdType, ProtocolId
+from ..constants import IdType, ProtocolId, TransformType
+from ..crypto.prf import PRF_KEY_SIZES
 from ..errors import ConfigurationError
 from ..wire.payloads import Proposal, TrafficSelector
 
@@ -181,6 +182,21 @@ class IkeConfiguration:
             raise ConfigurationError("esp_proposals must be ESP proposals", field="esp_proposals")
         if not 16 <= self.nonce_size <= 256:
             raise ConfigurationError("nonce_size must be 16 to 256 bytes", field="nonce_size")
+        largest = max(
+            (
+                PRF_KEY_SIZES.get(t.id, 0)
+                for p in self.ike_proposals
+                for t in p.transforms
+                if t.type == TransformType.PRF
+            ),
+            default=0,
+        )
+        if 2 * self.nonce_size < largest:
+            raise ConfigurationError(
+                f"nonce_size {self.nonce_size} is less than half the key size of an offered "
+                f"PRF ({largest} bytes); RFC 7296 2.10 asks for at least {(largest + 1) // 2}",
+                field="nonce_size",
+            )
         if not 576 <= self.fragment_size <= 65535:
             raise ConfigurationError(
                 "fragment_size must be an IP datagram size from 576 to 65535", field="fragment_size"

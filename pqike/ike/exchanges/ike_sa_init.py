@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ...constants import ADDKE_TYPES, ExchangeType, NotifyType, TransformType, name_of
 from ...crypto import auth as crypto_auth
+from ...crypto.prf import get_prf
 from ...errors import InvalidSyntax, NoProposalChosen, PeerError, ProtocolError
 from ...proposal import NegotiatedSuite, check_selected, select_proposal
 from ...wire.payloads import KePayload, NoncePayload, NotifyPayload, Payload, SaPayload
@@ -21,7 +22,7 @@ from ..context import Inbound
 from ..events import KeyExchangeCompleted
 from ..states import Ignore, Outcome
 from . import intermediate
-from .common import error_notify, first, notify
+from .common import check_nonce, error_notify, first, notify
 
 if TYPE_CHECKING:
     from ..sa import IkeSa
@@ -108,6 +109,9 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         sa.stateless_reply(hdr, [NotifyPayload(NotifyType.INVALID_KE_PAYLOAD, wanted)], now)
         sa.bump("invalid_ke_sent")
         return Outcome.STATELESS
+    if suite.prf is None:
+        raise NoProposalChosen("the selected IKE proposal has no PRF")
+    check_nonce(nonce.data, get_prf(suite.prf).key_size, "Ni")
     peer_intermediate = notify(payloads, NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
     if suite.rounds and not peer_intermediate:
         # RFC 9370 2.2.1: ADDKE without IKE_INTERMEDIATE support cannot work.
@@ -209,6 +213,9 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     if ke.method != hs.ke_method or suite.ke != hs.ke_method:
         raise Ignore("KEr method differs from KEi's")
     sa.received(msg, now)
+    if suite.prf is None:
+        raise NoProposalChosen("the responder chose no PRF")
+    check_nonce(nonce.data, get_prf(suite.prf).key_size, "Nr")
     sa.gen.spi_r = hdr.spi_r
     assert hs.kex is not None
     try:
