@@ -1118,7 +1118,7 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
         lines.append(
             "- strongSwan pairs (`pqike-strongswan`, `strongswan-pqike`, `strongswan`): "
             "charon 6.0.1 and pqike on ports 500/4500 in two network namespaces "
-            "(`interop/lab.py`); the profile is applied on the IP path by "
+            "(`pqike/interop/lab.py`); the profile is applied on the IP path by "
             "`pqike.lab.tun_relay`, which also logs every datagram (no NAT between the "
             "peers). Time to established runs from the first IKE_SA_INIT datagram leaving "
             "the initiator to the last IKE_AUTH response datagram reaching it; CPU is "
