@@ -153,16 +153,22 @@ def make_pair(
     esp: str = "aes256gcm16",
     *,
     responder_proposal: str | None = None,
+    responder_esp: str | None = None,
     psk: bytes = b"pqike-demo-psk",
+    responder_psk: bytes | None = None,
     ipv6: bool = False,
-    **options,
+    initiator_options: dict[str, Any] | None = None,
+    responder_options: dict[str, Any] | None = None,
+    **options: Any,
 ) -> tuple[IkeSa, IkeSa]:
     """An initiator and a responder ``IkeSa``, ready for ``drive_pair``.
 
-    ``proposal`` is what the initiator offers and ``responder_proposal`` (default: the
-    same) what the responder accepts, in strongSwan syntax; ``options`` go to both sides'
-    ``IkeConfiguration`` (``fragment_size``, ``retransmit_timeout``, ``kex_backends``,
-    ...). The peers use the documentation addresses of ``run_handshake``.
+    ``proposal`` and ``esp`` are what the initiator offers, ``responder_proposal`` and
+    ``responder_esp`` (default: the same) what the responder accepts, in strongSwan
+    syntax; ``options`` go to both sides' ``IkeConfiguration`` (``fragment_size``,
+    ``retransmit_timeout``, ``kex_backends``, ...), ``initiator_options`` and
+    ``responder_options`` to one side. The peers use the documentation addresses of
+    ``run_handshake``.
     """
     version = 6 if ipv6 else 4
     ini_addr, res_addr = INITIATOR_ADDRESS[version], RESPONDER_ADDRESS[version]
@@ -173,7 +179,7 @@ def make_pair(
             local_id="initiator.pqike.example",
             remote_id="responder.pqike.example",
             psk=psk,
-            **options,
+            **{**options, **(initiator_options or {})},
         ),
         is_initiator=True,
         local=ini_addr,
@@ -182,10 +188,10 @@ def make_pair(
     responder = IkeSa(
         make_config(
             responder_proposal or proposal,
-            esp,
+            responder_esp or esp,
             local_id="responder.pqike.example",
-            psk=psk,
-            **options,
+            psk=responder_psk if responder_psk is not None else psk,
+            **{**options, **(responder_options or {})},
         ),
         is_initiator=False,
         local=res_addr,
@@ -222,34 +228,17 @@ def run_handshake(
     Returns a ``HandshakeResult`` with one ``PhaseResult`` per phase; never raises for
     a failed handshake or rekey (see ``result.failures`` and ``result.phases``).
     """
-    version = 6 if ipv6 else 4
-    ini_addr, res_addr = INITIATOR_ADDRESS[version], RESPONDER_ADDRESS[version]
-    initiator = IkeSa(
-        make_config(
-            proposal,
-            esp,
-            local_id="initiator.pqike.example",
-            remote_id="responder.pqike.example",
-            psk=psk,
-            fragment_size=fragment_size,
-            **(initiator_options or {}),
-        ),
-        is_initiator=True,
-        local=ini_addr,
-        remote=res_addr,
-    )
-    responder = IkeSa(
-        make_config(
-            responder_proposal or proposal,
-            responder_esp or esp,
-            local_id="responder.pqike.example",
-            psk=responder_psk if responder_psk is not None else psk,
-            fragment_size=fragment_size,
-            **(responder_options or {}),
-        ),
-        is_initiator=False,
-        local=res_addr,
-        remote=ini_addr,
+    initiator, responder = make_pair(
+        proposal,
+        esp,
+        responder_proposal=responder_proposal,
+        responder_esp=responder_esp,
+        psk=psk,
+        responder_psk=responder_psk,
+        ipv6=ipv6,
+        initiator_options=initiator_options,
+        responder_options=responder_options,
+        fragment_size=fragment_size,
     )
     return drive_pair(
         initiator, responder, ipv6=ipv6, deliver=deliver, max_time=max_time, then=then
