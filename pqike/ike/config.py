@@ -70,7 +70,8 @@ def utc_now() -> dt.datetime:
 
 
 SEND_CERT = ("ifasked", "always", "never")
-PPK_MODES = ("rfc8784", "rfc9867")
+PPK_MODES = ("rfc8784",)
+"""RFC 9867 (the PPK in IKE_INTERMEDIATE) is not implemented yet."""
 
 
 def _default_ts() -> tuple[TrafficSelector, ...]:
@@ -216,9 +217,8 @@ class IkeConfiguration:
     (strongSwan's ``ppk_required``, default no)."""
 
     ppk_mode: str = "rfc8784"
-    """``rfc8784``: the PPK is mixed in at IKE_AUTH (PPK_IDENTITY there). ``rfc9867``:
-    the PPK is agreed in an IKE_INTERMEDIATE exchange (PPK_IDENTITY_KEY) and mixed into
-    the keys before IKE_AUTH, so IKE_AUTH is protected by it too."""
+    """``rfc8784``: the PPK is mixed in at IKE_AUTH (PPK_IDENTITY there), the only mode
+    so far; RFC 9867's (the PPK agreed in IKE_INTERMEDIATE) is refused until it exists."""
 
     kex_backends: tuple[tuple[int, str], ...] = ()
     """Backend per key exchange method as ``((method, backend_name), ...)``; others: default."""
