@@ -109,6 +109,12 @@ def handshake(
     responder_esp: str | None = typer.Option(
         None, "--responder-esp", help="The responder's ESP proposal (default: the same)."
     ),
+    auth: str = typer.Option(
+        "psk",
+        "--auth",
+        help="psk, or a key type (p256, p384, p521, ed25519, ed448, rsa2048/3072/4096, "
+        "mldsa44/65/87): certificates of a test PKI made on the fly.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Run an in-memory handshake between two pqike peers and print every message,
@@ -116,7 +122,7 @@ def handshake(
     import random
 
     from .crypto.kex import DEFAULT_REGISTRY
-    from .handshake import HandshakeResult, make_pair, run_handshake
+    from .handshake import HandshakeResult, auth_options, make_pair, run_handshake
 
     choices = []
     for item in backend:
@@ -143,11 +149,14 @@ def handshake(
             # A link with delay or jitter needs the lab's event-driven simulation.
             from .lab.link import LinkProfile, simulate_handshake
 
+            ini_auth, res_auth = auth_options(auth)
             initiator, responder = make_pair(
                 proposal,
                 esp,
                 responder_proposal=responder_proposal,
                 ipv6=ipv6,
+                initiator_options=ini_auth,
+                responder_options=res_auth,
                 fragment_size=fragment_size,
                 **(options or {}),
             )
@@ -177,6 +186,7 @@ def handshake(
                 responder_options=options,
                 responder_esp=responder_esp,
                 then=rekey,
+                auth=auth,
             )
     except (ConfigurationError, ValueError) as exc:
         _fail(str(exc))
@@ -472,6 +482,46 @@ def bench_interop(
 
 
 # --- pqike experiment: the experiment runner (pqike.lab) -----------------------------
+
+pki_app = typer.Typer(help="Test PKIs: CAs, intermediates, certificates and keys.")
+app.add_typer(pki_app, name="pki")
+
+
+@pki_app.command("init")
+def pki_init(
+    directory: Path = typer.Argument(..., help="Where to write the files."),  # noqa: B008
+    identity: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        ..., "--id", help="An end entity's IKE identity (repeatable): FQDN, email or address."
+    ),
+    key_type: str = typer.Option("p256", "--key-type", help="End-entity key type."),
+    ca_key_type: str | None = typer.Option(
+        None, "--ca-key-type", help="CA and intermediate key type (default: --key-type)."
+    ),
+    intermediates: int = typer.Option(1, "--intermediates", min=0, max=5),
+    days: float = typer.Option(365.0, "--days", help="End-entity validity in days."),
+    rsa_pss: bool = typer.Option(False, "--rsa-pss", help="RSA CAs sign with RSASSA-PSS."),
+) -> None:
+    """Make a CA (ca.pem, ca.key), intermediate CAs and one certificate and key per --id
+    (<id>.pem holds the chain, <id>.key is 0600), for every key type pqike signs with."""
+    from .pki import make_pki
+
+    try:
+        pki = make_pki(
+            directory,
+            identity,
+            key_type=key_type,
+            ca_key_type=ca_key_type,
+            intermediates=intermediates,
+            days=days,
+            rsa_pss=rsa_pss,
+        )
+    except (ConfigurationError, OSError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"CA: {pki.ca_path}")
+    for e in pki.entities.values():
+        typer.echo(f"{e.identity}: certificate {e.cert_path}, key {e.key_path}")
+
 
 experiment_app = typer.Typer(
     help="Experiments: specs (TOML) in experiments/, tables, plots and report in results/.",

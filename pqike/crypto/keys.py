@@ -254,3 +254,20 @@ def derive_child_keys(
         encr_r=keymat[e + a : 2 * e + a],
         integ_r=keymat[2 * e + a :],
     )
+
+
+def ppk_keys(prf: Prf, keys: IkeKeys, ppk: bytes) -> IkeKeys:
+    """RFC 8784 3: mix a post-quantum preshared key into SK_d, SK_pi and SK_pr.
+
+    ``SK_d' = prf+(PPK, SK_d)``, ``SK_pi' = prf+(PPK, SK_pi)``, ``SK_pr' = prf+(PPK,
+    SK_pr)``, each as long as the key it replaces; SK_a and SK_e stay as they are.
+    """
+    return IkeKeys(
+        sk_d=prf.plus(ppk, keys.sk_d, len(keys.sk_d)),
+        sk_ai=keys.sk_ai,
+        sk_ar=keys.sk_ar,
+        sk_ei=keys.sk_ei,
+        sk_er=keys.sk_er,
+        sk_pi=prf.plus(ppk, keys.sk_pi, len(keys.sk_pi)),
+        sk_pr=prf.plus(ppk, keys.sk_pr, len(keys.sk_pr)),
+    )
