@@ -96,6 +96,12 @@ def handshake(
         None, "--responder-esp", help="The responder's ESP proposal (default: the same)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    pcap: str | None = typer.Option(
+        None, "--pcap", help="Write every datagram to a pcap (simulated addresses, port 500)."
+    ),
+    secrets: str | None = typer.Option(
+        None, "--secrets", help="Write the initiator's secrets transcript (0600)."
+    ),
 ) -> None:
     """Run an in-memory handshake between two pqike peers and print every message,
     then any rekeys asked with --rekey, each with its own cost."""
@@ -122,6 +128,9 @@ def handshake(
         def deliver(sender: str, data: bytes, index: int) -> list[bytes]:
             return [] if draws.random() < loss / 100.0 else [data]
 
+    if pcap:
+        deliver = _pcap_deliver(Path(pcap), deliver, ipv6=ipv6)
+
     try:
         result = run_handshake(
             proposal,
@@ -138,6 +147,10 @@ def handshake(
     except (ConfigurationError, ValueError) as exc:
         _fail(str(exc))
         return
+    if secrets:
+        from .secrets import write_transcript
+
+        write_transcript(secrets, result.initiator_events)
     if as_json:
         typer.echo(
             json.dumps(
@@ -190,6 +203,25 @@ def handshake(
         raise typer.Exit(1)
 
 
+def _pcap_deliver(path: Path, inner, *, ipv6: bool):
+    """A ``deliver`` hook that writes each datagram to ``path`` as it is sent (then
+    applies ``inner``), from the in-memory peers' addresses on port 500."""
+    from .handshake import INITIATOR_ADDRESS, RESPONDER_ADDRESS
+    from .pcap import PcapWriter
+
+    version = 6 if ipv6 else 4
+    addr = {"initiator": INITIATOR_ADDRESS[version], "responder": RESPONDER_ADDRESS[version]}
+    writer = PcapWriter(open(path, "wb"))  # closed at exit: it lives as long as the run
+
+    def deliver(sender: str, data: bytes, index: int) -> list[bytes]:
+        other = "responder" if sender == "initiator" else "initiator"
+        writer.write_udp(data, addr[sender], addr[other], timestamp=index / 1000)
+        writer.flush()
+        return inner(sender, data, index) if inner is not None else [data]
+
+    return deliver
+
+
 def _load_peer(config: str):
     from .io.config import load_peer_config
 
@@ -220,6 +252,11 @@ def initiate(
         "--events",
         help="Write one JSON line per SA up, failed or deleted (suite, SPIs, keys, notify).",
     ),
+    secrets: str | None = typer.Option(
+        None,
+        "--secrets",
+        help="Write the secrets transcript (every key epoch, IntAuth, AUTH, KEYMAT; 0600).",
+    ),
 ) -> None:
     """Bring up one IKE SA (and Child SA) with [peer] remote over UDP; print every message."""
     import asyncio
@@ -237,6 +274,7 @@ def initiate(
                 keylog=_path(keylog),
                 delete=delete,
                 events=_path(events),
+                secrets=_path(secrets),
             )
         )
     except OSError as exc:
@@ -278,6 +316,11 @@ def respond(
         "--events",
         help="Write one JSON line per SA up, failed or deleted (suite, SPIs, keys, notify).",
     ),
+    secrets: str | None = typer.Option(
+        None,
+        "--secrets",
+        help="Write the secrets transcript (every key epoch, IntAuth, AUTH, KEYMAT; 0600).",
+    ),
 ) -> None:
     """Answer IKE SAs on [peer] local until SIGINT or SIGTERM; log each SA up or failed."""
     import asyncio
@@ -310,6 +353,7 @@ def respond(
             keylog=_path(keylog),
             ready=ready,
             events=_path(events),
+            secrets=_path(secrets),
         )
 
     try:
@@ -494,6 +538,41 @@ def experiment_list(
     width = max(len(str(p)) for p in specs)
     for path in specs:
         typer.echo(f"{path!s:<{width}}  {describe_spec(path)}")
+
+
+secrets_app = typer.Typer(
+    help="The secrets transcript: every key epoch, IntAuth and KEYMAT (docs/secrets-transcript.md)."
+)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("from-charon")
+def secrets_from_charon(
+    log: str = typer.Argument(..., help="A charon log written with ike = 4 and chd = 4."),
+    output: str = typer.Option(..., "-o", "--output", help="The transcript to write (0600)."),
+) -> None:
+    """Convert strongSwan's level-4 charon log into a secrets transcript."""
+    from .secrets import TranscriptError, transcript_from_charon_log, write_records
+
+    try:
+        text = Path(log).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        _fail(f"cannot read {log}: {exc.strerror}")
+        return
+    try:
+        records = transcript_from_charon_log(text)
+    except TranscriptError as exc:
+        _fail(f"{log}: {exc}")
+        return
+    if not records:
+        _fail(f"{log} holds no key dumps: run charon with ike = 4 and chd = 4")
+    write_records(output, records, source=f"charon log {Path(log).name}")
+    kinds = {k: sum(r.kind == k for r in records) for k in ("IKE_KEYS", "INT_AUTH", "AUTH")}
+    typer.echo(
+        f"{output}: {len(records)} records ("
+        + ", ".join(f"{v} {k}" for k, v in kinds.items())
+        + ")"
+    )
 
 
 def main() -> None:

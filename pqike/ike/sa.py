@@ -47,11 +47,13 @@ from .child import ChildSa, ChildState
 from .config import Identity, IkeConfiguration
 from .context import ChildExchange, HandshakeContext, Inbound, NewChild
 from .events import (
+    ChildKeysDerived,
     ChildSaDeleted,
     ChildSaEstablished,
     CreateChildSaFailed,
     DatagramDropped,
     Event,
+    IkeKeysDerived,
     IkeSaEstablished,
     IkeSaFailed,
     IkeSaRekeyed,
@@ -740,16 +742,31 @@ class IkeSa:
             integ_key_size=cipher.integ_key_size,
         )
         self.gen.crypto = Crypto(suite, prf, cipher, keys)
+        assert hs.ke_method is not None
+        self._events.append(
+            IkeKeysDerived(
+                self.gen.spi_i,
+                self.gen.spi_r,
+                ExchangeType.IKE_SA_INIT,
+                0,
+                hs.nonce_i,
+                hs.nonce_r,
+                ((hs.ke_method, secret),),
+                keys,
+                suite.prf,
+            )
+        )
 
     def update_first_keys(self, secret: bytes) -> None:
         """RFC 9370 2.2.2: SKEYSEED(n) = prf(SK_d(n-1), SK(n) | Ni | Nr), then prf+ again,
         always with the IKE_SA_INIT nonces."""
         c = self.gen.crypto
         hs = self.hs
-        assert c is not None
+        assert c is not None and c.suite.prf is not None
+        previous = c.keys
         c.keys = updated_ike_keys(
             c.prf,
-            c.keys,
+            previous,
             secret,
             hs.nonce_i,
             hs.nonce_r,
@@ -759,6 +776,21 @@ class IkeSa:
             integ_key_size=c.cipher.integ_key_size,
         )
         hs.intermediate_exchanges += 1
+        _, method = hs.rounds.current
+        self._events.append(
+            IkeKeysDerived(
+                self.gen.spi_i,
+                self.gen.spi_r,
+                ExchangeType.IKE_INTERMEDIATE,
+                hs.intermediate_exchanges,
+                hs.nonce_i,
+                hs.nonce_r,
+                ((method, secret),),
+                c.keys,
+                c.suite.prf,
+                previous_sk_d=previous.sk_d,
+            )
+        )
 
     def established(self, now: float, peer: Identity) -> None:
         """Both peers authenticated: report it, arm the lifetimes, drop the handshake."""
@@ -851,6 +883,25 @@ class IkeSa:
         )
         self.children[spi_in] = child
         exchanges = len(additional_secrets) + (1 if shared_secret else 0)
+        # The methods in the order RFC 9370 2.2.4 feeds their secrets to KEYMAT.
+        methods = ([suite.ke] if shared_secret and suite.ke is not None else []) + [
+            m for _, m in suite.rounds
+        ]
+        secrets = ((shared_secret,) if shared_secret else ()) + tuple(additional_secrets)
+        self._events.append(
+            ChildKeysDerived(
+                self.gen.spi_i,
+                self.gen.spi_r,
+                new.spi_i,
+                new.spi_r,
+                purpose,
+                nonce_i,
+                nonce_r,
+                tuple(zip(methods, secrets, strict=False)),
+                c.keys.sk_d,
+                keys,
+            )
+        )
         self._events.append(
             ChildSaEstablished(
                 new.spi_i,

@@ -37,7 +37,7 @@ from ...wire.payloads import (
 )
 from ..config import Identity
 from ..context import Inbound, NewChild
-from ..events import CreateChildSaFailed, Purpose
+from ..events import AuthComputed, CreateChildSaFailed, Purpose
 from ..states import Outcome
 from ..ts import narrow
 from .common import error_notify, first, notify
@@ -65,10 +65,11 @@ def auth_value(sa: IkeSa, *, ours: bool, id_body: bytes, auth_mid: int) -> bytes
     real = hs.sa_init_request if i_side else hs.sa_init_response
     nonce = hs.nonce_r if i_side else hs.nonce_i
     sk_p = crypto.keys.sk_pi if i_side else crypto.keys.sk_pr
-    octets = crypto_auth.signed_octets(
-        real, nonce, crypto.prf, sk_p, id_body, _int_auth_tail(sa, auth_mid)
-    )
-    return crypto_auth.psk_auth(crypto.prf, sa.config.psk, octets)
+    tail = _int_auth_tail(sa, auth_mid)
+    octets = crypto_auth.signed_octets(real, nonce, crypto.prf, sk_p, id_body, tail)
+    value = crypto_auth.psk_auth(crypto.prf, sa.config.psk, octets)
+    sa.emit(AuthComputed(sa.gen.spi_i, sa.gen.spi_r, auth_mid, i_side, ours, tail, octets, value))
+    return value
 
 
 def esp_proposals(sa: IkeSa, spi: bytes) -> tuple[Proposal, ...]:

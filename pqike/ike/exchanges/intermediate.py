@@ -16,7 +16,7 @@ from ...constants import ExchangeType
 from ...crypto import auth as crypto_auth
 from ...errors import InvalidSyntax, ProtocolError
 from ..context import Inbound
-from ..events import KeyExchangeCompleted
+from ..events import IntAuthComputed, KeyExchangeCompleted
 from ..protection import ProtectedMessage, UnprotectedMessage
 from ..states import Outcome
 from . import ike_auth
@@ -53,10 +53,30 @@ def chain_int_auth(sa: IkeSa, message: ProtectedMessage | UnprotectedMessage, *,
     octets = crypto_auth.int_auth_octets(
         header, unprotected, message.first_inner, message.plaintext
     )
+    sk_p = crypto.keys.sk_pi if initiator else crypto.keys.sk_pr
+    previous = hs.int_auth_i if initiator else hs.int_auth_r
+    value = crypto_auth.int_auth(crypto.prf, sk_p, previous, octets)
     if initiator:
-        hs.int_auth_i = crypto_auth.int_auth(crypto.prf, crypto.keys.sk_pi, hs.int_auth_i, octets)
+        hs.int_auth_i = value
     else:
-        hs.int_auth_r = crypto_auth.int_auth(crypto.prf, crypto.keys.sk_pr, hs.int_auth_r, octets)
+        hs.int_auth_r = value
+    # A ends with the 4-byte SK generic header; P (the inner payloads) follows it.
+    split = len(octets) - len(message.plaintext)
+    sa.emit(
+        IntAuthComputed(
+            sa.gen.spi_i,
+            sa.gen.spi_r,
+            int.from_bytes(octets[20:24], "big"),
+            bool(octets[19] & 0x20),
+            initiator,
+            hs.intermediate_exchanges,
+            sk_p,
+            previous,
+            octets[:split],
+            octets[split:],
+            value,
+        )
+    )
 
 
 def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
