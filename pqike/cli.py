@@ -540,6 +540,42 @@ def experiment_list(
         typer.echo(f"{path!s:<{width}}  {describe_spec(path)}")
 
 
+@app.command()
+def dissect(
+    capture: str = typer.Argument(..., help="A pcap of IKE traffic."),
+    secrets: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--secrets", "-s", help="A secrets transcript (repeatable: both peers' may be given)."
+    ),
+    charon_log: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--charon-log", help="A strongSwan charon log (ike = 4) to read secrets from."
+    ),
+    psk: str | None = typer.Option(
+        None, "--psk", help="The pre-shared key, to recompute the AUTH payloads in full."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Decrypt and decode every IKE message of a capture with the secrets transcript:
+    payload trees with RFC names, the key schedule step by step, the IntAuth chain, and
+    everything that does not verify. Exits 1 when something does not verify."""
+    from .lab.dissect import decode_files, format_decoded
+    from .pcap import CaptureError
+    from .secrets import TranscriptError
+
+    try:
+        decoded = decode_files(
+            capture, secrets, charon_log, psk=psk.encode() if psk is not None else None
+        )
+    except (CaptureError, TranscriptError) as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(decoded.as_dict(), indent=2))
+    else:
+        typer.echo(format_decoded(decoded))
+    if not decoded.ok:
+        raise typer.Exit(1)
+
+
 secrets_app = typer.Typer(
     help="The secrets transcript: every key epoch, IntAuth and KEYMAT (docs/secrets-transcript.md)."
 )
