@@ -96,6 +96,12 @@ def handshake(
         None, "--responder-esp", help="The responder's ESP proposal (default: the same)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    impair: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [],
+        "--impair",
+        help="Misbehave on purpose: NAME for the initiator, responder:NAME for the "
+        "responder (repeatable; `pqike impairments` lists them).",
+    ),
     pcap: str | None = typer.Option(
         None, "--pcap", help="Write every datagram to a pcap (simulated addresses, port 500)."
     ),
@@ -120,6 +126,24 @@ def handshake(
         except ConfigurationError as exc:
             _fail(f"--backend {item!r}: {exc}")
     options = {"kex_backends": tuple(choices)} if choices else None
+    roles: dict[str, list[str]] = {"initiator": [], "responder": []}
+    for item in impair:
+        role, sep, name = item.partition(":")
+        if not sep:
+            role, name = "initiator", item
+        if role not in roles:
+            _fail(f"--impair {item!r}: write NAME or responder:NAME")
+        roles[role].append(name)
+    ini_options, res_options = dict(options or {}), dict(options or {})
+    try:
+        from .ike.impair import check_impairments
+
+        if roles["initiator"]:
+            ini_options["impairments"] = check_impairments(roles["initiator"])
+        if roles["responder"]:
+            res_options["impairments"] = check_impairments(roles["responder"])
+    except ConfigurationError as exc:
+        _fail(str(exc))
 
     deliver = None
     if loss:
@@ -139,8 +163,8 @@ def handshake(
             fragment_size=fragment_size,
             ipv6=ipv6,
             deliver=deliver,
-            initiator_options=options,
-            responder_options=options,
+            initiator_options=ini_options or None,
+            responder_options=res_options or None,
             responder_esp=responder_esp,
             then=rekey,
         )
@@ -222,6 +246,31 @@ def _pcap_deliver(path: Path, inner, *, ipv6: bool):
     return deliver
 
 
+def _with_impairments(peer, names: list[str]):
+    """The peer configuration with ``--impair`` names added to its IKE configuration."""
+    if not names:
+        return peer
+    from dataclasses import replace
+
+    from .ike.impair import check_impairments
+
+    try:
+        extra = check_impairments(names)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+    return replace(peer, ike=replace(peer.ike, impairments=peer.ike.impairments | extra))
+
+
+@app.command()
+def impairments() -> None:
+    """List the impairments: deliberate misbehaviour to probe peers with (--impair)."""
+    from .ike.impair import IMPAIRMENTS
+
+    width = max(map(len, IMPAIRMENTS))
+    for name, what in IMPAIRMENTS.items():
+        typer.echo(f"{name:<{width}}  {what}")
+
+
 def _load_peer(config: str):
     from .io.config import load_peer_config
 
@@ -257,6 +306,9 @@ def initiate(
         "--secrets",
         help="Write the secrets transcript (every key epoch, IntAuth, AUTH, KEYMAT; 0600).",
     ),
+    impair: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--impair", help="Misbehave on purpose (repeatable; `pqike impairments` lists them)."
+    ),
 ) -> None:
     """Bring up one IKE SA (and Child SA) with [peer] remote over UDP; print every message."""
     import asyncio
@@ -264,7 +316,7 @@ def initiate(
     from .io.peer import initiate as run
     from .io.udp import format_address
 
-    peer = _load_peer(config)
+    peer = _with_impairments(_load_peer(config), impair)
     try:
         result = asyncio.run(
             run(
@@ -321,6 +373,9 @@ def respond(
         "--secrets",
         help="Write the secrets transcript (every key epoch, IntAuth, AUTH, KEYMAT; 0600).",
     ),
+    impair: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--impair", help="Misbehave on purpose (repeatable; `pqike impairments` lists them)."
+    ),
 ) -> None:
     """Answer IKE SAs on [peer] local until SIGINT or SIGTERM; log each SA up or failed."""
     import asyncio
@@ -329,7 +384,7 @@ def respond(
     from .io.peer import serve
     from .io.udp import format_address
 
-    peer = _load_peer(config)
+    peer = _with_impairments(_load_peer(config), impair)
 
     def say(line: str) -> None:
         typer.echo(line)

@@ -170,6 +170,10 @@ class IkeConfiguration:
     kex_backends: tuple[tuple[int, str], ...] = ()
     """Backend per key exchange method as ``((method, backend_name), ...)``; others: default."""
 
+    impairments: frozenset[str] = frozenset()
+    """Deliberate protocol violations to probe a peer with (``pqike.ike.impair``); empty
+    for normal behaviour."""
+
     def __post_init__(self) -> None:
         if not self.ike_proposals:
             raise ConfigurationError("ike_proposals must not be empty", field="ike_proposals")
@@ -208,6 +212,10 @@ class IkeConfiguration:
             )
         if not self.psk:
             raise ConfigurationError("psk must not be empty", field="psk")
+        if self.impairments:
+            from .impair import check_impairments
+
+            object.__setattr__(self, "impairments", check_impairments(self.impairments))
         if not self.local_ts or not self.remote_ts:
             raise ConfigurationError("traffic selectors must not be empty", field="local_ts")
 

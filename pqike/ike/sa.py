@@ -42,7 +42,14 @@ from ..errors import IntegrityCheckFailed, LocalProtocolError, NoProposalChosen,
 from ..proposal import NegotiatedSuite
 from ..wire.codec import decode_message, decode_payloads, encode_message
 from ..wire.datagram import add_marker, marker_length, strip_marker
-from ..wire.payloads import IkeHeader, Message, NotifyPayload, Payload, SkfPayload
+from ..wire.payloads import (
+    IkeHeader,
+    Message,
+    NotifyPayload,
+    Payload,
+    SkfPayload,
+    VendorIdPayload,
+)
 from .child import ChildSa, ChildState
 from .config import Identity, IkeConfiguration
 from .context import ChildExchange, HandshakeContext, Inbound, NewChild
@@ -1125,8 +1132,24 @@ class IkeSa:
                 if (self.config.fragmentation and self.peer_fragmentation)
                 else None
             )
+            impairments = self.config.impairments
+            clear: tuple[Payload, ...] = ()
+            if (
+                impairments
+                and "unencrypted-payload" in impairments
+                and exchange == ExchangeType.IKE_INTERMEDIATE
+            ):
+                clear = (VendorIdPayload(b"pqike impairment: a payload in clear"),)
             pm = protect(
-                header, payloads, c.cipher, sk_e, sk_a, fragment_size=frag, ipv6=self._ipv6
+                header,
+                payloads,
+                c.cipher,
+                sk_e,
+                sk_a,
+                fragment_size=frag,
+                ipv6=self._ipv6,
+                unprotected=clear,
+                impairments=impairments,
             )
             if exchange == ExchangeType.IKE_INTERMEDIATE and self._hs is not None:
                 # RFC 9242 3.3.2: the sender chains IntAuth over what it protected.
@@ -1199,6 +1222,10 @@ class IkeSa:
         gen.response = CachedResponse(message_id, exchange, datagrams, event, request_raw)
         gen.peer_mid = message_id + 1
         return raw
+
+    def emit_raw(self, message: bytes) -> None:
+        """Queue an IKE message as given, unrecorded (an impairment's extra datagram)."""
+        self._emit_datagrams([add_marker(message, self.local[1], self.remote[1])])
 
     def stateless_reply(self, hdr: IkeHeader, payloads: list[Payload], now: float) -> None:
         """Answer an IKE_SA_INIT request with an unprotected notify and keep no state."""

@@ -312,7 +312,8 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         out.append(KePayload(suite.ke, ke_data))
     if suite.rounds:
         ctx.link = os.urandom(LINK_SIZE)
-        out.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, ctx.link))
+        if "omit-addke-notify" not in cfg.impairments:
+            out.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, ctx.link))
     if purpose is not Purpose.REKEY_IKE:
         out += [TsiPayload(ctx.ts_i), TsrPayload(ctx.ts_r)]
     if old is not None and old.state is ChildState.REKEYING:

@@ -56,6 +56,19 @@ def _int_auth_tail(sa: IkeSa, auth_mid: int) -> bytes:
     return hs.int_auth_i + hs.int_auth_r + auth_mid.to_bytes(4, "big")
 
 
+def _impaired_tail(sa: IkeSa, tail: bytes, auth_mid: int, prf_size: int) -> bytes:
+    """The IntAuth an impaired peer signs (``pqike.ike.impair``)."""
+    imp = sa.config.impairments
+    if "auth-without-int-auth" in imp:
+        return b""
+    if "wrong-int-auth" in imp and tail:
+        return bytes([tail[0] ^ 0x01]) + tail[1:]
+    if "phantom-int-auth" in imp and not tail:
+        # libreswan #2834: an IntAuth for IKE_INTERMEDIATE exchanges that never happened.
+        return bytes(2 * prf_size) + auth_mid.to_bytes(4, "big")
+    return tail
+
+
 def auth_value(sa: IkeSa, *, ours: bool, id_body: bytes, auth_mid: int) -> bytes:
     """The PSK AUTH value (RFC 7296 2.15) of our side (``ours``) or the peer's."""
     hs = sa.hs
@@ -66,6 +79,8 @@ def auth_value(sa: IkeSa, *, ours: bool, id_body: bytes, auth_mid: int) -> bytes
     nonce = hs.nonce_r if i_side else hs.nonce_i
     sk_p = crypto.keys.sk_pi if i_side else crypto.keys.sk_pr
     tail = _int_auth_tail(sa, auth_mid)
+    if ours and sa.config.impairments:
+        tail = _impaired_tail(sa, tail, auth_mid, crypto.prf.key_size)
     octets = crypto_auth.signed_octets(real, nonce, crypto.prf, sk_p, id_body, tail)
     value = crypto_auth.psk_auth(crypto.prf, sa.config.psk, octets)
     sa.emit(AuthComputed(sa.gen.spi_i, sa.gen.spi_r, auth_mid, i_side, ours, tail, octets, value))

@@ -20,7 +20,7 @@ from ..events import IntAuthComputed, KeyExchangeCompleted
 from ..protection import ProtectedMessage, UnprotectedMessage
 from ..states import Outcome
 from . import ike_auth
-from .common import joined_ke, ke_payloads, raise_peer_error
+from .common import impaired_ke, joined_ke, ke_payloads, raise_peer_error
 
 if TYPE_CHECKING:
     from ..sa import IkeSa
@@ -34,9 +34,10 @@ def send_next(sa: IkeSa, now: float) -> Outcome:
         return Outcome.AUTH
     _, method = rounds.current
     rounds.kex = sa.new_kex(method)
-    sa.send_request(
-        ExchangeType.IKE_INTERMEDIATE, ke_payloads(method, rounds.kex.public_data()), now=now
+    sent, data = impaired_ke(
+        sa.config.impairments, method, rounds.kex.public_data(), request=True
     )
+    sa.send_request(ExchangeType.IKE_INTERMEDIATE, ke_payloads(sent, data), now=now)
     return Outcome.ROUNDS
 
 
@@ -49,7 +50,7 @@ def chain_int_auth(sa: IkeSa, message: ProtectedMessage | UnprotectedMessage, *,
     if isinstance(message, UnprotectedMessage):
         header, unprotected = message.header_bytes, message.unprotected
     else:
-        header, unprotected = message.header, b""
+        header, unprotected = message.header, message.unprotected
     octets = crypto_auth.int_auth_octets(
         header, unprotected, message.first_inner, message.plaintext
     )
@@ -98,9 +99,10 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     except ProtocolError as exc:
         # draft-ietf-ipsecme-ikev2-mlkem 2.2: a bad encapsulation key -> INVALID_SYNTAX.
         raise InvalidSyntax(f"round {rnd}: bad KEi: {exc}", round=rnd) from exc
+    sent, data = impaired_ke(sa.config.impairments, method, data, request=False)
     sa.send_response(
         ExchangeType.IKE_INTERMEDIATE,
-        ke_payloads(method, data),
+        ke_payloads(sent, data),
         message_id=msg.header.message_id,
         now=now,
     )
