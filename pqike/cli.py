@@ -134,7 +134,8 @@ def handshake(
         if role not in roles:
             _fail(f"--impair {item!r}: write NAME or responder:NAME")
         roles[role].append(name)
-    ini_options, res_options = dict(options or {}), dict(options or {})
+    ini_options: dict[str, object] = dict(options or {})
+    res_options: dict[str, object] = dict(options or {})
     try:
         from .ike.impair import check_impairments
 
