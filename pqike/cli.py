@@ -485,6 +485,41 @@ def bench_interop(
     typer.echo(report.format())
 
 
+@app.command()
+def probe(
+    out: str = typer.Option(
+        "results/conformance-strongswan", "--out", help="Where report.md and rows.json go."
+    ),
+    only: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--only", help="Probe only this impairment (repeatable)."
+    ),
+) -> None:
+    """Run every impairment against strongSwan in both roles (interop lab, needs root)
+    and tabulate what charon did beside pqike's own reaction."""
+    import tempfile
+
+    from .interop.lab import LabError, ensure_strongswan
+    from .interop.peer import lab_unavailable
+    from .interop.probe import CASES, run_probe, write_report
+
+    why = lab_unavailable()
+    if why:
+        _fail(why)
+    unknown = [n for n in only if n not in CASES]
+    if unknown:
+        _fail(f"unknown impairment {unknown[0]!r}; `pqike impairments` lists them")
+    try:
+        version = ensure_strongswan(install=True).version()
+    except LabError as exc:
+        _fail(str(exc))
+        return
+    with tempfile.TemporaryDirectory(prefix="pqike-probe-") as tmp:
+        rows = run_probe(Path(tmp), only, progress=lambda line: typer.echo(line, err=True))
+    path = write_report(rows, Path(out), version=version)
+    findings = sum(r.finding for r in rows)
+    typer.echo(f"{path}: {len(rows)} rows, {findings} finding(s)")
+
+
 # --- pqike experiment: the experiment runner (pqike.lab) -----------------------------
 
 experiment_app = typer.Typer(
