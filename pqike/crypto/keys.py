@@ -8,7 +8,7 @@ update, RFC 9370 2.2.2).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .prf import Prf
 
@@ -24,6 +24,9 @@ class IkeKeys:
     sk_er: bytes
     sk_pi: bytes
     sk_pr: bytes
+    skeyseed: bytes = field(default=b"", compare=False, repr=False)
+    """The SKEYSEED these keys were expanded from (RFC 7296 2.14), kept for the secrets
+    transcript; not part of the keys' identity."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ def derive_ike_keys(
         sk_er=sk_er,
         sk_pi=stream[i : i + d],
         sk_pr=stream[i + d : i + 2 * d],
+        skeyseed=skeyseed,
     )
 
 

@@ -224,6 +224,10 @@ class IkeConfiguration:
     kex_backends: tuple[tuple[int, str], ...] = ()
     """Backend per key exchange method as ``((method, backend_name), ...)``; others: default."""
 
+    impairments: frozenset[str] = frozenset()
+    """Deliberate protocol violations to probe a peer with (``pqike.ike.impair``); empty
+    for normal behaviour."""
+
     def __post_init__(self) -> None:
         if not self.ike_proposals:
             raise ConfigurationError("ike_proposals must not be empty", field="ike_proposals")
@@ -291,6 +295,10 @@ class IkeConfiguration:
             raise ConfigurationError("a ppk needs a ppk_id", field="ppk_id")
         if self.ppk_required and not self.ppk:
             raise ConfigurationError("ppk_required needs a ppk", field="ppk")
+        if self.impairments:
+            from .impair import check_impairments
+
+            object.__setattr__(self, "impairments", check_impairments(self.impairments))
         if not self.local_ts or not self.remote_ts:
             raise ConfigurationError("traffic selectors must not be empty", field="local_ts")
 

@@ -26,6 +26,7 @@ from ...crypto.keys import IkeKeys, ppk_keys
 from ...errors import AuthenticationFailed
 from ...wire.payloads import CertPayload, CertReqPayload, NotifyPayload, Payload
 from ..config import Identity
+from ..events import AuthComputed
 
 if TYPE_CHECKING:
     from ..sa import IkeSa
@@ -108,8 +109,24 @@ def _int_auth_tail(sa: IkeSa, auth_mid: int) -> bytes:
     return hs.int_auth_i + hs.int_auth_r + auth_mid.to_bytes(4, "big")
 
 
+def _impaired_tail(sa: IkeSa, tail: bytes, auth_mid: int, prf_size: int) -> bytes:
+    """The IntAuth an impaired peer signs (``pqike.ike.impair``)."""
+    imp = sa.config.impairments
+    if "auth-without-int-auth" in imp:
+        return b""
+    if "wrong-int-auth" in imp and tail:
+        return bytes([tail[0] ^ 0x01]) + tail[1:]
+    if "phantom-int-auth" in imp and not tail:
+        # libreswan #2834: an IntAuth for IKE_INTERMEDIATE exchanges that never happened.
+        return bytes(2 * prf_size) + auth_mid.to_bytes(4, "big")
+    return tail
+
+
 def octets(sa: IkeSa, *, ours: bool, id_body: bytes, auth_mid: int, keys: IkeKeys) -> bytes:
-    """The signed octets of our side (``ours``) or the peer's, with ``keys``' SK_p."""
+    """The signed octets of our side (``ours``) or the peer's, with ``keys``' SK_p.
+
+    Reported as ``AuthComputed`` for the secrets transcript, with the PSK AUTH value
+    when a PSK is configured (a signature is in the AUTH payload itself)."""
     hs = sa.hs
     crypto = sa.gen.crypto
     assert crypto is not None
@@ -117,9 +134,13 @@ def octets(sa: IkeSa, *, ours: bool, id_body: bytes, auth_mid: int, keys: IkeKey
     real = hs.sa_init_request if i_side else hs.sa_init_response
     nonce = hs.nonce_r if i_side else hs.nonce_i
     sk_p = keys.sk_pi if i_side else keys.sk_pr
-    return crypto_auth.signed_octets(
-        real, nonce, crypto.prf, sk_p, id_body, _int_auth_tail(sa, auth_mid)
-    )
+    tail = _int_auth_tail(sa, auth_mid)
+    if ours and sa.config.impairments:
+        tail = _impaired_tail(sa, tail, auth_mid, crypto.prf.key_size)
+    signed = crypto_auth.signed_octets(real, nonce, crypto.prf, sk_p, id_body, tail)
+    value = crypto_auth.psk_auth(crypto.prf, sa.config.psk, signed) if sa.config.psk else b""
+    sa.emit(AuthComputed(sa.gen.spi_i, sa.gen.spi_r, auth_mid, i_side, ours, tail, signed, value))
+    return signed
 
 
 def current_keys(sa: IkeSa) -> IkeKeys:

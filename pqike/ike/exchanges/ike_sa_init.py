@@ -17,7 +17,16 @@ from ...crypto import auth as crypto_auth
 from ...crypto.prf import get_prf
 from ...errors import InvalidSyntax, NoProposalChosen, PeerError, ProtocolError
 from ...proposal import NegotiatedSuite, check_selected, select_proposal
-from ...wire.payloads import KePayload, NoncePayload, NotifyPayload, Payload, SaPayload
+from ...wire.codec import encode_message
+from ...wire.payloads import (
+    IkeHeader,
+    KePayload,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    Proposal,
+    SaPayload,
+)
 from ..context import Inbound
 from ..events import KeyExchangeCompleted
 from ..states import Ignore, Outcome
@@ -55,6 +64,14 @@ def send_request(sa: IkeSa, now: float) -> None:
     hs.sa_init_request = sa.send_request(
         ExchangeType.IKE_SA_INIT, payloads, now=now, protected=False
     )
+    if "retransmit-changed-nonce" in sa.config.impairments:
+        # RFC 7296 2.1 wants a retransmission to be the same bytes; this one is not.
+        other = [
+            NoncePayload(os.urandom(len(hs.nonce_i))) if isinstance(p, NoncePayload) else p
+            for p in payloads
+        ]
+        header = IkeHeader(sa.gen.spi_i, ZERO_SPI, 0, ExchangeType.IKE_SA_INIT, 0x08, 0)
+        sa.emit_raw(encode_message(header, other))
 
 
 def _auth_notifies(sa: IkeSa, *, initiator: bool) -> list[Payload]:
@@ -143,6 +160,10 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         sa.bump("bad_requests")
         return Outcome.STATELESS
     selected = select_proposal(sa_payload.proposals, sa.config.ike_proposals, prefer_ke=ke.method)
+    if "strip-addke" in sa.config.impairments:
+        # A downgrade: answer as if no ADDKE transform had been offered (RFC 9370 2.2.1).
+        kept = tuple(t for t in selected.transforms if t.type not in ADDKE_TYPES)
+        selected = Proposal(selected.number, selected.protocol_id, kept, selected.spi)
     suite = NegotiatedSuite.from_proposal(selected)
     if suite.ke != ke.method:
         # RFC 7296 1.2: tell the initiator which method we selected.
@@ -282,4 +303,19 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     sa.float_to_nat_t()
     sa.install_first_keys(suite, secret)
     hs.rounds.pending = suite.rounds
+    if "run-none-round" in sa.config.impairments:
+        hs.rounds.pending = _with_none_rounds(sa, suite)
     return intermediate.send_next(sa, now)
+
+
+def _with_none_rounds(sa: IkeSa, suite: NegotiatedSuite) -> tuple[tuple[int, int], ...]:
+    """The rounds an impaired initiator runs: also one for each ADDKE type it offered a
+    method for that the responder selected as NONE or left out (libreswan #2446)."""
+    chosen = {n for n, _ in suite.rounds}
+    extra = []
+    for t in sa.config.ike_proposals[0].transforms:
+        n = t.type - TransformType.ADDKE1 + 1
+        if t.type in ADDKE_TYPES and t.id != 0 and n not in chosen:
+            chosen.add(n)
+            extra.append((n, t.id))
+    return tuple(sorted((*suite.rounds, *extra)))
