@@ -142,10 +142,18 @@ def protect(
     capacity = fragment_capacity(cipher, fragment_size or 0, ipv6)
     if capacity <= 0:
         raise InvalidSyntax(f"fragment size {fragment_size} leaves no room for data")
-    step = capacity
-    if "overlapping-fragments" in impairments:
-        step = max(capacity - 16, 1)  # each chunk repeats the previous one's last 16 bytes
-    chunks = [plaintext[i : i + capacity] for i in range(0, len(plaintext), step)] or [b""]
+    # Clear payloads travel in fragment 1 only, so that fragment carries less (RFC 7383 2.5).
+    first_capacity = fragment_capacity(cipher, (fragment_size or 0) - len(clear), ipv6)
+    if first_capacity <= 0:
+        raise InvalidSyntax(f"fragment size {fragment_size} leaves no room for data")
+    # An impaired sender repeats the last 16 bytes of each chunk at the start of the next.
+    overlap = 16 if "overlapping-fragments" in impairments else 0
+    chunks = [plaintext[:first_capacity]]
+    start = len(chunks[0])
+    while start < len(plaintext):
+        start -= min(overlap, len(chunks[-1]) - 1)
+        chunks.append(plaintext[start : start + capacity])
+        start += len(chunks[-1])
     numbered = list(enumerate(chunks, start=1))
     total = len(chunks)
     if "out-of-range-fragment" in impairments:

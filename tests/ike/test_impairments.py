@@ -82,6 +82,11 @@ def _unencrypted_payload():
         a = [e.a for e in r.initiator_events if isinstance(e, IntAuthComputed)]
         b = [e.a for e in r.responder_events if isinstance(e, IntAuthComputed)]
         assert a == b and any(len(x) > 32 for x in a)
+    # Fragmented too: the clear payload rides in fragment 1, which still fits.
+    r = run("unencrypted-payload", fragment_size=1280)
+    assert r.established
+    assert max(d.ip_bytes for d in r.trace.datagrams) <= 1280
+    assert any(m.fragments for m in r.trace.messages if m.exchange == "IKE_INTERMEDIATE")
 
 
 def _wrong_int_auth():
