@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .clock import utc_now
 from .constants import ProtocolId
 from .crypto.keys import ChildKeys, IkeKeys
 from .ike.config import Identity, IkeConfiguration
@@ -137,7 +138,11 @@ def make_config(
     psk: bytes = b"pqike-demo-psk",
     **options,
 ) -> IkeConfiguration:
-    """An ``IkeConfiguration`` from strongSwan proposal strings and identity strings."""
+    """An ``IkeConfiguration`` from strongSwan proposal strings and identity strings.
+
+    Certificates are checked against the wall clock unless ``validation_clock`` is
+    given: this is the application layer, the core reads no clock."""
+    options.setdefault("validation_clock", utc_now)
     return IkeConfiguration(
         ike_proposals=parse_proposals(proposal, protocol=ProtocolId.IKE),
         esp_proposals=parse_proposals(esp, protocol=ProtocolId.ESP),

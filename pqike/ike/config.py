@@ -64,12 +64,6 @@ class Identity:
         return self.data.decode("utf-8", "replace")
 
 
-def utc_now() -> dt.datetime:
-    """The wall-clock time certificates are checked against, unless the application
-    gives ``IkeConfiguration.validation_clock`` (the core itself reads no clock)."""
-    return dt.datetime.now(dt.UTC)
-
-
 SEND_CERT = ("ifasked", "always", "never")
 PPK_MODES = ("rfc8784",)
 """RFC 9867 (the PPK in IKE_INTERMEDIATE) is not implemented yet."""
@@ -193,9 +187,11 @@ class IkeConfiguration:
     send CERTREQ naming them (RFC 7296 3.7) and SIGNATURE_HASH_ALGORITHMS (RFC 7427 4).
     ``None``: only a PSK AUTH is accepted."""
 
-    validation_clock: Callable[[], dt.datetime] = utc_now
-    """Wall-clock time (timezone-aware) the peer's certificates are checked against;
-    tests pass a fixed time. The core keeps its own monotonic ``now`` for everything else."""
+    validation_clock: Callable[[], dt.datetime] | None = None
+    """The wall-clock time (timezone-aware) the peer's certificates are checked against,
+    given by the application (``pqike.clock.utc_now``; tests pass a fixed time).
+    Required with ``trust``: the core reads no clock of its own, and keeps the
+    monotonic ``now`` it is handed for everything else."""
 
     send_cert: str = "ifasked"
     """When to send our certificates: ``ifasked`` (a CERTREQ came), ``always`` or
@@ -282,6 +278,12 @@ class IkeConfiguration:
         if not self.psk and (self.credential is None or self.trust is None):
             raise ConfigurationError(
                 "psk must not be empty unless both credential and trust are given", field="psk"
+            )
+        if self.trust is not None and self.validation_clock is None:
+            raise ConfigurationError(
+                "trust needs a validation_clock (the application's wall clock, e.g. "
+                "pqike.clock.utc_now): the core reads no clock",
+                field="validation_clock",
             )
         if self.send_cert not in SEND_CERT:
             raise ConfigurationError(

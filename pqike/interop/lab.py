@@ -229,12 +229,22 @@ class StrongSwanConfig:
     esp_proposal: str = "aes256gcm16"
     psk: str = DEFAULT_PSK
     #: ``psk`` or ``pubkey`` (certificates: ``cert``, ``key``, ``cacert`` and any
-    #: ``intermediates``, all absolute PEM file names).
+    #: ``intermediates``, all absolute PEM file names). The key is copied into the
+    #: daemon's ``swanctl/private/``: swanctl loads private keys only from there (a
+    #: ``secrets.private*`` section merely holds passphrases). ``pubkey`` needs
+    #: ``kernel="libipsec"``: the load-tester plugin registers a credential set of its
+    #: own (an RSA key and, for any identity, a certificate it makes on demand), which
+    #: charon may pick to sign with instead of the configured certificate.
     auth: str = "psk"
     cert: str = ""
     key: str = ""
     cacert: str = ""
     intermediates: tuple[str, ...] = ()
+    #: swanctl ``send_cert``: ifasked (a CERTREQ came), always or never.
+    send_cert: str = "ifasked"
+    #: The peer's certificate, when the peer is to be authenticated without sending it
+    #: (swanctl ``remote.certs``); empty: the peer must send its chain.
+    peer_cert: str = ""
     #: RFC 8784 PPK as hex digits with its ID (empty: none), and whether it is required.
     ppk_hex: str = ""
     ppk_id: str = ""
@@ -348,16 +358,20 @@ def render_swanctl_conf(config: StrongSwanConfig) -> str:
     remote_port = config.remote_port or config.port
     yes_no = {True: "yes", False: "no"}
     if config.auth == "pubkey":
+        if config.kernel != "libipsec":
+            raise LabError(
+                "auth = pubkey needs kernel = libipsec: the load-tester plugin's own RSA "
+                "key and on-demand certificates would be used instead of the configured ones"
+            )
         local_auth = f"auth = pubkey\n      certs = {config.cert}"
         remote_auth = f"auth = pubkey\n      cacerts = {config.cacert}"
+        if config.peer_cert:
+            remote_auth += f"\n      certs = {config.peer_cert}"
         authorities = "".join(
             f"  inter{n} {{\n    cacert = {path}\n  }}\n"
             for n, path in enumerate((*config.intermediates, config.cacert))
         )
-        secrets = f"""  private-lab {{
-    file = {config.key}
-  }}
-"""
+        secrets = ""  # the private key is copied into swanctl/private/ (see start)
     else:
         local_auth = remote_auth = "auth = psk"
         authorities = ""
@@ -369,9 +383,10 @@ def render_swanctl_conf(config: StrongSwanConfig) -> str:
 """
     ppk = ""
     if config.ppk_hex:
-        ppk = f"\n    ppk_id = {_conf_str(config.ppk_id)}\n    ppk_required = " + yes_no[
-            config.ppk_required
-        ]
+        ppk = (
+            f"\n    ppk_id = {_conf_str(config.ppk_id)}\n    ppk_required = "
+            + yes_no[config.ppk_required]
+        )
         secrets += f"""  ppk-lab {{
     id = {_conf_str(config.ppk_id)}
     secret = 0x{config.ppk_hex}
@@ -389,6 +404,7 @@ connections {{
     proposals = {config.ike_proposal}
     fragmentation = {config.fragmentation}
     send_certreq = {yes_no[config.send_certreq]}
+    send_cert = {config.send_cert}
     mobike = {yes_no[config.mobike]}{ppk}
     local {{
       {local_auth}
@@ -907,6 +923,16 @@ class StrongSwan:
             )
         )
         self.swanctl_conf.write_text(render_swanctl_conf(self.config))
+        if self.config.key:
+            # swanctl loads private keys only from its private/ directory (next to the
+            # swanctl.conf given with --file), not from a secrets section.
+            private = self.rundir / "swanctl" / "private"
+            private.mkdir(mode=0o700, exist_ok=True)
+            target = private / "lab.key"
+            target.unlink(missing_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(Path(self.config.key).read_bytes())
         self.install.piddir.mkdir(parents=True, exist_ok=True)
         # A private mount namespace with our run directory over the compiled-in piddir:
         # the PID file (and load-tester socket) of each daemon stays its own.

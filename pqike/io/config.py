@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..clock import utc_now
 from ..constants import ADDKE_TYPES, ProtocolId, TransformType
 from ..crypto.certs import Credential, TrustStore
 from ..crypto.kex import DEFAULT_REGISTRY
@@ -498,6 +499,7 @@ class _Reader:
                 retransmit_base=base,
                 retransmit_tries=tries,
                 require_cookie=self.boolean("responder", "require_cookie", False),
+                validation_clock=utc_now,
                 nat_t_port=nat_t_port or 4500,
                 force_nat_t=self.boolean("ike", "force_nat_t", False),
                 kex_backends=self.backends("ike", "backends"),

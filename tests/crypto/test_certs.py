@@ -40,6 +40,18 @@ def test_a_chain_with_two_intermediates_validates_up_to_the_ca(pki):
     assert len(path) == 4
 
 
+def test_an_intermediate_in_the_trust_store_completes_a_chain_the_peer_left_short(pki):
+    """RFC 7296 3.6 lets a peer send only its end-entity certificate; an intermediate
+    we were given (``cacerts``) then closes the path, as strongSwan's trusted
+    intermediates do."""
+    chain = pki.chain("moon.test")
+    lowest = chain[1]
+    path = TrustStore((pki.ca, lowest)).validate(chain[:1], NOW)
+    assert path == [chain[0], lowest]
+    with pytest.raises(CertificateError, match="no trusted CA issued"):
+        TrustStore((pki.ca,)).validate(chain[:1], NOW)
+
+
 def test_failures_name_the_certificate_and_the_reason(pki, tmp_path):
     chain = pki.chain("moon.test")
     other = make_pki(tmp_path / "other", ["x.test"], intermediates=0)

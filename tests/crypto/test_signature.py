@@ -13,9 +13,11 @@ from pqike.pki import generate_key
 ALL = frozenset(sig.SUPPORTED_HASHES)
 OCTETS = b"InitiatorSignedOctets" * 20
 
-# RFC 9881 2 (what draft-ietf-ipsecme-ikev2-pqc-auth 5 points to): id-ml-dsa-44/65/87 are
-# 2.16.840.1.101.3.4.3.17/18/19 with parameters absent, so the AlgorithmIdentifier is
-# 30 0b 06 09 60 86 48 01 65 03 04 03 11 (12, 13).
+# RFC 9881 2 (what draft-ietf-ipsecme-ikev2-pqc-auth points to): id-ml-dsa-44/65/87 are
+# 2.16.840.1.101.3.4.3.17/18/19 with parameters absent. The draft's appendix "ASN.1
+# Objects" prints them: "Name = id-ml-dsa-44, oid = 2.16.840.1.101.3.4.3.17 /
+# Length = 13 / 0000: 300b 0609 6086 4801 6503 0403 11" (ML-DSA-65: ... 0403 12,
+# ML-DSA-87: ... 0403 13).
 MLDSA_ALG_IDS = {
     "mldsa44": "300b0609608648016503040311",
     "mldsa65": "300b0609608648016503040312",
@@ -69,8 +71,10 @@ def test_every_key_signs_method_14_and_a_tampered_signature_is_refused(keys, kin
 
 
 def test_ml_dsa_is_pure_mode_with_an_empty_context(keys):
-    # draft-ietf-ipsecme-ikev2-pqc-auth 3.2: the octets go to ML-DSA.Sign as they are,
-    # no context: a signature made with a context does not verify as ours.
+    # draft-ietf-ipsecme-ikev2-pqc-auth, "Handling PQC Signatures in IKEv2": the signed
+    # octets go through the Identity hash "and then passes it into the PQC signer as the
+    # message to be signed (with empty context string, if applicable)"; pure mode only.
+    # A signature made with a context does not verify as ours.
     key = keys["mldsa65"]
     data = sig.sign(key, AuthMethod.DIGITAL_SIGNATURE, sig.SCHEME_BY_NAME["mldsa65"], OCTETS)
     key.public_key().verify(data[14:], OCTETS)  # cryptography's pure ML-DSA, empty context

@@ -247,3 +247,16 @@ def test_ppk_with_certificates(pkis):
     ini, res = creds(pkis["mldsa65"], **PPK, ppk_required=True)
     result = run_handshake(HYBRID, initiator_options=ini, responder_options=res)
     assert result.established, result.failures
+
+
+def test_trust_needs_a_clock_from_the_application(pkis):
+    """The core reads no wall clock: a configuration that checks certificates must be
+    given one (pqike.handshake and pqike.io pass pqike.clock.utc_now)."""
+    from pqike.errors import ConfigurationError
+    from pqike.handshake import make_config
+
+    ini, _ = creds(pkis["p256"])
+    with pytest.raises(ConfigurationError, match="trust needs a validation_clock"):
+        make_config(X25519, local_id=INI, validation_clock=None, **ini)
+    fixed = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    assert make_config(X25519, local_id=INI, validation_clock=lambda: fixed, **ini)

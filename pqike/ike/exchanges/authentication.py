@@ -286,6 +286,7 @@ def verify_peer(
                 raise AuthenticationFailed(
                     f"a CERT payload of the {who} is not a DER X.509 certificate"
                 ) from None
+    assert cfg.validation_clock is not None  # IkeConfiguration requires it with trust
     try:
         cfg.trust.validate(chain, cfg.validation_clock())
     except CertificateError as exc:
