@@ -140,13 +140,8 @@ def check_pairs(spec: ExperimentSpec, pairs: Mapping[str, PeerPair]) -> None:
                 f"{spec.source}: experiment.pairs[{i}]: no implementation of peer pair {name!r}",
                 field=f"experiment.pairs[{i}]",
             )
-        reason = pair.unavailable_reason()
-        if reason is not None:
-            raise ConfigurationError(
-                f"{spec.source}: experiment.pairs[{i}]: peer pair {name!r} is not available "
-                f"here: {reason}",
-                field=f"experiment.pairs[{i}]",
-            )
+        # Before availability: a pair that cannot run phases cannot run this spec on
+        # any machine, which is the more useful thing to hear.
         if spec.phases and not getattr(pair, "runs_phases", False):
             able = [n for n, p in pairs.items() if getattr(p, "runs_phases", False)]
             raise ConfigurationError(
@@ -154,6 +149,13 @@ def check_pairs(spec: ExperimentSpec, pairs: Mapping[str, PeerPair]) -> None:
                 "only, not phases after it, so list only pairs that can "
                 f"({', '.join(able) or 'none here'}) in experiment.pairs or drop the phases",
                 field="experiment.phases",
+            )
+        reason = pair.unavailable_reason()
+        if reason is not None:
+            raise ConfigurationError(
+                f"{spec.source}: experiment.pairs[{i}]: peer pair {name!r} is not available "
+                f"here: {reason}",
+                field=f"experiment.pairs[{i}]",
             )
 
 
