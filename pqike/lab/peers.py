@@ -197,6 +197,9 @@ class MemoryPair:
             ]
             keys = KeySchedule.from_events(handshake_events, sent)
             payloads = payload_records(run.trace, dissect(sent, keys))
+        # With phases after it, the handshake's own CPU and end are its phase's: the
+        # handshakes table describes the handshake alone.
+        handshake = run.phases[0]
         return HandshakeRun(
             established=run.established,
             failure=run.failure,
@@ -204,11 +207,11 @@ class MemoryPair:
             trace=run.trace,
             simulated=True,
             wall=run.wall,
-            end_time=run.end_time,
+            end_time=handshake.start + handshake.duration,
             sim_time=run.established_at,
             sim_time_cpu=run.established_at_cpu,
-            cpu_initiator=run.cpu_initiator,
-            cpu_responder=run.cpu_responder,
+            cpu_initiator=handshake.cpu_initiator,
+            cpu_responder=handshake.cpu_responder,
             fates=run.fates,
             message_cpu_times=run.message_cpu_times,
             payloads=payloads,

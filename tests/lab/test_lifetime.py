@@ -4,13 +4,14 @@ simulated link, ``phases.csv`` and the report's section about it."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from pqike.errors import ConfigurationError
 from pqike.handshake import make_pair
-from pqike.lab import build_report, parse_spec, run_experiment
+from pqike.lab import build_report, load_spec, parse_spec, run_experiment
 from pqike.lab.link import LinkProfile, simulate_handshake
 from pqike.lab.registry import default_pairs
 from pqike.lab.runner import check_pairs
@@ -186,8 +187,16 @@ def test_phases_csv_has_a_row_per_repetition_and_phase(lifetime):
     # handshakes.csv stays the handshake's: its bytes are the handshake phase's.
     hs = pd.read_csv(out / "handshakes.csv").set_index(["proposal", "repetition"])
     first = ph[ph["phase"] == "handshake"].set_index(["proposal", "repetition"])
-    for column in ("ip_bytes", "datagrams", "round_trips", "retransmissions"):
+    for column in (
+        "ip_bytes",
+        "datagrams",
+        "round_trips",
+        "retransmissions",
+        "cpu_initiator_s",
+        "cpu_responder_s",
+    ):
         assert (hs[column] == first[column]).all(), column
+    assert (hs["end_time_s"] == first["sim_time_s"]).all()
     everything = msgs.groupby(["proposal", "repetition"])["ip_bytes"].sum()
     assert (hs["ip_bytes"] < everything.reindex(hs.index)).all()
 
@@ -244,3 +253,14 @@ def test_the_cost_per_hour_adds_a_child_rekey_and_a_quarter_of_the_rest(lifetime
     base = ph[ph["proposal"] == "x25519"].groupby("phase")["ip_bytes"].mean()
     base_hour = base["child"] + base["ike"] / 4 + base["handshake"] / 4
     assert f"+{round(per_hour - base_hour):,} " in overhead
+
+
+def test_the_shipped_lifetime_spec_asks_what_the_brief_asks():
+    spec = load_spec(Path(__file__).parents[2] / "experiments" / "sa-lifetime.toml")
+    assert spec.phases == ("child", "ike")
+    assert spec.pairs == ("memory",)
+    assert [(p.delay_ms, p.loss) for p in spec.profiles] == [(0, 1), (5, 1), (50, 1)]
+    # Each proposal's Child SA rekeys use the same key exchanges as its IKE SA.
+    for p in spec.proposals:
+        assert p.ike.split("-", 2)[2] == p.esp.split("-", 1)[1]
+    check_pairs(spec, default_pairs())
