@@ -133,6 +133,8 @@ class _Data:
     """Captured datagram sizes against the peers' own logs."""
     phases: pd.DataFrame
     """``phases.csv`` of ``pair`` (empty when the spec has no phases)."""
+    phase_msgs: pd.DataFrame
+    """The messages of ``pair`` sent after the handshake, in the phases."""
 
 
 # --- entry point --------------------------------------------------------------------
@@ -191,7 +193,8 @@ def _load(out: Path) -> _Data:
     hs_all["established"] = hs_all["established"].astype(bool)
     # The sections about the handshake read its messages alone; rekeys after it (when
     # the spec has phases) are in their own section, from phases.csv.
-    msgs_all = _handshake_only(_read_csv(out / "messages.csv"))
+    every_message = _read_csv(out / "messages.csv")
+    msgs_all = _handshake_only(every_message)
     meta = _read_json(out / "run.json")
     env = _read_json(out / "environment.json")
     pairs = list(dict.fromkeys(hs_all["pair"]))
@@ -217,9 +220,14 @@ def _load(out: Path) -> _Data:
     datagrams = _handshake_only(_read_csv(out / "datagrams.csv"))
     payloads = _read_csv(out / "payloads.csv")
     phases = _read_csv(out / "phases.csv")
+    phase_msgs = every_message.iloc[0:0]
     if not phases.empty:
         phases = phases[phases["pair"] == pair].copy()
         phases["ok"] = phases["ok"].astype(bool)
+        if "phase" in every_message:
+            phase_msgs = every_message[
+                (every_message["pair"] == pair) & (every_message["phase"] != HANDSHAKE_PHASE)
+            ]
     present = set(payloads["pair"]) if not payloads.empty else set()
     diff_reference = next((p for p in ("memory", "udp") if p in present), None)
     diffs = (
@@ -250,6 +258,7 @@ def _load(out: Path) -> _Data:
         diff_reference,
         log_agreement(datagrams),
         phases,
+        phase_msgs,
     )
 
 
@@ -1101,6 +1110,25 @@ def _cpu_both(frame: pd.DataFrame) -> list[float]:
     return (frame["cpu_initiator_s"] + frame["cpu_responder_s"]).tolist()
 
 
+def _unanswered_deletes(data: _Data) -> pd.DataFrame:
+    """IKE SA rekeys that ended on an unanswered retransmission of the old IKE SA's
+    Delete: its response was lost, and the peer, which deleted that SA on the first
+    request, answers no retransmission, so the sender retries until it gives up."""
+    m = data.phase_msgs
+    if m.empty:
+        return pd.DataFrame()
+    ike = [n for n in _phase_order(data) if n.rpartition(":")[2] == "ike"]
+    m = m[m["phase"].isin(ike)]
+    keys = ["proposal", "profile", "repetition", "phase"]
+    last = m.sort_values("index").groupby(keys, sort=False).tail(1)
+    hit = last[
+        (last["exchange"] == "INFORMATIONAL")
+        & ~last["is_response"].astype(bool)
+        & last["retransmission"].astype(bool)
+    ]
+    return data.phases.merge(hit[keys], on=keys)
+
+
 def _plot_lifetime(data: _Data, path: Path) -> bool:
     """IP bytes and CPU (both peers) of the handshake, each phase and one hour at
     strongSwan's default rekey times, per proposal at the reference profile: bars are
@@ -1231,6 +1259,20 @@ def _lifetime_section(data: _Data, plots: dict[str, str | None]) -> list[str]:
         ),
         "",
     ]
+    tail = _unanswered_deletes(data)
+    if not tail.empty:
+        ike = data.phases[data.phases["phase"].isin(set(tail["phase"]))]
+        lines += [
+            f"In {_share(len(tail), len(ike))} IKE SA rekeys (all proposals and profiles) "
+            "the response to the Delete of the old IKE SA was lost. The peer had deleted "
+            "that SA on the first request and answers no retransmission, so the sender "
+            "retransmitted the Delete until it gave up, and the phase took "
+            f"{_time(float(tail['sim_time_s'].median()))} (median) until both were idle; "
+            "the new IKE SA was already established on both sides. These few runs make "
+            "the long tail and the wide intervals of the IKE SA rekey's time; its median "
+            "and p95 tell the common case.",
+            "",
+        ]
     hourly = _per_hour(data)
     if hourly.empty:
         lines += [
