@@ -326,6 +326,9 @@ class PhaseResult:
     cpu_responder: float
     totals: dict[str, int]
     failure: str | None = None
+    duration_cpu: float | None = None
+    """``duration`` with the CPU each side spent on every step added along the way, on
+    the simulated link's CPU clock (``pqike.lab.link``); ``None`` where time is instant."""
 
     def row(self) -> dict:
         """A flat dict for a pandas table."""
@@ -335,6 +338,7 @@ class PhaseResult:
             "ok": self.ok,
             "start_s": self.start,
             "duration_s": self.duration,
+            "duration_cpu_s": self.duration_cpu,
             "cpu_initiator_s": self.cpu_initiator,
             "cpu_responder_s": self.cpu_responder,
             **self.totals,
@@ -412,7 +416,7 @@ def drive_pair(
         timed(side, action, sides[side], now)
         settle(begin + max_time)
         new = {side: events[side][marks[side] :] for side in sides}
-        ok, failure = _phase_outcome(name, initiator, responder, new)
+        ok, failure = phase_outcome(name, initiator, responder, new)
         return PhaseResult(
             name,
             index,
@@ -459,10 +463,13 @@ _PHASE_GOAL: dict[str, tuple[type[Event], ...]] = {
 }
 
 
-def _phase_outcome(
+def phase_outcome(
     name: str, initiator: IkeSa, responder: IkeSa, new: dict[str, list[Event]]
 ) -> tuple[bool, str | None]:
-    """Did the phase reach its goal on both sides, and if not, why not."""
+    """``(ok, failure)``: did the phase ``name`` reach its goal on both sides, and if not,
+    why not. ``new`` holds each side's events since the phase's command (keys
+    ``initiator`` and ``responder``); every driver of phases (``drive_pair``, the
+    simulated link of ``pqike.lab.link``) judges them with this one rule."""
     actor, _, what = name.rpartition(":")
     goal = _PHASE_GOAL[what]
     # A liveness check is news only to the side that asked.
