@@ -221,7 +221,6 @@ class IkeSa:
             and not self.child_in
             and self._pending_ike is None
             and all(g.request is None for g in self._generations)
-            and len(self._generations) == 1
             and not self._tasks
         )
 
@@ -382,9 +381,6 @@ class IkeSa:
                 self.drop(now, "ESP packet or missing non-ESP marker", len(data))
                 return
             data = stripped
-        if self._state == S.DELETED:
-            self.drop(now, "IKE SA is deleted", len(data))
-            return
         try:
             message = decode_message(data)
         except ProtocolError as exc:

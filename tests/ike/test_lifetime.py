@@ -509,3 +509,41 @@ def test_hard_lifetime_deletes_a_child_sa_that_was_not_rekeyed():
     assert [d.reason for d in of(wire.events["i"], ChildSaDeleted)] == ["hard lifetime"]
     assert [d.by_peer for d in of(wire.events["r"], ChildSaDeleted)] == [True]
     assert not ini.children and not res.children and ini.is_established
+
+
+def test_a_lost_answer_to_the_old_ike_sas_delete_is_answered_again():
+    """RFC 7296 2.1: the old IKE SA keeps its cached answer after its Delete, so the
+    retransmitted Delete gets it (before, the sender retried for 165 s)."""
+    wire = established()
+    ini, res = wire.sides["i"], wire.sides["r"]
+    dropped: list[bytes] = []
+
+    def lose_first_delete_answer(sender, data):
+        message = decode_message(data)
+        is_delete_answer = (
+            sender == "r"
+            and message.header.exchange_type == ExchangeType.INFORMATIONAL
+            and message.header.is_response
+        )
+        if is_delete_answer and not dropped:
+            dropped.append(data)
+            return []
+        return [data]
+
+    ini.rekey(now=1.0)
+    wire.advance(30.0, hook=lose_first_delete_answer)
+    assert dropped and res.stats["retransmitted_requests"] == 1
+    assert ini.is_idle and res.is_idle
+    assert len(ini._generations) == 1
+
+
+def test_a_deleted_ike_sa_still_answers_the_retransmitted_delete():
+    wire = established()
+    ini, res = wire.sides["i"], wire.sides["r"]
+    ini.delete(now=1.0)
+    ((request, _),) = ini.datagrams_to_send(now=1.0)
+    res.receive_datagram(request, I_ADDR, now=1.0)
+    first = res.datagrams_to_send(now=1.0)
+    res.receive_datagram(request, I_ADDR, now=5.0)  # the answer was lost: again
+    assert res.datagrams_to_send(now=5.0) == first
+    assert res.state.name == "DELETED"

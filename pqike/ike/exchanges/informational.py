@@ -148,9 +148,6 @@ def on_replaced_generation(sa: IkeSa, gen: Generation, msg: Inbound, now: float)
         if gen.deleting:
             sa.forget_generation(gen)
         return
-    deleted = any(
-        isinstance(p, DeletePayload) and p.protocol_id == ProtocolId.IKE for p in msg.payloads
-    )
     if msg.header.exchange_type == ExchangeType.INFORMATIONAL:
         reply: list[Payload] = []
     else:
@@ -159,5 +156,5 @@ def on_replaced_generation(sa: IkeSa, gen: Generation, msg: Inbound, now: float)
     sa.send_response(
         msg.header.exchange_type, reply, message_id=msg.header.message_id, now=now, gen=gen
     )
-    if deleted:
-        sa.forget_generation(gen)
+    # Even once its Delete is answered, the old SA stays until it expires: a lost answer
+    # brings the Delete again, and RFC 7296 2.1 wants the cached answer sent back.
