@@ -847,7 +847,7 @@ class IkeSa:
             initiated,
             now,
             rekey_at=now + rekey - random.SystemRandom().uniform(0, jitter) if rekey else None,
-            expire_at=now + life if rekey else None,
+            expire_at=now + life if life else None,
         )
         self.children[spi_in] = child
         exchanges = len(additional_secrets) + (1 if shared_secret else 0)
