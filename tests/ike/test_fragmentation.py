@@ -101,7 +101,9 @@ def test_hundreds_of_kilobytes_in_one_message(sa_pair):
 
     out = None
     for m in reversed(pm.messages):  # arrives backwards
-        out = res.gen.reassembler.add(decode_message(m), c.cipher, c.keys.sk_ei, c.keys.sk_ai, now=0.0)
+        out = res.gen.reassembler.add(
+            decode_message(m), c.cipher, c.keys.sk_ei, c.keys.sk_ai, now=0.0
+        )
     assert out is not None and out.plaintext == pm.plaintext
 
 
