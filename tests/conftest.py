@@ -19,11 +19,19 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from pqike.handshake import make_config
 from pqike.ike.config import IkeConfiguration
 from pqike.ike.events import Event
 from pqike.ike.sa import IkeSa
+
+# CI runs on a busy 2-core machine: a property test must fail on its property, never on
+# the wall-clock time one example took.
+settings.register_profile(
+    "pqike", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("pqike")
 
 Address = tuple[str, int]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
@@ -715,7 +715,7 @@ class OpenSslBackend:
     __slots__ = ("_factories",)
 
     def __init__(self) -> None:
-        factories: dict[int, type[_OpenSslExchange]] = {}
+        factories: dict[int, Callable[[int], KeyExchange]] = {}
         for method in _MODP_GROUPS:
             factories[method] = ModpExchange
         for method, (curve, _, _) in _ECP_CURVES.items():

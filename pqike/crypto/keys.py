@@ -192,6 +192,40 @@ def ike_key_schedule(
     return epochs
 
 
+def rekeyed_ike_keys(
+    old_prf: Prf,
+    old_sk_d: bytes,
+    prf: Prf,
+    shared_secrets: Sequence[bytes],
+    ni: bytes,
+    nr: bytes,
+    spi_i: bytes,
+    spi_r: bytes,
+    *,
+    encr_key_size: int,
+    integ_key_size: int,
+) -> IkeKeys:
+    """The keys of an IKE SA made by rekeying (RFC 7296 2.18, RFC 9370 2.2.4).
+
+    ``SKEYSEED = prf(SK_d(old), SK(0) | Ni | Nr | SK(1) | ... | SK(n))`` with the old SA's
+    PRF, then prf+ with the new SA's ``prf`` over the rekey's nonces and the *new* SPIs.
+    ``shared_secrets`` are SK(0) of the KE payload and those of the ADDKE rounds in order.
+    """
+    seed = skeyseed_additional(
+        old_prf, old_sk_d, shared_secrets[0], ni, nr, additional_secrets=shared_secrets[1:]
+    )
+    return derive_ike_keys(
+        prf,
+        seed,
+        ni,
+        nr,
+        spi_i,
+        spi_r,
+        encr_key_size=encr_key_size,
+        integ_key_size=integ_key_size,
+    )
+
+
 def derive_child_keys(
     prf: Prf,
     sk_d: bytes,
@@ -219,4 +253,21 @@ def derive_child_keys(
         integ_i=keymat[e : e + a],
         encr_r=keymat[e + a : 2 * e + a],
         integ_r=keymat[2 * e + a :],
+    )
+
+
+def ppk_keys(prf: Prf, keys: IkeKeys, ppk: bytes) -> IkeKeys:
+    """RFC 8784 3: mix a post-quantum preshared key into SK_d, SK_pi and SK_pr.
+
+    ``SK_d' = prf+(PPK, SK_d)``, ``SK_pi' = prf+(PPK, SK_pi)``, ``SK_pr' = prf+(PPK,
+    SK_pr)``, each as long as the key it replaces; SK_a and SK_e stay as they are.
+    """
+    return IkeKeys(
+        sk_d=prf.plus(ppk, keys.sk_d, len(keys.sk_d)),
+        sk_ai=keys.sk_ai,
+        sk_ar=keys.sk_ar,
+        sk_ei=keys.sk_ei,
+        sk_er=keys.sk_er,
+        sk_pi=prf.plus(ppk, keys.sk_pi, len(keys.sk_pi)),
+        sk_pr=prf.plus(ppk, keys.sk_pr, len(keys.sk_pr)),
     )

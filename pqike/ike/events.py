@@ -134,6 +134,10 @@ class ChildSaEstablished(Event):
     """For a rekey: our inbound SPI of the Child SA this one replaces."""
     key_exchanges: int = 0
     """Key exchanges that went into its keys: the KE payload and each ADDKE round."""
+    nonce_i: bytes = b""
+    """The nonces KEYMAT was made from (RFC 7296 2.17): IKE_SA_INIT's for the first
+    Child SA, the CREATE_CHILD_SA exchange's otherwise."""
+    nonce_r: bytes = b""
 
 
 @dataclass(frozen=True)

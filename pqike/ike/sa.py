@@ -20,7 +20,9 @@ import ipaddress
 import os
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from enum import Enum, auto
 
 from ..constants import (
     IKE_HEADER_LENGTH,
@@ -34,7 +36,7 @@ from ..constants import (
 )
 from ..crypto import auth as crypto_auth
 from ..crypto.kex import DEFAULT_REGISTRY, KeyExchange
-from ..crypto.keys import derive_child_keys, derive_ike_keys, skeyseed, skeyseed_additional
+from ..crypto.keys import derive_child_keys, initial_ike_keys, updated_ike_keys
 from ..crypto.prf import get_prf
 from ..crypto.protect import encr_key_size, get_cipher, integ_key_size
 from ..errors import IntegrityCheckFailed, LocalProtocolError, NoProposalChosen, ProtocolError
@@ -81,11 +83,22 @@ def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text)
 
 
+class Job(Enum):
+    """What a queued task starts when our request window is free."""
+
+    NEW_CHILD = auto()
+    REKEY_CHILD = auto()
+    REKEY_IKE = auto()
+    DELETE_CHILD = auto()
+    DELETE_IKE = auto()
+    LIVENESS = auto()
+
+
 @dataclass
 class _Task:
     """Something we asked for that waits for our request window (RFC 7296 2.3)."""
 
-    kind: str
+    kind: Job
     spi: bytes = b""
     not_before: float = 0.0
     reason: str = ""
@@ -216,7 +229,7 @@ class IkeSa:
     def create_child_sa(self, *, now: float) -> None:
         """Create another Child SA with CREATE_CHILD_SA (RFC 7296 1.3.1), with the
         configured ESP proposals (their KE and ADDKE transforms included)."""
-        self._queue(_Task("child_new"), now)
+        self._queue(_Task(Job.NEW_CHILD), now)
 
     def rekey_child(self, *, now: float, spi: bytes | None = None) -> None:
         """Rekey a Child SA (RFC 7296 1.3.3), named by our inbound SPI; the oldest
@@ -228,30 +241,30 @@ class IkeSa:
             spi = min(installed, key=lambda c: c.created).spi_in
         elif spi not in self.children:
             raise LocalProtocolError(f"no Child SA with inbound SPI {spi.hex()}")
-        self._queue(_Task("child_rekey", spi), now)
+        self._queue(_Task(Job.REKEY_CHILD, spi), now)
 
     def rekey(self, *, now: float) -> None:
         """Rekey the IKE SA with CREATE_CHILD_SA (RFC 7296 1.3.2, 2.18; RFC 9370 2.2.4)."""
-        self._queue(_Task("ike_rekey"), now)
+        self._queue(_Task(Job.REKEY_IKE), now)
 
     def delete_child(self, spi: bytes, *, now: float) -> None:
         """Delete a Child SA, named by our inbound SPI (RFC 7296 1.4.1)."""
         if spi not in self.children:
             raise LocalProtocolError(f"no Child SA with inbound SPI {spi.hex()}")
-        self._queue(_Task("child_delete", spi, reason="deleted on request"), now)
+        self._queue(_Task(Job.DELETE_CHILD, spi, reason="deleted on request"), now)
 
     def check_liveness(self, *, now: float) -> None:
         """Send an empty INFORMATIONAL request (RFC 7296 1.4); no answer after the
         retransmission schedule declares the peer dead and fails the SA."""
-        self._queue(_Task("liveness"), now)
+        self._queue(_Task(Job.LIVENESS), now)
 
     def delete(self, *, now: float) -> None:
         """Delete the established IKE SA with an INFORMATIONAL exchange (RFC 7296 1.4.1)."""
         if self._state != S.ESTABLISHED:
             raise LocalProtocolError("delete() needs an established IKE SA")
-        if any(t.kind == "ike_delete" for t in self._tasks):
+        if any(t.kind is Job.DELETE_IKE for t in self._tasks):
             return
-        self._tasks.appendleft(_Task("ike_delete"))
+        self._tasks.appendleft(_Task(Job.DELETE_IKE))
         self._kick(now)
 
     def datagrams_to_send(self, *, now: float) -> list[tuple[bytes, Address]]:
@@ -605,37 +618,37 @@ class IkeSa:
             self._start(task, now)
 
     def _start(self, task: _Task, now: float) -> None:
-        if task.kind == "ike_delete":
+        if task.kind is Job.DELETE_IKE:
             self._command(Command.DELETE)
             informational.send_delete_ike(self, now)
-        elif task.kind == "ike_rekey":
+        elif task.kind is Job.REKEY_IKE:
             create_child_sa.start(self, Purpose.REKEY_IKE, now)
-        elif task.kind == "child_new":
+        elif task.kind is Job.NEW_CHILD:
             create_child_sa.start(self, Purpose.NEW_CHILD, now)
-        elif task.kind == "child_rekey":
+        elif task.kind is Job.REKEY_CHILD:
             child = self.children.get(task.spi)
             if child is not None and child.state is ChildState.INSTALLED:
                 create_child_sa.start(self, Purpose.REKEY_CHILD, now, rekeyed=child)
-        elif task.kind == "child_delete":
+        elif task.kind is Job.DELETE_CHILD:
             child = self.children.get(task.spi)
             if child is not None and child.state is not ChildState.DELETING:
                 informational.send_delete_children(self, [child], task.reason, now)
-        elif task.kind == "liveness":
+        elif task.kind is Job.LIVENESS:
             self._liveness_queued = False
             informational.send_liveness_check(self, now)
 
     def retry_later(self, ctx: ChildExchange, when: float) -> None:
         """Queue a refused CREATE_CHILD_SA again (after TEMPORARY_FAILURE)."""
         kind = {
-            Purpose.REKEY_IKE: "ike_rekey",
-            Purpose.REKEY_CHILD: "child_rekey",
-            Purpose.NEW_CHILD: "child_new",
+            Purpose.REKEY_IKE: Job.REKEY_IKE,
+            Purpose.REKEY_CHILD: Job.REKEY_CHILD,
+            Purpose.NEW_CHILD: Job.NEW_CHILD,
         }[ctx.purpose]
         self._tasks.append(_Task(kind, ctx.rekeyed_spi or b"", not_before=when))
 
     def delete_child_later(self, spi: bytes, reason: str, now: float) -> None:
         """Delete a Child SA as soon as our window is free (first in the queue)."""
-        self._tasks.appendleft(_Task("child_delete", spi, reason=reason))
+        self._tasks.appendleft(_Task(Job.DELETE_CHILD, spi, reason=reason))
 
     def _dpd_due(self) -> float | None:
         delay = self.config.dpd_delay
@@ -651,14 +664,14 @@ class IkeSa:
             return
         if self._ike_rekey_at is not None and now >= self._ike_rekey_at:
             self._ike_rekey_at = None
-            self._tasks.append(_Task("ike_rekey"))
+            self._tasks.append(_Task(Job.REKEY_IKE))
         for child in list(self.children.values()):
             if child.expire_at is not None and now >= child.expire_at:
                 child.expire_at = child.rekey_at = None
-                self._tasks.append(_Task("child_delete", child.spi_in, reason="hard lifetime"))
+                self._tasks.append(_Task(Job.DELETE_CHILD, child.spi_in, reason="hard lifetime"))
             elif child.rekey_at is not None and now >= child.rekey_at:
                 child.rekey_at = None
-                self._tasks.append(_Task("child_rekey", child.spi_in))
+                self._tasks.append(_Task(Job.REKEY_CHILD, child.spi_in))
         for link, ctx in list(self.child_in.items()):
             if now >= ctx.started + self.config.half_open_timeout:
                 del self.child_in[link]
@@ -666,7 +679,7 @@ class IkeSa:
         dpd = self._dpd_due()
         if dpd is not None and now >= dpd:
             self._liveness_queued = True
-            self._tasks.append(_Task("liveness"))
+            self._tasks.append(_Task(Job.LIVENESS))
 
     def _arm_ike_lifetime(self, now: float) -> None:
         rekey, hard, jitter = self.config.ike_lifetimes
@@ -728,10 +741,9 @@ class IkeSa:
         hs = self.hs
         prf = get_prf(suite.prf)
         cipher = get_cipher(suite.encr, suite.key_bits, suite.integ)
-        seed = skeyseed(prf, hs.nonce_i, hs.nonce_r, secret)
-        keys = derive_ike_keys(
+        keys = initial_ike_keys(
             prf,
-            seed,
+            secret,
             hs.nonce_i,
             hs.nonce_r,
             self.gen.spi_i,
@@ -747,10 +759,10 @@ class IkeSa:
         c = self.gen.crypto
         hs = self.hs
         assert c is not None
-        seed = skeyseed_additional(c.prf, c.keys.sk_d, secret, hs.nonce_i, hs.nonce_r)
-        c.keys = derive_ike_keys(
+        c.keys = updated_ike_keys(
             c.prf,
-            seed,
+            c.keys,
+            secret,
             hs.nonce_i,
             hs.nonce_r,
             self.gen.spi_i,
@@ -865,6 +877,8 @@ class IkeSa:
                 initiated=initiated,
                 rekeyed_spi=rekeyed_spi,
                 key_exchanges=exchanges,
+                nonce_i=nonce_i,
+                nonce_r=nonce_r,
             )
         )
         return child
@@ -1258,7 +1272,7 @@ class IkeSa:
             self._fail(exc.notify_type, f"bad request: {exc}", now=now)
 
     def _received_protected(
-        self, plain: UnprotectedMessage, inner: list[Payload], now: float, addr: Address
+        self, plain: UnprotectedMessage, inner: Sequence[Payload], now: float, addr: Address
     ) -> None:
         marker = marker_length(self.local[1], addr[1])
         first_type = PayloadType.SKF if plain.fragments else PayloadType.SK

@@ -68,7 +68,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     try:
         lab.up()
         config = _config_from_args(args)
-        sides = () if args.no_strongswan else SIDES
+        sides: tuple[str, ...] = () if args.no_strongswan else SIDES
         if args.strongswan_side and not args.no_strongswan:
             sides = (args.strongswan_side,)
         daemons = [lab.start_strongswan(s, config) for s in sides]

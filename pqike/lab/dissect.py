@@ -36,7 +36,7 @@ from ..crypto.prf import get_prf
 from ..crypto.protect import Cipher, get_cipher
 from ..errors import ProtocolError
 from ..ike.events import Event, IkeSaEstablished, KeyExchangeCompleted
-from ..ike.protection import Reassembler, ReassemblyLimits, unprotect
+from ..ike.protection import Reassembler, ReassemblyLimits, UnprotectedMessage, unprotect
 from ..proposal import NegotiatedSuite
 from ..wire import datagram
 from ..wire.codec import decode_message, decode_payloads
@@ -56,7 +56,7 @@ SK_OVERHEAD = "SK overhead"
 SK_OPAQUE = "SK (not decrypted)"
 """Name of the protected part of a message that could not be decrypted."""
 
-_SHORT_NAMES = {
+_SHORT_NAMES: dict[int, str] = {
     PayloadType.NONCE: "Nonce",
     PayloadType.VENDOR_ID: "V",
     PayloadType.DELETE: "D",
@@ -323,7 +323,14 @@ def _group(decoded: list[tuple[int, str, Message]]) -> list[_Instance]:
     return out
 
 
-def _decrypt(inst: _Instance, cipher: Cipher, keys: KeySchedule):
+def _fragment_number(m: Message) -> int:
+    """The Fragment Number of a message that ends in an SKF payload (RFC 7383 2.5)."""
+    skf = m.payloads[-1]
+    assert isinstance(skf, SkfPayload)
+    return skf.fragment_number
+
+
+def _decrypt(inst: _Instance, cipher: Cipher, keys: KeySchedule) -> UnprotectedMessage | None:
     """The ``UnprotectedMessage`` of a protected message, trying the likely epoch first."""
     h = inst.messages[0].header
     likely = max(0, h.message_id - 1)
@@ -338,7 +345,7 @@ def _decrypt(inst: _Instance, cipher: Cipher, keys: KeySchedule):
             if inst.total:
                 r = Reassembler(ReassemblyLimits())
                 whole = None
-                for m in sorted(inst.messages, key=lambda m: m.payloads[-1].fragment_number):
+                for m in sorted(inst.messages, key=_fragment_number):
                     whole = r.add(m, cipher, sk_e, sk_a, now=0.0) or whole
                 if whole is not None:
                     return whole

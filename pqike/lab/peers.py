@@ -129,7 +129,7 @@ class MemoryPair:
         profile = case.profile
         version = 6 if profile.ipv6 else 4
         ini_addr, res_addr = INITIATOR_ADDRESS[version], RESPONDER_ADDRESS[version]
-        common = {
+        common: dict[str, Any] = {
             "fragment_size": profile.fragment_size,
             "retransmit_timeout": case.retransmit_timeout,
             "retransmit_tries": case.retransmit_tries,
@@ -201,13 +201,13 @@ def payload_records(trace: Trace, messages: Sequence[DissectedMessage]) -> list[
     index: dict[tuple, list[int]] = {}
     for i, m in enumerate(trace.messages):
         index.setdefault((m.sender, m.exchange, m.message_id, m.is_response), []).append(i)
-    out = []
-    for m in messages:
-        slots = index.get((m.sender, m.exchange, m.message_id, m.is_response))
+    out: list[PayloadRecord] = []
+    for dm in messages:
+        slots = index.get((dm.sender, dm.exchange, dm.message_id, dm.is_response))
         if not slots:
             continue
         i = slots.pop(0)
-        out.extend(PayloadRecord(i, part.name, part.size, part.protected) for part in m.parts)
+        out.extend(PayloadRecord(i, part.name, part.size, part.protected) for part in dm.parts)
     return out
 
 

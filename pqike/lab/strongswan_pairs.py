@@ -265,7 +265,7 @@ class _Environment:
 
     def _pqike_config(self, side: str) -> Any:
         s = self.setup
-        common = {
+        common: dict[str, Any] = {
             "fragment_size": s.fragment_size,
             "retransmit_timeout": s.retransmit_timeout,
             "retransmit_tries": s.retransmit_tries,
@@ -401,7 +401,7 @@ class _Environment:
             if log:
                 dump = log_dumps
                 try:
-                    keys = KeySchedule.from_dumps(
+                    dumped = KeySchedule.from_dumps(
                         dump(log, "Sk_ei secret"),
                         dump(log, "Sk_er secret"),
                         dump(log, "Sk_ai secret"),
@@ -409,8 +409,8 @@ class _Environment:
                     )
                 except LabError:
                     continue
-                if keys.epochs:
-                    return keys
+                if dumped.epochs:
+                    return dumped
         for events in (initiator_events, responder_events):
             keys = KeySchedule.from_events(events)
             if keys is not None:

@@ -21,13 +21,14 @@ def test_every_datagram_fits_the_fragment_size(size, ipv6):
     assert protected and all(d.ip_bytes <= size for d in protected)
     inter = [m for m in result.trace.messages if m.exchange == "IKE_INTERMEDIATE"]
     # The 1184-byte encapsulation key makes a 1249-byte IKE message (1277/1297 bytes as an
-    # IPv4/IPv6 datagram, lab-facts): fragmented below that, whole at 1500.
+    # IPv4/IPv6 datagram): fragmented below that, whole at 1500.
     whole = 1249 + (40 if ipv6 else 20) + 8 + 4
     assert (inter[0].fragments >= 2) == (whole > size)
 
 
 def test_strongswan_datagram_shape_at_1280():
-    """lab-facts.md: s248 r281 s1248 s66 r1153 s310 r241 for strongSwan <-> strongSwan."""
+    """strongSwan <-> strongSwan at 1280, IPv4 only (IKE bytes): s248 r281 s1248 s66 r1153
+    s310 r241; interop/README.md has the lab's capture."""
     result = run_handshake(HYBRID, fragment_size=1280)
     t = result.trace
     assert len(t.datagrams) == 7
@@ -101,9 +102,8 @@ def test_hundreds_of_kilobytes_in_one_message(sa_pair):
 
     out = None
     for m in reversed(pm.messages):  # arrives backwards
-        out = res.gen.reassembler.add(
-            decode_message(m), c.cipher, c.keys.sk_ei, c.keys.sk_ai, now=0.0
-        )
+        message = decode_message(m)
+        out = res.gen.reassembler.add(message, c.cipher, c.keys.sk_ei, c.keys.sk_ai, now=0.0)
     assert out is not None and out.plaintext == pm.plaintext
 
 

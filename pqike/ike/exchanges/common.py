@@ -47,6 +47,16 @@ def raise_peer_error(payloads: Iterable[Payload], context: str, *, round: int | 
         raise PeerError(err.notify_type, f"{context}responder answered {name}", round=round)
 
 
+def check_nonce(nonce: bytes, prf_key_size: int, who: str) -> None:
+    """RFC 7296 2.10: a nonce is at least half the negotiated PRF's key size (and at
+    least 16 bytes, which the codec checks)."""
+    if 2 * len(nonce) < prf_key_size:
+        raise InvalidSyntax(
+            f"{who} has {len(nonce)} bytes, less than half the PRF key size "
+            f"({prf_key_size} bytes, RFC 7296 2.10)"
+        )
+
+
 def ke_payloads(method: int, data: bytes) -> list[Payload]:
     """One KE payload, or several in a row when ``data`` does not fit in one.
 

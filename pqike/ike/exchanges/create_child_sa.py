@@ -30,7 +30,7 @@ from ...constants import (
     TransformType,
     name_of,
 )
-from ...crypto.keys import derive_ike_keys, skeyseed_additional
+from ...crypto.keys import rekeyed_ike_keys
 from ...crypto.prf import get_prf
 from ...crypto.protect import get_cipher
 from ...errors import (
@@ -60,7 +60,7 @@ from ..generation import Crypto
 from ..states import Outcome
 from ..ts import narrow
 from . import followup_ke
-from .common import error_notify, first, joined_ke, notify
+from .common import check_nonce, error_notify, first, joined_ke, notify
 
 if TYPE_CHECKING:
     from ..sa import IkeSa
@@ -77,6 +77,15 @@ ESP_SPI_SIZE = 4
 
 def _spi_size(protocol: int) -> int:
     return IKE_SPI_SIZE if protocol == ProtocolId.IKE else ESP_SPI_SIZE
+
+
+def _prf_key_size(sa: IkeSa, suite: NegotiatedSuite) -> int:
+    """The PRF that nonce length is judged by (RFC 7296 2.10): the new IKE SA's for an
+    IKE rekey, the IKE SA's own for a Child SA."""
+    if suite.prf is not None:
+        return get_prf(suite.prf).key_size
+    assert sa.gen.crypto is not None
+    return sa.gen.crypto.prf.key_size
 
 
 def _first_ke(proposal: Proposal) -> int | None:
@@ -158,6 +167,7 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     suite = check_selected(ctx.proposals, selected)
     if len(selected.spi) != _spi_size(selected.protocol_id):
         raise InvalidSyntax(f"the responder's SPI has {len(selected.spi)} bytes")
+    check_nonce(nonce.data, _prf_key_size(sa, suite), "Nr")
     ctx.nonce_r = nonce.data
     ctx.peer_spi = selected.spi
     ctx.suite = suite
@@ -282,6 +292,7 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     suite = NegotiatedSuite.from_proposal(selected)
     if len(selected.spi) != _spi_size(selected.protocol_id):
         raise InvalidSyntax(f"the initiator's SPI has {len(selected.spi)} bytes")
+    check_nonce(nonce.data, _prf_key_size(sa, suite), "Ni")
     if purpose is Purpose.REKEY_IKE and suite.ke is None:
         raise InvalidSyntax("an IKE SA rekey without a key exchange")
     ke_data = b""
@@ -394,21 +405,15 @@ def _finish_ike_rekey(sa: IkeSa, ctx: ChildExchange, now: float) -> None:
     old = sa.gen.crypto
     suite = ctx.suite
     assert old is not None and suite is not None and suite.prf is not None and ctx.secrets
-    # RFC 7296 2.18: SKEYSEED with the old SA's PRF, everything after with the new one.
-    seed = skeyseed_additional(
-        old.prf,
-        old.keys.sk_d,
-        ctx.secrets[0],
-        ctx.nonce_i,
-        ctx.nonce_r,
-        additional_secrets=tuple(ctx.secrets[1:]),
-    )
     prf = get_prf(suite.prf)
     cipher = get_cipher(suite.encr, suite.key_bits, suite.integ)
     spi_i, spi_r = (ctx.spi, ctx.peer_spi) if ctx.initiated else (ctx.peer_spi, ctx.spi)
-    keys = derive_ike_keys(
+    # RFC 7296 2.18: SKEYSEED with the old SA's PRF, everything after with the new one.
+    keys = rekeyed_ike_keys(
+        old.prf,
+        old.keys.sk_d,
         prf,
-        seed,
+        ctx.secrets,
         ctx.nonce_i,
         ctx.nonce_r,
         spi_i,
