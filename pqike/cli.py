@@ -372,7 +372,32 @@ def initiate(
     events: str | None = typer.Option(
         None,
         "--events",
-        help="Write one JSON line per SA up, failed or deleted (suite, SPIs, keys, notify).",
+        help="Write one JSON line per SA up, rekeyed, failed or deleted (suite, SPIs, keys, "
+        "notify) and per CREATE_CHILD_SA, IKE_FOLLOWUP_KE and INFORMATIONAL message.",
+    ),
+    rekey: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rekey",
+            help="Once up, rekey the Child SA ('child') or the IKE SA ('ike'); repeat for "
+            "more, run in the order given.",
+        ),
+    ] = None,
+    new_child: int = typer.Option(
+        0, "--new-child", min=0, help="Once up, first create this many more Child SAs."
+    ),
+    delete_child: bool = typer.Option(
+        False, "--delete-child", help="After the rekeys, delete the newest Child SA."
+    ),
+    dpd: bool = typer.Option(
+        False, "--dpd", help="After the rekeys, check the peer's liveness (empty INFORMATIONAL)."
+    ),
+    stay: str | None = typer.Option(
+        None,
+        "--stay",
+        help="Hold the SA (rekeyed per its lifetimes) for SECONDS, or without a value "
+        "(or 'forever') until Ctrl-C / SIGTERM, then delete it.",
+        metavar="[SECONDS]",
     ),
     secrets: str | None = typer.Option(
         None,
@@ -387,23 +412,53 @@ def initiate(
     # that would vanish (tests/test_cli.py checks that every word of every help arrives).
     """Bring up one IKE SA (and Child SA) with \\[peer] remote over UDP; print every message."""
     import asyncio
+    import signal
 
     from .io.peer import initiate as run
     from .io.udp import format_address
 
+    for what in rekey or ():
+        if what not in ("child", "ike"):
+            _fail(f"--rekey: expected 'child' or 'ike', not {what!r}")
+    hold: float | None = 0.0  # 0: do not stay; None: until stopped
+    if stay is not None and stay != _FOREVER:
+        try:
+            hold = float(stay)
+        except ValueError:
+            hold = -1.0
+        if not hold >= 0 or hold == float("inf"):
+            _fail(f"--stay: expected a number of seconds (or nothing), not {stay!r}")
+    elif stay == _FOREVER:
+        hold = None
+    steps = ["new-child"] * new_child + list(rekey or ())
+    steps += ["dpd"] * dpd + ["delete-child"] * delete_child
     peer = _with_impairments(_load_peer(config), impair)
-    try:
-        result = asyncio.run(
-            run(
-                peer,
-                timeout=timeout,
-                pcap=_path(pcap),
-                keylog=_path(keylog),
-                delete=delete,
-                events=_path(events),
-                secrets=_path(secrets),
-            )
+
+    def say(line: str) -> None:
+        typer.echo(line)
+        sys.stdout.flush()
+
+    async def main():
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run(
+            peer,
+            timeout=timeout,
+            pcap=_path(pcap),
+            keylog=_path(keylog),
+            delete=delete,
+            events=_path(events),
+            secrets=_path(secrets),
+            steps=steps,
+            stay=hold,
+            stop=stop,
+            log=say,
         )
+
+    try:
+        result = asyncio.run(main())
     except OSError as exc:
         _fail(f"network: {exc}")
         return
@@ -909,10 +964,29 @@ def secrets_from_charon(
     )
 
 
+_FOREVER = "forever"
+
+
+def _optional_values(argv: list[str]) -> list[str]:
+    """``--stay`` takes an optional value (``--stay`` alone, or ``--stay 60``), which typer
+    cannot express: a bare ``--stay`` becomes ``--stay forever``."""
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--stay":
+            following = argv[i + 1] if i + 1 < len(argv) else None
+            try:
+                float(following or "")
+            except ValueError:
+                if following != _FOREVER:
+                    out.append(_FOREVER)
+    return out
+
+
 def main() -> None:
     """Entry point of the ``pqike`` script."""
     try:
-        app()
+        app(args=_optional_values(sys.argv[1:]))
     except ConfigurationError as exc:  # pragma: no cover - typer catches most
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -114,7 +114,11 @@ def test_initiate_against_respond_with_pcap_keylog_and_json(tmp_path, sig):
     assert f"established {result['spi_i']}_i {result['spi_r']}_r" in lines[0]
     assert f"suite {HYBRID} (additional key exchanges: 1)" in lines[0]
     assert lines[1].startswith("child SA ")
-    assert lines[2].startswith(f"deleted {result['spi_i']}_i") and lines[2].endswith("by the peer")
+    # Then the initiator's Delete: its INFORMATIONAL exchange, the Child SA and the IKE SA.
+    assert lines[2].startswith("received INFORMATIONAL request 3 [ SK{D} ]")
+    assert lines[3].startswith("sent INFORMATIONAL response 3 [ SK{} ]")
+    assert lines[4].startswith("child SA deleted by the peer: ")
+    assert lines[5].startswith(f"deleted {result['spi_i']}_i") and lines[5].endswith("by the peer")
     assert lines[-1].startswith("stopped: ") and "responder_sas_created=1" in lines[-1]
 
 
@@ -198,15 +202,23 @@ def test_both_sides_log_the_same_suite_spis_and_keys_as_json_lines(tmp_path):
     assert run.returncode == 0, run.stderr
     assert code == 0, err
     mine, theirs = read_events(initiator_events), read_events(responder_events)
-    # The initiator deletes the IKE SA once it is up: each side logs three records.
+    # The initiator deletes the IKE SA once it is up: each side logs the SAs, the two
+    # INFORMATIONAL messages and the Child SA going with the IKE SA (RFC 7296 1.4.1).
     assert [e["event"] for e in mine] == [
         "ike_sa_established",
         "child_sa_established",
+        "message",
+        "message",
+        "child_sa_deleted",
         "ike_sa_deleted",
+    ]
+    assert [(m["direction"], m["exchange"], m["response"]) for m in mine[2:4]] == [
+        ("sent", "INFORMATIONAL", False),
+        ("received", "INFORMATIONAL", True),
     ]
     assert [e["event"] for e in theirs] == [e["event"] for e in mine]
     assert (mine[0]["initiator"], theirs[0]["initiator"]) == (True, False)
-    assert mine[2]["by_peer"] is False and theirs[2]["by_peer"] is True
+    assert mine[-1]["by_peer"] is False and theirs[-1]["by_peer"] is True
     ike_i, ike_r = mine[0], theirs[0]
     assert ike_i["suite"] == ike_r["suite"] == HYBRID
     assert ike_i["intermediate_exchanges"] == 1

@@ -894,7 +894,7 @@ class IkeSa:
             initiated,
             now,
             rekey_at=now + rekey - random.SystemRandom().uniform(0, jitter) if rekey else None,
-            expire_at=now + life if rekey else None,
+            expire_at=now + life if life else None,
         )
         self.children[spi_in] = child
         exchanges = len(additional_secrets) + (1 if shared_secret else 0)
@@ -978,6 +978,36 @@ class IkeSa:
         pending_ctx, gen, event = self._pending_ike
         self._pending_ike = None
         self._switch_generation(pending_ctx, gen, event, now)
+
+    def settle_multi_ke_collision(self, ctx: ChildExchange, now: float) -> bool:
+        """Our CREATE_CHILD_SA response named IKE_FOLLOWUP_KE rounds while the peer rekeys
+        the same SA: the nonces are known now, so settle the collision before any round
+        (RFC 9370 2.2.4 with RFC 7296 2.8.1, 2.8.2, as strongSwan does). The lowest nonce
+        loses: if it is ours we stop here and the peer's exchange goes on; if it is the
+        peer's, it stops and we forget the exchange we were waiting on. True when we lost."""
+        passive = next(
+            (
+                (link, other)
+                for link, other in self.child_in.items()
+                # The same SA: the IKE SA, or the Child SA both name (by our inbound SPI).
+                if other.purpose is ctx.purpose and other.rekeyed_spi == ctx.rekeyed_spi
+            ),
+            None,
+        )
+        done = self._pending_ike if ctx.purpose is Purpose.REKEY_IKE else None
+        rival = passive[1] if passive is not None else (done[0] if done is not None else None)
+        if rival is None:
+            return False
+        self.bump("multi_ke_rekey_collisions")
+        if ctx.lowest_nonce < rival.lowest_nonce:
+            self.abandon(ctx)
+            if done is not None:
+                self._pending_ike = None
+                self._switch_generation(done[0], done[1], done[2], now)
+            return True
+        if passive is not None:
+            del self.child_in[passive[0]]
+        return False
 
     def install_generation(
         self,

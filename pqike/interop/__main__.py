@@ -188,9 +188,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pqike.interop up|down|run``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pqike.interop", description=DESCRIPTION
-    )
+    parser = argparse.ArgumentParser(prog="python -m pqike.interop", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="bring a lab up with a charon on each side and leave it")
     _add_config_args(p_up)

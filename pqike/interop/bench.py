@@ -293,10 +293,7 @@ def bench_interop(
     results: dict[str, tuple[PairResult, ...]] = {}
     for proposal in proposals:
         with ExitStack() as stack:
-            pairs = [
-                _Pair(stack, name, ini, resp, proposal, esp)
-                for name, ini, resp in PAIRS
-            ]
+            pairs = [_Pair(stack, name, ini, resp, proposal, esp) for name, ini, resp in PAIRS]
             for n in range(runs + 1):  # run 0 is the warm-up
                 # Rotate the order so no pair always follows the same one.
                 for i in range(len(pairs)):

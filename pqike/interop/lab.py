@@ -35,6 +35,7 @@ The build comes from ``interop/install-strongswan.sh`` in the source checkout (s
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import secrets
@@ -287,6 +288,23 @@ class StrongSwanConfig:
     retransmit_timeout: float = 2.0
     #: Extra lines placed inside ``charon { }`` of strongswan.conf.
     extra_charon: str = ""
+    #: IKE SA lifetimes in swanctl syntax (``"4h"``, ``"30s"``, ``"0"``); empty keeps
+    #: strongSwan's default (rekey_time 4 h, over_time 10 % of it, rand_time over_time).
+    rekey_time: str = ""
+    over_time: str = ""
+    rand_time: str = ""
+    #: Liveness checks (RFC 7296 1.4) after this long without traffic; empty = off.
+    dpd_delay: str = ""
+    #: Child SA lifetimes of every child (strongSwan: rekey_time 1 h, life_time 110 %,
+    #: rand_time life_time - rekey_time).
+    child_rekey_time: str = ""
+    child_life_time: str = ""
+    child_rand_time: str = ""
+    #: Further children with the same settings as ``child`` (``swanctl --initiate
+    #: --child NAME`` makes them with CREATE_CHILD_SA on the established IKE SA). charon
+    #: refuses a Child SA with the selectors of one it has, so theirs are the two
+    #: addresses' networks (/24, /64) rather than ``dynamic``.
+    extra_children: tuple[str, ...] = ()
 
 
 def _conf_str(value: str) -> str:
@@ -352,11 +370,51 @@ swanctl {{
 """
 
 
+def _settings(indent: str, **values: str) -> str:
+    """``key = value`` lines for the values that are set (empty: strongSwan's default)."""
+    return "".join(f"{indent}{key} = {value}\n" for key, value in values.items() if value)
+
+
 def render_swanctl_conf(config: StrongSwanConfig) -> str:
     """The ``swanctl.conf`` (connection + PSK or certificates, and any PPK) for one lab
     charon."""
     remote_port = config.remote_port or config.port
     yes_no = {True: "yes", False: "no"}
+    lifetimes = _settings(
+        "    ",
+        rekey_time=config.rekey_time,
+        over_time=config.over_time,
+        rand_time=config.rand_time,
+        dpd_delay=config.dpd_delay,
+    )
+    child_lifetimes = _settings(
+        "        ",
+        rekey_time=config.child_rekey_time,
+        life_time=config.child_life_time,
+        rand_time=config.child_rand_time,
+    )
+
+    def network(addr: str) -> str:
+        prefix = 24 if ipaddress.ip_address(addr).version == 4 else 64
+        return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+
+    selectors = [(config.child, config.local_ts or "dynamic", config.remote_ts or "dynamic")]
+    selectors += [
+        (name, network(config.local_addr), network(config.remote_addr))
+        for name in config.extra_children
+    ]
+    children = "".join(
+        f"""\
+      {name} {{
+        esp_proposals = {config.esp_proposal}
+        local_ts = {local_ts}
+        remote_ts = {remote_ts}
+        mode = tunnel
+        start_action = none
+{child_lifetimes}      }}
+"""
+        for name, local_ts, remote_ts in selectors
+    )
     if config.auth == "pubkey":
         if config.kernel != "libipsec":
             raise LabError(
@@ -406,7 +464,7 @@ connections {{
     send_certreq = {yes_no[config.send_certreq]}
     send_cert = {config.send_cert}
     mobike = {yes_no[config.mobike]}{ppk}
-    local {{
+{lifetimes}    local {{
       {local_auth}
       id = {_conf_str(config.local_id)}
     }}
@@ -415,14 +473,7 @@ connections {{
       id = {_conf_str(config.remote_id)}
     }}
     children {{
-      {config.child} {{
-        esp_proposals = {config.esp_proposal}
-        local_ts = {config.local_ts or "dynamic"}
-        remote_ts = {config.remote_ts or "dynamic"}
-        mode = tunnel
-        start_action = none
-      }}
-    }}
+{children}    }}
   }}
 }}
 authorities {{
@@ -1053,6 +1104,56 @@ class StrongSwan:
                 f"--- charon log ({self.side}) ---\n{result.log[-3000:]}"
             )
         return result
+
+    def rekey_child(self, child: str | None = None, *, timeout: float = 20.0) -> str:
+        """``swanctl --rekey --child NAME``: rekey that Child SA (CREATE_CHILD_SA with
+        REKEY_SA, RFC 7296 1.3.3) and wait for the outcome; swanctl's output."""
+        return self._control("--rekey", "--child", child or self.config.child, timeout=timeout)
+
+    def rekey_ike(self, conn: str | None = None, *, timeout: float = 20.0) -> str:
+        """``swanctl --rekey --ike NAME``: rekey the IKE SA (RFC 7296 1.3.2)."""
+        return self._control("--rekey", "--ike", conn or self.config.conn, timeout=timeout)
+
+    def initiate_child(self, child: str, *, timeout: float = 20.0) -> str:
+        """``swanctl --initiate --child NAME`` on the established IKE SA: another Child SA
+        by CREATE_CHILD_SA (RFC 7296 1.3.1)."""
+        return self._control(
+            "--initiate", "--child", child, "--timeout", str(int(timeout)), timeout=timeout
+        )
+
+    def terminate_child(self, child: str | None = None, *, timeout: float = 20.0) -> str:
+        """``swanctl --terminate --child NAME``: delete that Child SA (RFC 7296 1.4.1)."""
+        return self._control(
+            "--terminate",
+            "--child",
+            child or self.config.child,
+            "--timeout",
+            str(int(timeout)),
+            timeout=timeout,
+        )
+
+    def terminate_ike(self, conn: str | None = None, *, timeout: float = 20.0) -> str:
+        """``swanctl --terminate --ike NAME``: delete the IKE SA and its Child SAs."""
+        return self._control(
+            "--terminate",
+            "--ike",
+            conn or self.config.conn,
+            "--timeout",
+            str(int(timeout)),
+            timeout=timeout,
+        )
+
+    def _control(self, *args: str, timeout: float) -> str:
+        """A swanctl command that waits for charon's outcome; :class:`LabError` with the end
+        of the charon log when it failed."""
+        proc = self.swanctl(*args, timeout=timeout + 10, check=False)
+        output = (proc.stdout + proc.stderr).strip()
+        if proc.returncode != 0:
+            raise LabError(
+                f"swanctl {' '.join(args)} ({self.side}) failed with {proc.returncode}:\n"
+                f"{output[-1500:]}\n--- charon log ({self.side}) ---\n{self.log()[-3000:]}"
+            )
+        return output
 
     def list_sas(self) -> list[IkeSaStatus]:
         """``swanctl --list-sas --raw``, parsed."""

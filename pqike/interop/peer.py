@@ -35,13 +35,18 @@ from .lab import DEFAULT_PSK, Algorithms, Lab, LabError, log_dumps, repository_r
 
 __all__ = [
     "ERROR_NOTIFY_SHORT_NAMES",
+    "CharonChildKeys",
+    "CharonIkeKeys",
+    "PqikeInitiator",
     "PqikeInitiatorResult",
     "PqikeResponder",
     "charon_errors",
     "lab_unavailable",
     "pqike_argv",
     "run_pqike_initiator",
+    "strongswan_child_key_sets",
     "strongswan_child_keys",
+    "strongswan_ike_key_sets",
     "strongswan_ike_keys",
     "strongswan_suite",
     "write_pqike_config",
@@ -75,6 +80,13 @@ def _toml_str(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
+def _toml_items(values: Mapping[str, str | float] | None) -> list[str]:
+    return [
+        f"{key} = {_toml_str(v) if isinstance(v, str) else v!r}"
+        for key, v in (values or {}).items()
+    ]
+
+
 def write_pqike_config(
     path: Path,
     lab: Lab,
@@ -87,8 +99,11 @@ def write_pqike_config(
     port: int = 500,
     nat_t_port: int = 4500,
     remote_port: int | None = None,
+    remote: str | None = None,
     retransmit_timeout: float = 2.0,
     retransmit_tries: int = 3,
+    ike: Mapping[str, str | float] | None = None,
+    esp: Mapping[str, str | float] | None = None,
     auth: dict[str, Any] | None = None,
 ) -> Path:
     """Write a pqike peer TOML for ``side`` of ``lab``, talking to the other side.
@@ -98,7 +113,9 @@ def write_pqike_config(
     Identities and the PSK match what ``Lab.start_strongswan`` configures
     (``<side>.pqike.test``), so the file works against a lab charon on the other side
     and against another pqike alike. Retransmission is as short as the lab's charon
-    (3 tries, 2 s): a failing case ends in seconds.
+    (3 tries, 2 s): a failing case ends in seconds. ``ike`` and ``esp`` add keys to
+    those sections, e.g. ``ike={"rekey_time": "5s", "dpd_delay": 2}``; ``remote``
+    replaces the peer's address (a relay in between, say).
     """
     peer = lab.peer_of(side)
     lines = [
@@ -107,7 +124,7 @@ def write_pqike_config(
         f"local = {_toml_str(lab.address(side))}",
         f"port = {port}",
         f"nat_t_port = {nat_t_port}",
-        f"remote = {_toml_str(lab.address(peer))}",
+        f"remote = {_toml_str(remote or lab.address(peer))}",
         f"remote_port = {remote_port if remote_port is not None else port}",
         f"local_id = {_toml_str(f'{side}.pqike.test')}",
         f"remote_id = {_toml_str(f'{peer}.pqike.test')}",
@@ -115,8 +132,10 @@ def write_pqike_config(
         "[ike]",
         f"proposals = {_toml_str(ike_proposal)}",
         f"fragment_size = {fragment_size}",
+        *_toml_items(ike),
         "[esp]",
         f"proposals = {_toml_str(esp_proposal)}",
+        *_toml_items(esp),
         "[retransmit]",
         f"timeout = {retransmit_timeout}",
         f"tries = {retransmit_tries}",
@@ -200,12 +219,14 @@ def run_pqike_initiator(
     )
 
 
-class PqikeResponder:
-    """``pqike respond`` in a namespace; its event log read while it runs.
+class _PqikeProcess:
+    """A pqike command running in a namespace, its event log read while it runs.
 
     What it prints goes to a file (``output``, default: the event log's name with
     ``.out``), not a pipe: a pipe nobody reads would stop it after some hundred SAs.
     """
+
+    command = ""
 
     def __init__(
         self,
@@ -225,10 +246,14 @@ class PqikeResponder:
         self.extra = tuple(extra)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 10.0) -> PqikeResponder:
-        """Start it and wait for its ``listening on`` line."""
+    def _spawn(self) -> None:
         argv = pqike_argv(
-            "respond", "--config", str(self.config), "--events", str(self.events_path), *self.extra
+            self.command,
+            "--config",
+            str(self.config),
+            "--events",
+            str(self.events_path),
+            *self.extra,
         )
         with open(self.output_path, "wb") as out:
             self.process = self.lab.popen_in(
@@ -239,18 +264,9 @@ class PqikeResponder:
                 stdin=subprocess.DEVNULL,
                 cwd=REPO,
             )
-        deadline = time.monotonic() + timeout
-        while "listening on" not in self.output():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise LabError(
-                    f"pqike respond ({self.side}) did not start: {self.output().strip()[-1500:]}"
-                )
-            time.sleep(0.02)
-        return self
 
     def output(self) -> str:
-        """What it printed so far (one line per SA up, failed or deleted)."""
+        """What it printed so far."""
         try:
             return self.output_path.read_text(errors="replace")
         except FileNotFoundError:
@@ -272,7 +288,7 @@ class PqikeResponder:
             time.sleep(0.02)
 
     def stop(self, timeout: float = 10.0) -> str:
-        """SIGTERM (pqike deletes its SAs, 1 s grace); everything it printed."""
+        """SIGTERM (pqike deletes its SAs first); everything it printed."""
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -282,6 +298,52 @@ class PqikeResponder:
                 proc.kill()
                 proc.wait()
         return self.output()
+
+
+class PqikeResponder(_PqikeProcess):
+    """``pqike respond`` in a namespace; it keeps and rekeys the SAs it answered until
+    stopped (SIGTERM: it deletes them, 1 s grace)."""
+
+    command = "respond"
+
+    def start(self, timeout: float = 10.0) -> PqikeResponder:
+        """Start it and wait for its ``listening on`` line."""
+        self._spawn()
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while "listening on" not in self.output():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise LabError(
+                    f"pqike respond ({self.side}) did not start: {self.output().strip()[-1500:]}"
+                )
+            time.sleep(0.02)
+        return self
+
+
+class PqikeInitiator(_PqikeProcess):
+    """``pqike initiate`` in the background, e.g. with ``--stay`` and ``--rekey``
+    (``extra``), while a test drives strongSwan on the other side."""
+
+    command = "initiate"
+
+    def start(self) -> PqikeInitiator:
+        """Start it; it runs until its steps and stay are over or until ``stop()``."""
+        self._spawn()
+        return self
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """Wait for it to exit by itself; its exit code."""
+        proc = self.process
+        if proc is None:
+            raise LabError("pqike initiate was not started")
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise LabError(
+                f"pqike initiate ({self.side}) did not exit within {timeout:g} s: "
+                f"{self.output().strip()[-1500:]}"
+            ) from None
 
 
 # ---------------------------------------------------------------------------
@@ -378,6 +440,122 @@ def strongswan_ike_keys(log: str) -> dict[str, str]:
         "sk_pr": "Sk_pr secret",
     }
     return {name: _last_dump(log, label) for name, label in labels.items()}
+
+
+_IKE_LABELS = {
+    "Sk_d secret": "sk_d",
+    "Sk_ai secret": "sk_ai",
+    "Sk_ar secret": "sk_ar",
+    "Sk_ei secret": "sk_ei",
+    "Sk_er secret": "sk_er",
+    "Sk_pi secret": "sk_pi",
+    "Sk_pr secret": "sk_pr",
+}
+_CHILD_LABELS = {
+    "encryption initiator key": "encr_i",
+    "integrity initiator key": "integ_i",
+    "encryption responder key": "encr_r",
+    "integrity responder key": "integ_r",
+}
+# "07[CHD] <conn|2> ..." or, before the IKE SA has a config, "15[IKE] <1> ...".
+_LOG_CONTEXT = re.compile(r" (?P<thread>\d+)\[(?P<group>[A-Z]+)\] <(?:[^|>]*\|)?(?P<uid>\d+)> ")
+_CHILD_UP = re.compile(
+    r"CHILD_SA \S+\{\d+\} established with SPIs (?P<i>[0-9a-f]+)_i (?P<o>[0-9a-f]+)_o"
+)
+
+
+@dataclass(frozen=True)
+class CharonIkeKeys:
+    """The final keys of one IKE SA in charon's log: the first one or one made by a rekey."""
+
+    uid: int
+    """charon's unique ID of the IKE SA (``<conn|uid>`` in its log)."""
+    keys: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CharonChildKeys:
+    """The keys of one Child SA in charon's log, with charon's SPIs."""
+
+    uid: int
+    """The unique ID of the IKE SA it belongs to."""
+    spi_in: str
+    """charon's inbound SPI (hex), the peer's outbound one."""
+    spi_out: str
+    keys: dict[str, str]
+
+
+def _dumps_in_order(log: str) -> list[tuple[str, str, int, str, bytes | tuple[str, str]]]:
+    """``(thread, group, uid, label, data)`` for every key dump and, with label
+    ``"child up"`` and the SPIs as data, every Child SA that came up, in log order."""
+    lines = log.splitlines()
+    out: list[tuple[str, str, int, str, bytes | tuple[str, str]]] = []
+    for i, line in enumerate(lines):
+        ctx = _LOG_CONTEXT.search(line)
+        if ctx is None:
+            continue
+        where = (ctx.group("thread"), ctx.group("group"), int(ctx.group("uid")))
+        up = _CHILD_UP.search(line)
+        if up is not None:
+            out.append((*where, "child up", (up.group("i"), up.group("o"))))
+            continue
+        head = _DUMP_HEAD_LINE.search(line)
+        if head is None or head.group("label") not in (*_IKE_LABELS, *_CHILD_LABELS, "seed"):
+            continue
+        size, data = int(head.group("n")), b""
+        for follow in lines[i + 1 :]:
+            if len(data) >= size:
+                break
+            m = _DUMP_DATA.search(follow)
+            if not m:
+                break
+            data += bytes.fromhex(m.group("hex").replace(" ", ""))
+        if len(data) != size:
+            raise LabError(f"incomplete hex dump of {head.group('label')!r} in the charon log")
+        out.append((*where, head.group("label"), data))
+    return out
+
+
+_DUMP_HEAD_LINE = re.compile(r"> (?P<label>.+?) => (?P<n>\d+) bytes @ ")
+_DUMP_DATA = re.compile(r">\s+\d+: (?P<hex>(?:[0-9A-F]{2} )*[0-9A-F]{2})")
+
+
+def strongswan_ike_key_sets(log: str) -> list[CharonIkeKeys]:
+    """The final SK_* keys of every IKE SA charon logged (level 4), in the order they
+    first appear: the first IKE SA and each one an IKE SA rekey made, also the redundant
+    SA of a rekey collision (RFC 7296 2.8.2), named and hex-encoded like pqike's.
+
+    charon logs a key set after IKE_SA_INIT and again after each IKE_INTERMEDIATE round
+    (RFC 9370 2.2.2), under the IKE SA's unique ID: the last set of each ID is in use.
+    A rekeyed IKE SA's keys are logged once, after its last IKE_FOLLOWUP_KE.
+    """
+    sets: dict[int, dict[str, str]] = {}
+    for _, group, uid, label, data in _dumps_in_order(log):
+        if group == "IKE" and label in _IKE_LABELS:
+            assert isinstance(data, bytes)
+            keys = sets.setdefault(uid, dict.fromkeys(_IKE_LABELS.values(), ""))
+            keys[_IKE_LABELS[label]] = data.hex()
+    return [CharonIkeKeys(uid, keys) for uid, keys in sets.items()]
+
+
+def strongswan_child_key_sets(log: str) -> list[CharonChildKeys]:
+    """The keys of every Child SA charon logged (``chd`` level 4), in log order, each
+    with the SPIs of the ``established with SPIs <in>_i <out>_o`` line that follows its
+    derivation in the same thread (one job derives and installs a Child SA)."""
+    pending: dict[str, tuple[int, dict[str, str]]] = {}
+    out: list[CharonChildKeys] = []
+    for thread, group, uid, label, data in _dumps_in_order(log):
+        if label == "seed" and group == "CHD":
+            # keymat_v2.c derive_child_keys: the seed (g^ir | Ni | Nr) comes first.
+            pending[thread] = (uid, dict.fromkeys(_CHILD_LABELS.values(), ""))
+        elif label in _CHILD_LABELS and thread in pending:
+            assert isinstance(data, bytes)
+            pending[thread][1][_CHILD_LABELS[label]] = data.hex()
+        elif label == "child up" and thread in pending:
+            assert isinstance(data, tuple)
+            owner, keys = pending.pop(thread)
+            out.append(CharonChildKeys(owner, data[0], data[1], keys))
+    return out
 
 
 def strongswan_child_keys(log: str) -> dict[str, str]:

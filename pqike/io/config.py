@@ -10,10 +10,17 @@ See ``interop/pqike-peer.example.toml`` for every key with its default. Sections
     ``psk`` (text) or ``psk_hex``.
 ``[ike]``
     ``proposals`` (strongSwan syntax), ``fragmentation``, ``fragment_size``,
-    ``force_nat_t``.
+    ``force_nat_t``; the IKE SA's lifetimes with strongSwan's names and meaning:
+    ``rekey_time`` (4 h, 0 never rekeys), ``over_time`` (10 % of ``rekey_time``),
+    ``rand_time`` (``over_time``) and ``dpd_delay`` (0, off).
 ``[esp]``
-    ``proposals``, ``mode`` (``tunnel``/``transport``), ``local_ts`` and ``remote_ts``
-    (CIDR lists).
+    ``proposals`` (KE and ADDKE keywords apply to CREATE_CHILD_SA), ``mode``
+    (``tunnel``/``transport``), ``local_ts`` and ``remote_ts`` (CIDR lists); the Child
+    SAs' ``rekey_time`` (1 h, 0 never), ``life_time`` (110 % of ``rekey_time``) and
+    ``rand_time`` (``life_time - rekey_time``).
+
+Durations take strongSwan's syntax: a number of seconds, or a string with a unit,
+``"90"``, ``"30s"``, ``"5m"``, ``"4h"``, ``"1d"``.
 ``[retransmit]``
     ``timeout``, ``base``, ``tries``.
 ``[responder]``
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +64,10 @@ from ..wire.payloads import Proposal, TrafficSelector
 
 _DEFAULT_TS = ("0.0.0.0/0", "::/0")
 
+# strongSwan's time syntax (settings.c / swanctl): a number and an optional unit.
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
 _SCHEMA: dict[str, tuple[str, ...]] = {
     "peer": (
         "local",
@@ -68,8 +80,18 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "psk",
         "psk_hex",
     ),
-    "ike": ("proposals", "fragmentation", "fragment_size", "force_nat_t", "backends"),
-    "esp": ("proposals", "mode", "local_ts", "remote_ts"),
+    "ike": (
+        "proposals",
+        "fragmentation",
+        "fragment_size",
+        "force_nat_t",
+        "backends",
+        "rekey_time",
+        "over_time",
+        "rand_time",
+        "dpd_delay",
+    ),
+    "esp": ("proposals", "mode", "local_ts", "remote_ts", "rekey_time", "life_time", "rand_time"),
     "retransmit": ("timeout", "base", "tries"),
     "auth": (
         "key",
@@ -266,6 +288,30 @@ class _Reader:
             raise self.error(section, key, f"must be {bound}, not {value}")
         return float(value)
 
+    def duration(self, section: str, key: str, default: float | None) -> float | None:
+        """A time span in strongSwan's syntax: seconds as a number, or a string with an
+        optional unit (``"30s"``, ``"5m"``, ``"4h"``, ``"1d"``)."""
+        value = self.raw(section, key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise self.error(
+                section, key, f"must be a duration such as 30s, 5m or 4h, not {_kind(value)}"
+            )
+        seconds: float | None
+        if isinstance(value, str):
+            m = _DURATION.fullmatch(value.strip())
+            seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"] if m else None
+        else:
+            seconds = float(value)
+        if seconds is None or not math.isfinite(seconds) or seconds < 0:
+            raise self.error(
+                section,
+                key,
+                f"must be a duration of zero or more, such as 30s, 5m or 4h, not {value!r}",
+            )
+        return seconds
+
     def address(self, section: str, key: str, value: Any) -> str:
         if not isinstance(value, str):
             raise self.error(section, key, f"must be an IP address string, not {_kind(value)}")
@@ -348,6 +394,30 @@ class _Reader:
             except ValueError:
                 raise self.error(section, key, f"'{item}' is not a network in CIDR form") from None
         return tuple(out)
+
+    def lifetimes(self) -> dict[str, float | None]:
+        """The ``IkeConfiguration`` lifetime fields from ``[ike]`` and ``[esp]``, checked
+        here so an error names the TOML key rather than the field."""
+        ike_rekey = self.duration("ike", "rekey_time", 14400.0)
+        child_rekey = self.duration("esp", "rekey_time", 3600.0)
+        child_life = self.duration("esp", "life_time", None)
+        assert ike_rekey is not None and child_rekey is not None
+        if child_life is not None and child_rekey and child_life < child_rekey:
+            raise self.error(
+                "esp",
+                "life_time",
+                f"must not be shorter than [esp] rekey_time ({child_rekey:g} s), "
+                f"not {child_life:g} s",
+            )
+        return {
+            "rekey_time": ike_rekey,
+            "over_time": self.duration("ike", "over_time", None),
+            "rand_time": self.duration("ike", "rand_time", None),
+            "dpd_delay": self.duration("ike", "dpd_delay", 0.0),
+            "child_rekey_time": child_rekey,
+            "child_life_time": child_life,
+            "child_rand_time": self.duration("esp", "rand_time", None),
+        }
 
     def path(self, section: str, key: str, value: Any) -> Path:
         if not isinstance(value, str) or not value:
@@ -475,6 +545,8 @@ class _Reader:
         assert tries is not None
         base = self.number("retransmit", "base", 1.8, lo=1.0, strict=False)
 
+        lifetimes: dict[str, Any] = dict(self.lifetimes())
+
         max_half_open = self.integer("responder", "max_half_open", 1000, 0)
         assert max_half_open is not None
         limits = EndpointLimits(
@@ -504,6 +576,7 @@ class _Reader:
                 force_nat_t=self.boolean("ike", "force_nat_t", False),
                 kex_backends=self.backends("ike", "backends"),
                 half_open_timeout=self.number("responder", "half_open_timeout", 30.0),
+                **lifetimes,
                 **auth,
             )
         except ConfigurationError as exc:  # a cross-field rule of IkeConfiguration itself

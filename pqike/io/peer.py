@@ -14,31 +14,38 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
-from ..constants import NotifyType, name_of
+from ..constants import ExchangeType, NotifyType, name_of
+from ..crypto.keys import ChildKeys, IkeKeys
+from ..errors import LocalProtocolError
 from ..ike.config import IkeConfiguration
 from ..ike.endpoint import IkeEndpoint
 from ..ike.events import (
+    ChildSaDeleted,
     ChildSaEstablished,
+    CreateChildSaFailed,
     Event,
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaRekeyed,
+    LivenessChecked,
     MessageReceived,
     MessageSent,
 )
 from ..ike.sa import IkeSa
 from ..pcap import PcapWriter, ikev2_decryption_line
 from ..secrets import TranscriptWriter, open_secret_file
-from ..trace import Trace
+from ..trace import Trace, payload_names
 from .config import PeerConfig
-from .udp import UdpEndpoint, format_address
+from .udp import SaWatch, UdpEndpoint, format_address
 
 
 @dataclass
@@ -113,6 +120,13 @@ def trace_of(events: list[Event], *, initiator: bool, ipv6: bool, start: float =
     return trace
 
 
+def _secret_file(path: Path, encoding: str) -> TextIO:
+    """Open ``path`` for writing, readable by its owner only: it will hold keys."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    return open(fd, "w", encoding=encoding)
+
+
 class _Artefacts:
     """The optional pcap, key log and event log files of one run."""
 
@@ -129,10 +143,10 @@ class _Artefacts:
             TranscriptWriter(stack.enter_context(open_secret_file(secrets))) if secrets else None
         )
         self.keylog: TextIO | None = (
-            stack.enter_context(open(keylog, "w", encoding="ascii")) if keylog else None
+            stack.enter_context(_secret_file(keylog, "ascii")) if keylog else None
         )
         self.events: TextIO | None = (
-            stack.enter_context(open(events, "w", encoding="utf-8")) if events else None
+            stack.enter_context(_secret_file(events, "utf-8")) if events else None
         )
 
     def datagram(self, direction: str, data: bytes, src, dst) -> None:
@@ -143,7 +157,9 @@ class _Artefacts:
     def event(self, sa: IkeSa, event: Event) -> None:
         if self.secrets is not None:
             self.secrets.event(event)
-        if isinstance(event, IkeSaEstablished) and self.keylog is not None:
+        # One key table line per IKE SA: the first, and each one an IKE SA rekey made
+        # (RFC 7296 2.18: new SPIs, new keys).
+        if isinstance(event, IkeSaEstablished | IkeSaRekeyed) and self.keylog is not None:
             line = ikev2_decryption_line(event.spi_i, event.spi_r, event.suite, event.keys)
             self.keylog.write(line + "\n")
             self.keylog.flush()
@@ -155,17 +171,70 @@ class _Artefacts:
                 self.events.flush()
 
 
-def event_record(sa: IkeSa, event: Event) -> dict | None:
-    """A JSON-ready dict for an IKE SA or Child SA that came up, failed or was deleted;
-    ``None`` for other events.
+_LOGGED_EXCHANGES = frozenset(
+    {ExchangeType.CREATE_CHILD_SA, ExchangeType.IKE_FOLLOWUP_KE, ExchangeType.INFORMATIONAL}
+)
+"""The exchanges of an established IKE SA whose every message is logged (RFC 7296 1.3,
+1.4; RFC 9370 2.2.4): the rekeys, new Child SAs, Deletes and liveness checks."""
 
-    Every record has ``event`` (``ike_sa_established``, ``child_sa_established``,
-    ``ike_sa_failed``, ``ike_sa_deleted``), ``time`` (the loop clock), the IKE SPIs
+
+def _ike_keys(keys: IkeKeys) -> dict[str, str]:
+    return {
+        "sk_d": keys.sk_d.hex(),
+        "sk_ai": keys.sk_ai.hex(),
+        "sk_ar": keys.sk_ar.hex(),
+        "sk_ei": keys.sk_ei.hex(),
+        "sk_er": keys.sk_er.hex(),
+        "sk_pi": keys.sk_pi.hex(),
+        "sk_pr": keys.sk_pr.hex(),
+    }
+
+
+def _child_keys(keys: ChildKeys) -> dict[str, str]:
+    return {
+        "encr_i": keys.encr_i.hex(),
+        "integ_i": keys.integ_i.hex(),
+        "encr_r": keys.encr_r.hex(),
+        "integ_r": keys.integ_r.hex(),
+    }
+
+
+def _notify(notify: int | None) -> dict:
+    return {
+        "notify": notify,
+        "notify_name": None if notify is None else name_of(NotifyType, notify),
+    }
+
+
+def event_record(sa: IkeSa, event: Event) -> dict | None:
+    """A JSON-ready dict for an IKE SA or Child SA that came up, was rekeyed, failed or
+    was deleted, for a liveness check, and for every message of the exchanges of an
+    established SA (CREATE_CHILD_SA, IKE_FOLLOWUP_KE, INFORMATIONAL); ``None`` for other
+    events.
+
+    Every record has ``event``, ``time`` (the loop clock), the IKE SPIs in force
     (``spi_i``, ``spi_r``, hex), ``local``/``peer`` (``address:port``) and ``initiator``
-    (our role). Established SAs add ``suite`` in strongSwan syntax and ``keys`` (hex,
-    named as in RFC 7296 2.14 and 2.17); a Child SA's ESP SPIs are ``child_spi_i`` and
-    ``child_spi_r``; a failure adds ``notify`` (the error Notify number or ``None``),
-    ``notify_name``, ``reason`` and ``round``.
+    (our role in the IKE SA). The kinds and what they add:
+
+    - ``ike_sa_established``: ``suite`` (strongSwan syntax), ``keys`` (hex, named as in
+      RFC 7296 2.14), identities, ``intermediate_exchanges``, NAT flags.
+    - ``ike_sa_rekeyed``: ``old_spi_i``/``old_spi_r``, the new ``spi_i``/``spi_r``,
+      ``suite``, ``keys``, ``initiated`` (we started the rekey) and ``key_exchanges``.
+    - ``child_sa_established``: ``child_spi_i``/``child_spi_r`` (the ESP SPIs chosen by
+      the initiator and responder *of the exchange*, which is also the key order of RFC
+      7296 2.17), ``suite``, ``mode``, ``ts_i``/``ts_r``, ``keys``, ``purpose``
+      (``ike_auth``, ``new_child``, ``rekey_child``), ``initiated``, ``rekeyed_spi``
+      (our inbound SPI of the Child SA it replaces) and ``key_exchanges``.
+    - ``child_sa_deleted``: ``child_spi_in``/``child_spi_out`` (ours), ``by_peer``,
+      ``reason``.
+    - ``child_sa_failed``: a CREATE_CHILD_SA that failed, ``purpose``, ``notify``,
+      ``notify_name``, ``reason``, ``round``.
+    - ``ike_sa_failed``: ``notify``, ``notify_name``, ``reason``, ``round``.
+    - ``ike_sa_deleted``: ``by_peer``.
+    - ``liveness_checked``: ``round_trip`` seconds.
+    - ``message``: ``direction`` (``sent``/``received``), ``exchange``, ``message_id``,
+      ``response``, ``payloads`` (``SK{SA No KE}`` style), ``ike_bytes``, ``fragments``,
+      ``retransmission``.
     """
     base = {
         "spi_i": sa.spi_i.hex(),
@@ -175,7 +244,6 @@ def event_record(sa: IkeSa, event: Event) -> dict | None:
         "initiator": sa.is_initiator,
     }
     if isinstance(event, IkeSaEstablished):
-        keys = event.keys
         return {
             "event": "ike_sa_established",
             "time": event.time,
@@ -186,20 +254,26 @@ def event_record(sa: IkeSa, event: Event) -> dict | None:
             "remote_id": str(event.remote_id),
             "nat_local": event.nat_local,
             "nat_remote": event.nat_remote,
-            "keys": {
-                "sk_d": keys.sk_d.hex(),
-                "sk_ai": keys.sk_ai.hex(),
-                "sk_ar": keys.sk_ar.hex(),
-                "sk_ei": keys.sk_ei.hex(),
-                "sk_er": keys.sk_er.hex(),
-                "sk_pi": keys.sk_pi.hex(),
-                "sk_pr": keys.sk_pr.hex(),
-            },
+            "keys": _ike_keys(event.keys),
+        }
+    if isinstance(event, IkeSaRekeyed):
+        return {
+            "event": "ike_sa_rekeyed",
+            "time": event.time,
+            **base,
+            "old_spi_i": event.old_spi_i.hex(),
+            "old_spi_r": event.old_spi_r.hex(),
+            "spi_i": event.spi_i.hex(),
+            "spi_r": event.spi_r.hex(),
+            "suite": event.suite.describe(),
+            "initiated": event.initiated,
+            "key_exchanges": event.key_exchanges,
+            "keys": _ike_keys(event.keys),
         }
     if isinstance(event, ChildSaEstablished):
-        child_keys = event.keys
         return {
             "event": "child_sa_established",
+            "time": event.time,
             **base,
             "child_spi_i": event.spi_i.hex(),
             "child_spi_r": event.spi_r.hex(),
@@ -207,25 +281,66 @@ def event_record(sa: IkeSa, event: Event) -> dict | None:
             "mode": "transport" if event.transport_mode else "tunnel",
             "ts_i": [str(t) for t in event.ts_i],
             "ts_r": [str(t) for t in event.ts_r],
-            "keys": {
-                "encr_i": child_keys.encr_i.hex(),
-                "integ_i": child_keys.integ_i.hex(),
-                "encr_r": child_keys.encr_r.hex(),
-                "integ_r": child_keys.integ_r.hex(),
-            },
+            "purpose": event.purpose.value,
+            "initiated": event.initiated,
+            "rekeyed_spi": None if event.rekeyed_spi is None else event.rekeyed_spi.hex(),
+            "key_exchanges": event.key_exchanges,
+            "keys": _child_keys(event.keys),
+        }
+    if isinstance(event, ChildSaDeleted):
+        return {
+            "event": "child_sa_deleted",
+            "time": event.time,
+            **base,
+            "child_spi_in": event.spi_in.hex(),
+            "child_spi_out": event.spi_out.hex(),
+            "by_peer": event.by_peer,
+            "reason": event.reason,
+        }
+    if isinstance(event, CreateChildSaFailed):
+        return {
+            "event": "child_sa_failed",
+            "time": event.time,
+            **base,
+            "purpose": event.purpose.value,
+            **_notify(event.notify),
+            "reason": event.reason,
+            "round": event.round,
         }
     if isinstance(event, IkeSaFailed):
         return {
             "event": "ike_sa_failed",
             "time": event.time,
             **base,
-            "notify": event.notify,
-            "notify_name": None if event.notify is None else name_of(NotifyType, event.notify),
+            **_notify(event.notify),
             "reason": event.reason,
             "round": event.round,
         }
     if isinstance(event, IkeSaDeleted):
         return {"event": "ike_sa_deleted", "time": event.time, **base, "by_peer": event.by_peer}
+    if isinstance(event, LivenessChecked):
+        return {
+            "event": "liveness_checked",
+            "time": event.time,
+            **base,
+            "round_trip": event.round_trip,
+        }
+    if isinstance(event, MessageSent | MessageReceived):
+        if event.exchange_type not in _LOGGED_EXCHANGES:
+            return None
+        return {
+            "event": "message",
+            "time": event.time,
+            **base,
+            "direction": "sent" if isinstance(event, MessageSent) else "received",
+            "exchange": name_of(ExchangeType, event.exchange_type),
+            "message_id": event.message_id,
+            "response": event.is_response,
+            "payloads": payload_names(event.payload_types),
+            "ike_bytes": event.ike_bytes,
+            "fragments": event.fragments,
+            "retransmission": event.retransmission,
+        }
     return None
 
 
@@ -234,6 +349,93 @@ def _bound_config(peer: PeerConfig, udp: UdpEndpoint) -> IkeConfiguration:
     if udp.nat_t_port and udp.nat_t_port != peer.ike.nat_t_port:
         return replace(peer.ike, nat_t_port=udp.nat_t_port)
     return peer.ike
+
+
+STEPS = ("child", "ike", "new-child", "delete-child", "dpd")
+"""What ``initiate(steps=...)`` can do on the established IKE SA, in the given order:
+rekey the oldest Child SA (``child``, RFC 7296 1.3.3), rekey the IKE SA (``ike``,
+1.3.2), create another Child SA (``new-child``, 1.3.1), delete the newest Child SA
+(``delete-child``, 1.4.1), check the peer's liveness (``dpd``, 1.4)."""
+
+
+def _step_done(step: str, event: Event) -> str | None:
+    """``"ok"`` or ``"failed"`` when ``event`` ends ``step`` (one we started), else None."""
+    if isinstance(event, CreateChildSaFailed):
+        wanted = {"child": "rekey_child", "ike": "rekey_ike", "new-child": "new_child"}
+        return "failed" if wanted.get(step) == event.purpose.value else None
+    if step == "child" or step == "new-child":
+        purpose = "rekey_child" if step == "child" else "new_child"
+        if isinstance(event, ChildSaEstablished) and event.initiated:
+            return "ok" if event.purpose.value == purpose else None
+        return None
+    if step == "ike":
+        return "ok" if isinstance(event, IkeSaRekeyed) else None
+    if step == "delete-child":
+        return "ok" if isinstance(event, ChildSaDeleted) and not event.by_peer else None
+    if step == "dpd":
+        return "ok" if isinstance(event, LivenessChecked) else None
+    return None
+
+
+def _start_step(sa: IkeSa, step: str, now: float) -> None:
+    if step == "child":
+        sa.rekey_child(now=now)
+    elif step == "ike":
+        sa.rekey(now=now)
+    elif step == "new-child":
+        sa.create_child_sa(now=now)
+    elif step == "delete-child":
+        newest = max(sa.children.values(), key=lambda c: c.created, default=None)
+        if newest is None:
+            raise ValueError("there is no Child SA to delete")
+        sa.delete_child(newest.spi_in, now=now)
+    elif step == "dpd":
+        sa.check_liveness(now=now)
+    else:
+        raise ValueError(f"unknown step {step!r}; use one of {', '.join(STEPS)}")
+
+
+async def _run_step(
+    udp: UdpEndpoint, watch: SaWatch, step: str, timeout: float, log: Callable[[str], None]
+) -> str | None:
+    """Run one step on the established SA; ``None`` when done, else why it failed."""
+    loop = asyncio.get_running_loop()
+    sa = watch.sa
+    seen = len(watch.events)
+    log(f"step {step}: started")
+    try:
+        udp.command(sa, lambda sa: _start_step(sa, step, loop.time()))
+    except (ValueError, LocalProtocolError) as exc:
+        return f"step {step}: {exc}"
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        for event in watch.events[seen:]:
+            outcome = _step_done(step, event)
+            if outcome == "ok":
+                log(f"step {step}: done")
+                return None
+            if outcome == "failed":
+                assert isinstance(event, CreateChildSaFailed)
+                return f"step {step}: {_ended_by(event.notify, event.reason)}"
+        seen = len(watch.events)
+        if not sa.is_established:
+            return f"step {step}: the IKE SA ended (state {sa.state.name})"
+        await asyncio.sleep(0.01)
+    return f"step {step}: not done within {timeout:g} s"
+
+
+async def _stay(
+    watch: SaWatch, seconds: float | None, stop: asyncio.Event | None, log: Callable[[str], None]
+) -> None:
+    """Hold the SA (its timers rekey it) until ``seconds`` passed, ``stop`` is set or the
+    SA ended; ``seconds`` ``None`` waits for ``stop`` alone."""
+    loop = asyncio.get_running_loop()
+    end = None if seconds is None else loop.time() + seconds
+    log("staying " + ("until interrupted" if end is None else f"for {seconds:g} s"))
+    while watch.sa.is_established and not (stop is not None and stop.is_set()):
+        if end is not None and loop.time() >= end:
+            break
+        await asyncio.sleep(0.05)
 
 
 async def initiate(
@@ -245,25 +447,46 @@ async def initiate(
     delete: bool = True,
     events: Path | None = None,
     secrets: Path | None = None,
+    steps: Sequence[str] = (),
+    stay: float | None = 0.0,
+    stop: asyncio.Event | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> InitiatorResult:
     """Bring up one IKE SA with ``peer.remote``; never raises for a failed handshake.
 
-    With ``delete`` the IKE SA is deleted again (INFORMATIONAL) once it is up, so the
-    responder does not keep it; the trace then shows that exchange too. ``events``
-    names a file for the JSON-lines event log (see ``event_record``), ``secrets`` one
-    for the secrets transcript (``pqike.secrets``, created 0600).
+    Once it is up, ``steps`` (see ``STEPS``) run one after the other, each waited for
+    up to ``timeout`` seconds; then the SA is held ``stay`` seconds (``None``: until
+    ``stop`` is set), rekeyed by its lifetimes meanwhile. With ``delete`` the IKE SA is
+    then deleted (INFORMATIONAL), so the responder does not keep it; the trace shows
+    every exchange. ``events`` names a file for the JSON-lines event log (see
+    ``event_record``), ``secrets`` one for the secrets transcript (``pqike.secrets``,
+    created 0600); ``log`` gets a line per step and per ``describe_event`` line of
+    the established SA (its rekeys, Deletes and their messages).
     """
+    for step in steps:
+        if step not in STEPS:
+            raise ValueError(f"unknown step {step!r}; use one of {', '.join(STEPS)}")
+    say = log or (lambda line: None)
     remote = peer.remote
     local_host = peer.local_for(remote[0])
+    step_failure: str | None = None
     with ExitStack() as stack:
         files = _Artefacts(stack, pcap, keylog, events, secrets)
+
+        live = False  # log lines once the SA is up: the trace table shows the handshake
+
+        def on_event(sa: IkeSa, event: Event) -> None:
+            files.event(sa, event)
+            line = describe_event(sa, event) if live else None
+            if line is not None:
+                say(line)
 
         udp = await UdpEndpoint.open(
             IkeEndpoint(None, limits=peer.limits),
             [local_host],
             port=peer.port,
             nat_t_port=peer.nat_t_port,
-            on_event=files.event,
+            on_event=on_event,
             on_datagram=files.datagram,
         )
         loop = asyncio.get_running_loop()
@@ -277,6 +500,21 @@ async def initiate(
             settled = await watch.wait(timeout)
             elapsed = loop.time() - start
             up = watch.established
+            if up is not None and sa.is_established and (steps or stay != 0.0):
+                for event in (up, watch.child):
+                    line = describe_event(sa, event) if event is not None else None
+                    if line is not None:
+                        say(line)
+                live = True
+            for step in steps if up is not None else ():
+                if stop is not None and stop.is_set():
+                    break
+                step_failure = await _run_step(udp, watch, step, timeout, say)
+                if step_failure is not None:
+                    say(step_failure)
+                    break
+            if up is not None and sa.is_established and stay != 0.0 and step_failure is None:
+                await _stay(watch, stay, stop, say)
             if up is not None and delete and sa.is_established:
                 udp.delete(sa)
                 deadline = loop.time() + min(2.0, timeout)
@@ -287,12 +525,17 @@ async def initiate(
     failure = None
     if not settled:
         failure = f"no result within {timeout:g} s (state {sa.state.name})"
-    elif watch.failure is not None:
+    elif up is None and watch.failure is not None:
         failure = watch.failure.reason
     elif up is None:
         failure = f"the IKE SA ended in state {sa.state.name}"
     elif watch.child is None:
         failure = "the IKE SA is up but the responder did not create the Child SA"
+    elif step_failure is not None:
+        failure = step_failure
+    elif watch.failure is not None:
+        # Up, then lost: e.g. the peer stopped answering (RFC 7296 1.4 liveness).
+        failure = f"the IKE SA failed later: {watch.failure.reason}"
     ipv6 = ":" in remote[0]
     return InitiatorResult(
         established=failure is None,
@@ -307,11 +550,20 @@ async def initiate(
     )
 
 
+def _spis(spi_i: bytes, spi_r: bytes) -> str:
+    return f"{spi_i.hex()}_i {spi_r.hex()}_r"
+
+
+def _ended_by(notify: int | None, reason: str) -> str:
+    return reason if notify is None else f"{name_of(NotifyType, notify)}: {reason}"
+
+
 def describe_event(sa: IkeSa, event: Event) -> str | None:
-    """One log line for an IKE or Child SA that came up, failed or was deleted; ``None``
-    for other events."""
+    """One log line for an IKE or Child SA that came up, was rekeyed, failed or was
+    deleted (with the Notify that ended it), a liveness check, and each message of
+    CREATE_CHILD_SA, IKE_FOLLOWUP_KE and INFORMATIONAL; ``None`` for other events."""
     peer = format_address(sa.remote)
-    spis = f"{sa.spi_i.hex()}_i {sa.spi_r.hex()}_r"
+    spis = _spis(sa.spi_i, sa.spi_r)
     if isinstance(event, IkeSaEstablished):
         rounds = event.intermediate_exchanges
         return (
@@ -319,16 +571,55 @@ def describe_event(sa: IkeSa, event: Event) -> str | None:
             f"suite {event.suite.describe()}"
             + (f" (additional key exchanges: {rounds})" if rounds else "")
         )
-    if isinstance(event, ChildSaEstablished):
+    if isinstance(event, IkeSaRekeyed):
+        who = "us" if event.initiated else "the peer"
         return (
-            f"child SA {event.spi_i.hex()}_i {event.spi_r.hex()}_r peer {peer} "
+            f"IKE SA rekeyed by {who}: {_spis(event.old_spi_i, event.old_spi_r)} -> "
+            f"{_spis(event.spi_i, event.spi_r)} peer {peer} suite {event.suite.describe()} "
+            f"(key exchanges: {event.key_exchanges})"
+        )
+    if isinstance(event, ChildSaEstablished):
+        if event.purpose.value == "ike_auth":
+            what = "child SA"
+        else:
+            made = "rekeyed" if event.purpose.value == "rekey_child" else "created"
+            what = f"child SA {made} by {'us' if event.initiated else 'the peer'}:"
+        replaces = f" replaces {event.rekeyed_spi.hex()}" if event.rekeyed_spi else ""
+        kes = f" (key exchanges: {event.key_exchanges})" if event.key_exchanges else ""
+        return (
+            f"{what} {event.spi_i.hex()}_i {event.spi_r.hex()}_r{replaces} peer {peer} "
             f"suite {event.suite.describe()} "
-            f"{'transport' if event.transport_mode else 'tunnel'} mode"
+            f"{'transport' if event.transport_mode else 'tunnel'} mode{kes}"
+        )
+    if isinstance(event, ChildSaDeleted):
+        by = "the peer" if event.by_peer else "us"
+        return (
+            f"child SA deleted by {by}: in {event.spi_in.hex()} out {event.spi_out.hex()} "
+            f"peer {peer} ({event.reason})"
+        )
+    if isinstance(event, CreateChildSaFailed):
+        rnd = f" in round {event.round}" if event.round is not None else ""
+        return (
+            f"{event.purpose.value.replace('_', ' ')} failed{rnd} {spis} peer {peer}: "
+            f"{_ended_by(event.notify, event.reason)}"
         )
     if isinstance(event, IkeSaFailed):
-        return f"failed {spis} peer {peer}: {event.reason}"
+        return f"failed {spis} peer {peer}: {_ended_by(event.notify, event.reason)}"
     if isinstance(event, IkeSaDeleted):
         return f"deleted {spis} peer {peer} by {'the peer' if event.by_peer else 'us'}"
+    if isinstance(event, LivenessChecked):
+        return f"peer {peer} is alive {spis} (round trip {event.round_trip * 1e3:.1f} ms)"
+    if isinstance(event, MessageSent | MessageReceived):
+        if event.exchange_type not in _LOGGED_EXCHANGES:
+            return None
+        sent = isinstance(event, MessageSent)
+        kind = "response" if event.is_response else "request"
+        again = " (retransmission)" if event.retransmission else ""
+        return (
+            f"{'sent' if sent else 'received'} {name_of(ExchangeType, event.exchange_type)} "
+            f"{kind} {event.message_id} [ {payload_names(event.payload_types)} ] "
+            f"{event.ike_bytes} bytes {'to' if sent else 'from'} {peer}{again}"
+        )
     return None
 
 

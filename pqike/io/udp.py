@@ -225,6 +225,12 @@ class UdpEndpoint:
     def unwatch(self, sa: IkeSa) -> None:
         self._watches.pop(sa, None)
 
+    def command(self, sa: IkeSa, action: Callable[[IkeSa], None]) -> None:
+        """Run one of ``sa``'s commands now and send what it queued, e.g.
+        ``udp.command(sa, lambda sa: sa.rekey_child(now=loop.time()))``."""
+        self.endpoint.command(sa, action, now=self._loop.time())
+        self._pump()
+
     def delete(self, sa: IkeSa) -> None:
         """Delete an established IKE SA (INFORMATIONAL with a Delete payload)."""
         self.endpoint.delete(sa, now=self._loop.time())

@@ -332,3 +332,58 @@ def test_a_bad_backend_choice_names_the_field(value, problem):
     exc = error_of(with_keys("ike", f"backends = {value}"))
     assert exc.field == "ike.backends"
     assert problem in str(exc) and "\n" not in str(exc)
+
+
+def test_lifetimes_default_to_strongswans():
+    ike = parse_peer_config(MINIMAL).ike
+    assert (ike.rekey_time, ike.over_time, ike.rand_time, ike.dpd_delay) == (14400, None, None, 0)
+    assert ike.ike_lifetimes == (14400, 15840, 1440)
+    assert (ike.child_rekey_time, ike.child_life_time, ike.child_rand_time) == (3600, None, None)
+    assert ike.child_lifetimes == pytest.approx((3600, 3960, 360))
+
+
+def test_lifetimes_take_strongswans_time_syntax_and_plain_seconds():
+    text = with_keys(
+        "ike", 'rekey_time = "4h"', 'over_time = "5m"', "rand_time = 0", 'dpd_delay = "30s"'
+    )
+    text = with_keys(
+        "esp",
+        'proposals = "aes256gcm16-x25519-ke1_mlkem768"',
+        'rekey_time = "90"',
+        "life_time = 100.5",
+        'rand_time = "1d"',
+        base=text,
+    )
+    ike = parse_peer_config(text).ike
+    assert (ike.rekey_time, ike.over_time, ike.rand_time, ike.dpd_delay) == (14400, 300, 0, 30)
+    assert (ike.child_rekey_time, ike.child_life_time, ike.child_rand_time) == (90, 100.5, 86400)
+    types = {t.type for t in ike.esp_proposals[0].transforms}
+    assert {TransformType.KE, TransformType.ADDKE1} <= types
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "field", "message"),
+    [
+        (
+            "ike",
+            'rekey_time = "4 hours"',
+            "ike.rekey_time",
+            "peer.toml: [ike] rekey_time: must be a duration of zero or more, such as 30s, "
+            "5m or 4h, not '4 hours'",
+        ),
+        ("ike", "dpd_delay = -1", "ike.dpd_delay", "[ike] dpd_delay: must be a duration"),
+        ("ike", "over_time = true", "ike.over_time", "not a boolean"),
+        ("esp", 'rand_time = "5x"', "esp.rand_time", "[esp] rand_time: must be a duration"),
+        (
+            "esp",
+            'rekey_time = "1h"\nlife_time = "30m"',
+            "esp.life_time",
+            "peer.toml: [esp] life_time: must not be shorter than [esp] rekey_time (3600 s), "
+            "not 1800 s",
+        ),
+    ],
+)
+def test_a_bad_lifetime_names_its_key(section, line, field, message):
+    error = error_of(with_keys(section, line))
+    assert error.field == field
+    assert message in str(error)

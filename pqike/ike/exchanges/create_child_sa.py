@@ -196,6 +196,8 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         if link is None:
             raise InvalidSyntax("ADDKE rounds were selected but ADDITIONAL_KEY_EXCHANGE is missing")
         ctx.link = link.data
+        if ctx.purpose is not Purpose.NEW_CHILD and sa.settle_multi_ke_collision(ctx, now):
+            return Outcome.DONE  # we lost a rekey collision: no IKE_FOLLOWUP_KE of ours
         followup_ke.send_next(sa, ctx, now)
         return Outcome.DONE
     complete(sa, ctx, now)
@@ -257,10 +259,16 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     ctx.nonce_i = nonce.data
     ours = sa.child_out
     old: ChildSa | None = None
+    # Our rekey of the same SA is past its CREATE_CHILD_SA and into IKE_FOLLOWUP_KE: the
+    # collision was settled when we read our response, so this one is refused (RFC 9370
+    # 2.2.4; strongSwan answers TEMPORARY_FAILURE here too).
+    in_rounds = ours is not None and ours.selected is not None and bool(ours.rounds.pending)
     if purpose is Purpose.REKEY_IKE:
         if (ours is not None and ours.purpose is not Purpose.REKEY_IKE) or sa.child_in:
             # RFC 7296 2.25.2: the IKE SA cannot move while a Child SA is being made.
             raise TemporaryFailure("a CREATE_CHILD_SA exchange is under way")
+        if in_rounds:
+            raise TemporaryFailure("our own IKE SA rekey is in its IKE_FOLLOWUP_KE rounds")
         configured = cfg.ike_proposals
     else:
         if ours is not None and ours.purpose is Purpose.REKEY_IKE:
@@ -274,6 +282,8 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         if old.state in (ChildState.DELETING, ChildState.REKEYED):
             # RFC 7296 2.25.1: a Child SA being closed is not rekeyed.
             raise TemporaryFailure(f"the Child SA {old.spi_in.hex()} is being deleted")
+        if in_rounds and ours is not None and ours.rekeyed_spi == old.spi_in:
+            raise TemporaryFailure(f"our rekey of {old.spi_in.hex()} is in IKE_FOLLOWUP_KE")
         ctx.rekeyed_spi = old.spi_in
     ke = joined_ke(inner)
     selected = select_proposal(
