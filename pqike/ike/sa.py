@@ -305,7 +305,7 @@ class IkeSa:
             for child in self.children.values():
                 deadlines += [t for t in (child.rekey_at, child.expire_at) if t is not None]
             for ctx in self.child_in.values():
-                deadlines.append(ctx.started + self.config.half_open_timeout)
+                deadlines.append(ctx.started + self._replaced_linger())
             dpd = self._dpd_due()
             if dpd is not None:
                 deadlines.append(dpd)
@@ -678,7 +678,9 @@ class IkeSa:
                 child.rekey_at = None
                 self._tasks.append(_Task(Job.REKEY_CHILD, child.spi_in))
         for link, ctx in list(self.child_in.items()):
-            if now >= ctx.started + self.config.half_open_timeout:
+            # The initiator retransmits its requests for the whole retransmission
+            # schedule: the exchange waits as long for its IKE_FOLLOWUP_KE.
+            if now >= ctx.started + self._replaced_linger():
                 del self.child_in[link]
                 self.exchange_failed(ctx, None, "no IKE_FOLLOWUP_KE came", ctx.rounds.done, now)
         dpd = self._dpd_due()
@@ -1071,8 +1073,9 @@ class IkeSa:
             informational.send_delete_ike(self, now, gen=old)
 
     def _replaced_linger(self) -> float:
-        """How long a replaced generation waits for its Delete: the retransmission
-        schedule, so a lost Delete is still retried and answered."""
+        """The whole retransmission schedule (RFC 7296 2.1): how long a replaced
+        generation waits for its Delete and a peer's CREATE_CHILD_SA for its
+        IKE_FOLLOWUP_KE, since the peer may retry that long."""
         cfg = self.config
         return sum(
             cfg.retransmit_timeout * cfg.retransmit_base**n for n in range(cfg.retransmit_tries + 1)

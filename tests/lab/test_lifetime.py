@@ -142,19 +142,14 @@ def test_loss_in_a_rekey_is_retransmitted_and_the_rekey_still_ends_ok():
         )
         if len(run.phases) == 2 and run.phases[1].totals["retransmissions"]:
             retransmitted.append(run.phases[1])
-    ok = [p for p in retransmitted if p.ok]
-    assert len(ok) >= 5, "10 % loss hit too few Child SA rekeys in 40 seeds"
-    for phase in ok:
+    assert len(retransmitted) >= 5, "10 % loss hit too few Child SA rekeys in 40 seeds"
+    # Every one ends ok: the responder waits for the IKE_FOLLOWUP_KE as long as the
+    # initiator may retransmit (before, it gave up after half_open_timeout and answered
+    # a late follow-up with STATE_NOT_FOUND).
+    assert [p.failure for p in retransmitted if not p.ok] == []
+    for phase in retransmitted:
         # A retransmission waits for the initiator's timer (4 s by default).
         assert phase.duration >= 4.0
-    half_open = ini.config.half_open_timeout
-    for phase in retransmitted:
-        if not phase.ok:
-            # The one way such a rekey fails: the CREATE_CHILD_SA response was lost so
-            # often that the IKE_FOLLOWUP_KE request came after the responder had given
-            # up the half-finished rekey (half_open_timeout after its first response).
-            assert phase.failure == "rekey_child round 1: responder answered STATE_NOT_FOUND"
-            assert phase.duration > half_open
 
 
 def test_no_phase_runs_without_an_ike_sa():
