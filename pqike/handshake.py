@@ -251,6 +251,7 @@ def run_handshake(
     responder_esp: str | None = None,
     then: Sequence[str] = (),
     auth: str = "psk",
+    preset: str = "pqike",
 ) -> HandshakeResult:
     """Run IKE_SA_INIT, any IKE_INTERMEDIATE rounds and IKE_AUTH between two pqike peers,
     then the phases of ``then`` one after the other: ``child`` (Child SA rekey), ``ike``
@@ -264,7 +265,9 @@ def run_handshake(
     ``auth`` is ``psk`` or a key type (``p256``, ``ed25519``, ``rsa3072``, ``mldsa65``,
     ...): both peers then authenticate with certificates of a test PKI made on the fly
     (``auth_options``); ``initiator_options``/``responder_options`` still win.
-    Returns a ``HandshakeResult`` with one ``PhaseResult`` per phase; never raises for
+    ``preset`` is both peers' ``IkeConfiguration.preset`` (``pqike``, ``strongswan``
+    or ``minimal``: which optional payloads they send). Returns a ``HandshakeResult``
+    with one ``PhaseResult`` per phase; never raises for
     a failed handshake or rekey (see ``result.failures`` and ``result.phases``).
     """
     ini_auth, res_auth = auth_options(auth)
@@ -279,6 +282,7 @@ def run_handshake(
         initiator_options={**ini_auth, **(initiator_options or {})},
         responder_options={**res_auth, **(responder_options or {})},
         fragment_size=fragment_size,
+        preset=preset,
     )
     return drive_pair(
         initiator, responder, ipv6=ipv6, deliver=deliver, max_time=max_time, then=then

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..constants import IdType, ProtocolId, TransformType
 from ..crypto.certs import Credential, TrustStore
@@ -69,6 +69,15 @@ PPK_MODES = ("rfc8784",)
 """RFC 9867 (the PPK in IKE_INTERMEDIATE) is not implemented yet."""
 
 
+PRESETS = ("pqike", "strongswan", "minimal")
+"""Peer-behaviour presets (``IkeConfiguration.preset``): which optional payloads we send.
+
+``pqike``: what pqike always sent (NAT detection, fragmentation support, traffic
+selectors for all IPv4 and IPv6 traffic). ``strongswan``: the notifies, selectors and
+port float of strongSwan 6's defaults, so that the messages are as long as strongSwan's.
+``minimal``: nothing optional, the analytic minimum of each message."""
+
+
 def _default_ts() -> tuple[TrafficSelector, ...]:
     return (TrafficSelector.from_network("0.0.0.0/0"), TrafficSelector.from_network("::/0"))
 
@@ -94,17 +103,40 @@ class IkeConfiguration:
     remote_id: Identity | None = None
     """The peer identity we require; ``None`` accepts any identity that authenticates."""
 
-    local_ts: tuple[TrafficSelector, ...] = field(default_factory=_default_ts)
-    """Our side of the first Child SA's traffic selectors (TSi for the initiator)."""
+    local_ts: tuple[TrafficSelector, ...] = ()
+    """Our side of the first Child SA's traffic selectors (TSi for the initiator).
+    Empty: the preset's default, 0.0.0.0/0 and ::/0 for ``pqike``; for ``strongswan``
+    and ``minimal`` our own address alone (/32 or /128), as strongSwan's ``dynamic``."""
 
-    remote_ts: tuple[TrafficSelector, ...] = field(default_factory=_default_ts)
-    """The peer's side (TSr for the initiator)."""
+    remote_ts: tuple[TrafficSelector, ...] = ()
+    """The peer's side (TSr for the initiator); empty: as ``local_ts``, with the peer's
+    address for ``dynamic``."""
+
+    preset: str = "pqike"
+    """Which optional payloads we send, one of ``PRESETS``. ``strongswan`` adds what
+    strongSwan 6 sends with its defaults: SIGNATURE_HASH_ALGORITHMS (RFC 7427 4) even
+    for a PSK, REDIRECT_SUPPORTED (RFC 5685), CHILDLESS_IKEV2_SUPPORTED (RFC 6023),
+    MULTIPLE_AUTH_SUPPORTED (RFC 4739), INITIAL_CONTACT (RFC 7296 2.4),
+    ESP_TFC_PADDING_NOT_SUPPORTED (RFC 7296 1.3.1), MOBIKE_SUPPORTED and
+    ADDITIONAL_IP*_ADDRESS (RFC 4555 3), EAP_ONLY_AUTHENTICATION (RFC 5998) and
+    IKEV2_MESSAGE_ID_SYNC_SUPPORTED (RFC 6311), ``dynamic`` traffic selectors and the
+    float to port 4500 (``force_nat_t``). These are announcements only: pqike does not
+    implement MOBIKE, redirection, multiple authentication or message ID sync.
+    ``minimal`` leaves out everything optional: NAT detection, IKEV2_FRAGMENTATION_SUPPORTED
+    (``fragmentation`` is off unless set), IDr in the IKE_AUTH request, and sends one
+    traffic selector per side."""
+
+    additional_addresses: tuple[str, ...] = ()
+    """Our other addresses, sent as ADDITIONAL_IP4/6_ADDRESS with MOBIKE_SUPPORTED in
+    IKE_AUTH by the ``strongswan`` preset (RFC 4555 3.4; strongSwan lists every address
+    of its interfaces but the one in use). Ignored by the other presets."""
 
     transport_mode: bool = False
     """Ask for transport mode (USE_TRANSPORT_MODE, RFC 7296 1.3.1) instead of tunnel mode."""
 
-    fragmentation: bool = True
-    """Announce IKEV2_FRAGMENTATION_SUPPORTED and fragment large protected messages (RFC 7383)."""
+    fragmentation: bool | None = None
+    """Announce IKEV2_FRAGMENTATION_SUPPORTED and fragment large protected messages
+    (RFC 7383). ``None``: yes, except with the ``minimal`` preset."""
 
     fragment_size: int = 1280
     """Largest IP datagram we send for a fragmented message (strongSwan's default: 1280)."""
@@ -130,9 +162,10 @@ class IkeConfiguration:
     nat_t_port: int = 4500
     """The NAT-T port we move to from port 500 (RFC 7296 2.23, RFC 3948)."""
 
-    force_nat_t: bool = False
+    force_nat_t: bool | None = None
     """Move to the NAT-T port after IKE_SA_INIT even without a NAT, as strongSwan does
-    when MOBIKE is enabled; otherwise only when NAT detection finds a NAT."""
+    when MOBIKE is enabled; otherwise only when NAT detection finds a NAT. ``None``:
+    yes with the ``strongswan`` preset, no otherwise."""
 
     half_open_timeout: float = 30.0
     """Responder: seconds from the IKE_SA_INIT response to a finished IKE_AUTH before the
@@ -225,6 +258,28 @@ class IkeConfiguration:
     for normal behaviour."""
 
     def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigurationError(
+                f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}", field="preset"
+            )
+        # Fill in what the preset decides, so that the rest of the core reads plain values.
+        if self.fragmentation is None:
+            object.__setattr__(self, "fragmentation", self.preset != "minimal")
+        if self.force_nat_t is None:
+            object.__setattr__(self, "force_nat_t", self.preset == "strongswan")
+        if self.preset == "pqike":
+            if not self.local_ts:
+                object.__setattr__(self, "local_ts", _default_ts())
+            if not self.remote_ts:
+                object.__setattr__(self, "remote_ts", _default_ts())
+        for address in self.additional_addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ConfigurationError(
+                    f"additional_addresses: {address!r} is not an IP address",
+                    field="additional_addresses",
+                ) from None
         if not self.ike_proposals:
             raise ConfigurationError("ike_proposals must not be empty", field="ike_proposals")
         if any(p.protocol_id != ProtocolId.IKE for p in self.ike_proposals):
@@ -301,8 +356,6 @@ class IkeConfiguration:
             from .impair import check_impairments
 
             object.__setattr__(self, "impairments", check_impairments(self.impairments))
-        if not self.local_ts or not self.remote_ts:
-            raise ConfigurationError("traffic selectors must not be empty", field="local_ts")
 
     @property
     def ike_lifetimes(self) -> tuple[float, float, float]:

@@ -1,10 +1,16 @@
-"""Traffic selector narrowing (RFC 7296 2.9): the intersection of what was asked and allowed."""
+"""Traffic selector narrowing (RFC 7296 2.9): the intersection of what was asked and
+allowed; and the selectors an IKE SA proposes when none are configured."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ..wire.payloads import TrafficSelector
+
+if TYPE_CHECKING:
+    from .sa import IkeSa
 
 
 def intersect(a: TrafficSelector, b: TrafficSelector) -> TrafficSelector | None:
@@ -37,3 +43,20 @@ def narrow(
             if ts is not None and ts not in out:
                 out.append(ts)
     return tuple(out)
+
+
+def host_selector(address: str) -> TrafficSelector:
+    """One address alone (/32 or /128): strongSwan's ``dynamic`` selector."""
+    ip = ipaddress.ip_address(address)
+    return TrafficSelector.from_network(f"{ip}/{ip.max_prefixlen}")
+
+
+def local_selectors(sa: IkeSa) -> tuple[TrafficSelector, ...]:
+    """Our side's configured selectors, or our own address when none are configured
+    (the ``strongswan`` and ``minimal`` presets; the ``pqike`` preset always has some)."""
+    return sa.config.local_ts or (host_selector(sa.local[0]),)
+
+
+def remote_selectors(sa: IkeSa) -> tuple[TrafficSelector, ...]:
+    """The peer's side: configured, or the peer's address as we see it."""
+    return sa.config.remote_ts or (host_selector(sa.remote[0]),)

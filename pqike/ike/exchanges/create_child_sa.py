@@ -58,7 +58,7 @@ from ..context import ChildExchange, Inbound, NewChild
 from ..events import IkeKeysDerived, IkeSaRekeyed, KeyExchangeCompleted, Purpose
 from ..generation import Crypto
 from ..states import Outcome
-from ..ts import narrow
+from ..ts import local_selectors, narrow, remote_selectors
 from . import followup_ke
 from .common import check_nonce, error_notify, first, joined_ke, notify
 
@@ -142,8 +142,8 @@ def start(
         ctx.kex = sa.new_kex(method)
         payloads.append(KePayload(method, ctx.kex.public_data()))
     if purpose is not Purpose.REKEY_IKE:
-        local_ts = rekeyed.ts_local if rekeyed is not None else cfg.local_ts
-        remote_ts = rekeyed.ts_remote if rekeyed is not None else cfg.remote_ts
+        local_ts = rekeyed.ts_local if rekeyed is not None else local_selectors(sa)
+        remote_ts = rekeyed.ts_remote if rekeyed is not None else remote_selectors(sa)
         payloads += [TsiPayload(tuple(local_ts)), TsrPayload(tuple(remote_ts))]
     ctx.message_id = sa.gen.my_mid
     sa.child_out = ctx
@@ -313,8 +313,8 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         tsr = first(inner, TsrPayload)
         if tsi is None or tsr is None:
             raise InvalidSyntax("CREATE_CHILD_SA request for a Child SA without TSi and TSr")
-        ts_i = narrow(tsi.selectors, cfg.remote_ts)
-        ts_r = narrow(tsr.selectors, cfg.local_ts)
+        ts_i = narrow(tsi.selectors, remote_selectors(sa))
+        ts_r = narrow(tsr.selectors, local_selectors(sa))
         if not ts_i or not ts_r:
             raise TsUnacceptable("no traffic selectors in common")
         ctx.ts_i, ctx.ts_r = tuple(ts_i), tuple(ts_r)

@@ -10,11 +10,14 @@ the IntAuth chain of any IKE_INTERMEDIATE exchanges appended (RFC 9242 3.3.2): a
 or a signature with a certificate (``authentication``). With a PPK (RFC 8784 3) both
 AUTH payloads use SK_p' and, once both sides authenticated, SK_d' replaces SK_d. A
 refused Child SA does not fail the IKE SA: the response carries the error Notify instead
-of SAr2 and the traffic selectors (RFC 7296 1.2).
+of SAr2 and the traffic selectors (RFC 7296 1.2). The ``strongswan`` preset adds the
+notifies strongSwan 6 sends by default (``_strongswan_trailer``, INITIAL_CONTACT,
+ESP_TFC_PADDING_NOT_SUPPORTED); the ``minimal`` preset leaves out the optional IDr.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 from ...constants import ExchangeType, NotifyType, ProtocolId, name_of
@@ -42,7 +45,7 @@ from ..config import Identity
 from ..context import Inbound, NewChild
 from ..events import CreateChildSaFailed, Purpose
 from ..states import Outcome
-from ..ts import narrow
+from ..ts import local_selectors, narrow, remote_selectors
 from . import authentication as authn
 from .common import error_notify, first, notify
 
@@ -75,8 +78,15 @@ def send_request(sa: IkeSa, now: float) -> None:
         raise AuthenticationFailed("a PPK is required but the responder did not send USE_PPK")
     how = authn.choose_auth(sa)
     idi = IdiPayload(cfg.local_id.id_type, cfg.local_id.data)
-    payloads: list[Payload] = [idi, *authn.cert_payloads(sa), *authn.certreq_payloads(sa)]
-    if cfg.remote_id is not None:
+    payloads: list[Payload] = [idi]
+    if cfg.preset == "strongswan":
+        # strongSwan's order: INITIAL_CONTACT right after IDi (RFC 7296 2.4: we hold
+        # no other IKE SA with this peer).
+        payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
+    payloads += [*authn.cert_payloads(sa), *authn.certreq_payloads(sa)]
+    if cfg.remote_id is not None and cfg.preset != "minimal":
+        # RFC 7296 2.15: IDr in the request is optional (the responder may have several
+        # identities); the minimal preset checks the responder's IDr without naming it.
         payloads.append(IdrPayload(cfg.remote_id.id_type, cfg.remote_id.data))
     plain = authn.current_keys(sa)
     use_ppk = _ppk_in_use(sa)
@@ -102,12 +112,39 @@ def send_request(sa: IkeSa, now: float) -> None:
         )
     if cfg.transport_mode:
         payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+    if cfg.preset == "strongswan":
+        payloads.append(NotifyPayload(NotifyType.ESP_TFC_PADDING_NOT_SUPPORTED))
     payloads += [
         SaPayload(esp_proposals(sa, sa.first_child_spi)),
-        TsiPayload(cfg.local_ts),
-        TsrPayload(cfg.remote_ts),
+        TsiPayload(local_selectors(sa)),
+        TsrPayload(remote_selectors(sa)),
     ]
+    if cfg.preset == "strongswan":
+        payloads += _strongswan_trailer(sa, initiator=True)
     sa.send_request(ExchangeType.IKE_AUTH, payloads, now=now)
+
+
+def _strongswan_trailer(sa: IkeSa, *, initiator: bool) -> list[Payload]:
+    """The notifies strongSwan 6 appends to IKE_AUTH with its defaults, in its order:
+    MOBIKE_SUPPORTED and our other addresses (RFC 4555 3.4), then, from the initiator,
+    MULTIPLE_AUTH_SUPPORTED (RFC 4739 3.1), EAP_ONLY_AUTHENTICATION (RFC 5998 4) and
+    IKEV2_MESSAGE_ID_SYNC_SUPPORTED (RFC 6311 4). Announcements only (``preset``)."""
+    out: list[Payload] = [NotifyPayload(NotifyType.MOBIKE_SUPPORTED)]
+    for address in sa.config.additional_addresses:
+        ip = ipaddress.ip_address(address)
+        kind = (
+            NotifyType.ADDITIONAL_IP4_ADDRESS
+            if ip.version == 4
+            else NotifyType.ADDITIONAL_IP6_ADDRESS
+        )
+        out.append(NotifyPayload(kind, ip.packed))
+    if initiator:
+        out += [
+            NotifyPayload(NotifyType.MULTIPLE_AUTH_SUPPORTED),
+            NotifyPayload(NotifyType.EAP_ONLY_AUTHENTICATION),
+            NotifyPayload(NotifyType.IKEV2_MESSAGE_ID_SYNC_SUPPORTED),
+        ]
+    return out
 
 
 def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
@@ -170,6 +207,8 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         assert exc.notify_type is not None
         out.append(NotifyPayload(exc.notify_type))
         refused = exc
+    if cfg.preset == "strongswan":
+        out += _strongswan_trailer(sa, initiator=False)
     sa.send_response(ExchangeType.IKE_AUTH, out, message_id=mid, now=now)
     sa.established(now, peer)
     if child is not None:
@@ -196,8 +235,8 @@ def _respond_child(sa: IkeSa, inner: tuple[Payload, ...]) -> tuple[list[Payload]
     selected = select_proposal(offered, configured)
     if len(selected.spi) != 4:
         raise InvalidSyntax("ESP proposal without a 4-byte SPI")
-    ts_i = narrow(tsi.selectors, sa.config.remote_ts)
-    ts_r = narrow(tsr.selectors, sa.config.local_ts)
+    ts_i = narrow(tsi.selectors, remote_selectors(sa))
+    ts_r = narrow(tsr.selectors, local_selectors(sa))
     if not ts_i or not ts_r:
         raise TsUnacceptable("no traffic selectors in common")
     transport = (
@@ -207,6 +246,8 @@ def _respond_child(sa: IkeSa, inner: tuple[Payload, ...]) -> tuple[list[Payload]
     payloads: list[Payload] = []
     if transport:
         payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+    if sa.config.preset == "strongswan":
+        payloads.append(NotifyPayload(NotifyType.ESP_TFC_PADDING_NOT_SUPPORTED))
     payloads += [SaPayload((mine,)), TsiPayload(ts_i), TsrPayload(ts_r)]
     return payloads, NewChild(
         selected, selected.spi, sa.first_child_spi, tuple(ts_i), tuple(ts_r), transport

@@ -1,7 +1,11 @@
 """IKE_SA_INIT (RFC 7296 1.2): algorithms, the first key exchange, nonces, NAT detection.
 
-    HDR, [N(COOKIE)], SAi1, KEi, Ni, N(NATD_S), N(NATD_D), [N(FRAG_SUP)], [N(INT_SUP)]  -->
-                  <--  HDR, SAr1, KEr, Nr, N(NATD_S), N(NATD_D), [N(FRAG_SUP)], [N(INT_SUP)]
+    HDR, [N(COOKIE)], SAi1, KEi, Ni, [N(NATD_S), N(NATD_D)], [N(FRAG_SUP)], [N(INT_SUP)] -->
+                <--  HDR, SAr1, KEr, Nr, [N(NATD_S), N(NATD_D)], [N(FRAG_SUP)], [N(INT_SUP)]
+
+The ``minimal`` preset leaves out NAT detection; the ``strongswan`` preset adds the
+announcements strongSwan 6 makes by default (REDIRECT_SUPPORTED, CHILDLESS_IKEV2_SUPPORTED,
+MULTIPLE_AUTH_SUPPORTED, SIGNATURE_HASH_ALGORITHMS).
 
 Errors here are answered without keeping state (RFC 7296 2.6): a COOKIE request,
 INVALID_KE_PAYLOAD naming the method we want, INVALID_SYNTAX or NO_PROPOSAL_CHOSEN.
@@ -53,10 +57,16 @@ def send_request(sa: IkeSa, now: float) -> None:
         KePayload(hs.ke_method, hs.kex.public_data()),
         NoncePayload(hs.nonce_i),
     ]
-    payloads += sa.nat_notifies(ZERO_SPI)
+    if sa.config.preset != "minimal":
+        # RFC 7296 2.23: NAT detection is optional; without it no NAT is ever found.
+        payloads += sa.nat_notifies(ZERO_SPI)
     if sa.config.fragmentation:
         payloads.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
     payloads += _auth_notifies(sa, initiator=True)
+    if sa.config.preset == "strongswan":
+        # strongSwan announces it accepts redirection (RFC 5685 3) unless told not to;
+        # an announcement only, pqike does not follow a REDIRECT.
+        payloads.append(NotifyPayload(NotifyType.REDIRECT_SUPPORTED))
     if any(t.type in ADDKE_TYPES for p in sa.config.ike_proposals for t in p.transforms):
         # RFC 9370 2.2.1 / RFC 9242 3.1: additional key exchanges need IKE_INTERMEDIATE.
         payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
@@ -79,13 +89,17 @@ def _auth_notifies(sa: IkeSa, *, initiator: bool) -> list[Payload]:
     from the initiator, the responder's list in reply) and USE_PPK (RFC 8784 3).
 
     Hashes and methods only when we sign or accept signatures, so that a PSK-only
-    IKE_SA_INIT keeps its size; a responder answers only what the initiator sent.
+    IKE_SA_INIT keeps its size (the ``strongswan`` preset sends the hashes always, as
+    strongSwan does); a responder answers only what the initiator sent.
     """
     hs = sa.hs
     out: list[Payload] = []
-    if authn.uses_certificates(sa):
+    if authn.uses_certificates(sa) or sa.config.preset == "strongswan":
+        # strongSwan announces its hashes whatever the authentication method; a
+        # responder only in reply to the initiator's list (RFC 7427 4).
         if initiator or hs.peer_hashes:
             out.append(authn.hash_notify())
+    if authn.uses_certificates(sa):
         if initiator:
             out.append(NotifyPayload(NotifyType.SUPPORTED_AUTH_METHODS))
         elif hs.peer_announces_methods:
@@ -199,14 +213,22 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         KePayload(ke.method, ke_data),
         NoncePayload(hs.nonce_r),
     ]
-    out += sa.nat_notifies(sa.gen.spi_r)
+    if sa.config.preset != "minimal":
+        out += sa.nat_notifies(sa.gen.spi_r)
     # RFC 7296 3.7 (as strongSwan): our CERTREQ comes with the IKE_SA_INIT response.
     out += authn.certreq_payloads(sa)
     if sa.config.fragmentation and sa.peer_fragmentation:
         out.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
     out += _auth_notifies(sa, initiator=False)
+    if sa.config.preset == "strongswan":
+        # strongSwan (childless = allow) accepts an IKE_AUTH without a Child SA (RFC
+        # 6023 2); announced only, as pqike answers such a request without a Child SA.
+        out.append(NotifyPayload(NotifyType.CHILDLESS_IKEV2_SUPPORTED))
     if peer_intermediate and suite.rounds:
         out.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
+    if sa.config.preset == "strongswan":
+        # strongSwan's responder announces RFC 4739 last.
+        out.append(NotifyPayload(NotifyType.MULTIPLE_AUTH_SUPPORTED))
     sa.install_first_keys(suite, secret)
     hs.rounds.pending = suite.rounds
     hs.sa_init_request = msg.message.raw
