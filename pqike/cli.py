@@ -115,6 +115,12 @@ def handshake(
         help="psk, or a key type (p256, p384, p521, ed25519, ed448, rsa2048/3072/4096, "
         "mldsa44/65/87): certificates of a test PKI made on the fly.",
     ),
+    preset: str = typer.Option(
+        "pqike",
+        "--preset",
+        help="Optional payloads both peers send: pqike, strongswan (as strongSwan 6's "
+        "defaults) or minimal (nothing optional).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
     impair: list[str] = typer.Option(  # noqa: B008 - typer reads the default
         [],
@@ -220,6 +226,7 @@ def handshake(
                 responder_esp=responder_esp,
                 then=rekey,
                 auth=auth,
+                preset=preset,
             )
     except (ConfigurationError, ValueError) as exc:
         _fail(str(exc))

@@ -10,7 +10,11 @@ See ``interop/pqike-peer.example.toml`` for every key with its default. Sections
     ``psk`` (text) or ``psk_hex``.
 ``[ike]``
     ``proposals`` (strongSwan syntax), ``fragmentation``, ``fragment_size``,
-    ``force_nat_t``; the IKE SA's lifetimes with strongSwan's names and meaning:
+    ``force_nat_t``, ``preset`` (``pqike``, ``strongswan`` or ``minimal``: which
+    optional payloads we send; it decides ``fragmentation``, ``force_nat_t`` and the
+    traffic selectors when they are not given), ``additional_addresses`` (our other
+    addresses, announced with MOBIKE by the ``strongswan`` preset); the IKE SA's
+    lifetimes with strongSwan's names and meaning:
     ``rekey_time`` (4 h, 0 never rekeys), ``over_time`` (10 % of ``rekey_time``),
     ``rand_time`` (``over_time``) and ``dpd_delay`` (0, off).
 ``[esp]``
@@ -57,12 +61,10 @@ from ..constants import ADDKE_TYPES, ProtocolId, TransformType
 from ..crypto.certs import Credential, TrustStore
 from ..crypto.kex import DEFAULT_REGISTRY
 from ..errors import ConfigurationError
-from ..ike.config import SEND_CERT, Identity, IkeConfiguration
+from ..ike.config import PRESETS, SEND_CERT, Identity, IkeConfiguration
 from ..ike.endpoint import Address, EndpointLimits
 from ..proposal import parse_proposals
 from ..wire.payloads import Proposal, TrafficSelector
-
-_DEFAULT_TS = ("0.0.0.0/0", "::/0")
 
 # strongSwan's time syntax (settings.c / swanctl): a number and an optional unit.
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)")
@@ -85,6 +87,8 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "fragmentation",
         "fragment_size",
         "force_nat_t",
+        "preset",
+        "additional_addresses",
         "backends",
         "rekey_time",
         "over_time",
@@ -262,6 +266,19 @@ class _Reader:
             raise self.error(section, key, f"must be true or false, not {_kind(value)}")
         return value
 
+    def optional_boolean(self, section: str, key: str) -> bool | None:
+        """The key's boolean, or ``None`` when absent (the preset decides)."""
+        if self.raw(section, key) is None:
+            return None
+        return self.boolean(section, key, False)
+
+    def choice(self, section: str, key: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.string(section, key, default)
+        assert value is not None
+        if value not in allowed:
+            raise self.error(section, key, f"must be one of {', '.join(allowed)}, not '{value}'")
+        return value
+
     def integer(
         self, section: str, key: str, default: int | None, lo: int, hi: int | None = None
     ) -> int | None:
@@ -381,7 +398,7 @@ class _Reader:
     def selectors(self, section: str, key: str) -> tuple[TrafficSelector, ...]:
         value = self.raw(section, key)
         if value is None:
-            value = list(_DEFAULT_TS)
+            return ()  # IkeConfiguration fills in the preset's default
         items = value if isinstance(value, list) else [value]
         if not items:
             raise self.error(section, key, "must name at least one network")
@@ -565,7 +582,7 @@ class _Reader:
                 local_ts=self.selectors("esp", "local_ts"),
                 remote_ts=self.selectors("esp", "remote_ts"),
                 transport_mode=mode == "transport",
-                fragmentation=self.boolean("ike", "fragmentation", True),
+                fragmentation=self.optional_boolean("ike", "fragmentation"),
                 fragment_size=fragment_size,
                 retransmit_timeout=self.number("retransmit", "timeout", 4.0),
                 retransmit_base=base,
@@ -573,7 +590,13 @@ class _Reader:
                 require_cookie=self.boolean("responder", "require_cookie", False),
                 validation_clock=utc_now,
                 nat_t_port=nat_t_port or 4500,
-                force_nat_t=self.boolean("ike", "force_nat_t", False),
+                force_nat_t=self.optional_boolean("ike", "force_nat_t"),
+                preset=self.choice("ike", "preset", PRESETS, "pqike"),
+                additional_addresses=(
+                    self.addresses("ike", "additional_addresses")
+                    if self.raw("ike", "additional_addresses")
+                    else ()
+                ),
                 kex_backends=self.backends("ike", "backends"),
                 half_open_timeout=self.number("responder", "half_open_timeout", 30.0),
                 **lifetimes,

@@ -147,6 +147,7 @@ class MemoryPair:
             "retransmit_timeout": case.retransmit_timeout,
             "retransmit_tries": case.retransmit_tries,
             "psk": PSK,
+            "preset": case.proposal.preset,
         }
         initiator = IkeSa(
             make_config(

@@ -10,11 +10,13 @@
     esp = "aes256gcm16"
     baseline = "x25519"             # what overheads are relative to
     highlight = "x25519+mlkem768"   # the proposal the report's headline is about
+    preset = "pqike"                # pqike peers' optional payloads: pqike, strongswan, minimal
 
     [proposals]
     x25519 = "aes256gcm16-prfsha384-x25519"
     "x25519+mlkem768" = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
     mismatch = { ike = "aes256gcm16-prfsha384-x25519", responder = "aes256gcm16-prfsha384-ecp256" }
+    lean = { ike = "aes256gcm16-prfsha384-x25519", preset = "minimal" }   # per proposal
 
     [profiles.wan]
     delay_ms = [0, 50]              # a list expands into one profile per value
@@ -40,6 +42,7 @@ from ..constants import ADDKE_TYPES, ProtocolId, TransformType
 from ..crypto.kex import DEFAULT_REGISTRY, KeyExchangeRegistry
 from ..errors import ConfigurationError
 from ..handshake import PHASES, parse_phase
+from ..ike.config import PRESETS
 from ..proposal import parse_proposals
 from .link import LinkProfile
 
@@ -70,8 +73,9 @@ _EXPERIMENT_KEYS = (
     "record_datagrams",
     "record_payloads",
     "phases",
+    "preset",
 )
-_PROPOSAL_KEYS = ("ike", "esp", "responder", "description")
+_PROPOSAL_KEYS = ("ike", "esp", "responder", "description", "preset")
 _PROFILE_KEYS = (
     "delay_ms",
     "jitter_ms",
@@ -97,6 +101,9 @@ class ProposalSpec:
     responder: str | None = None
     """The responder's IKE proposal when it differs (default: ``ike``)."""
     description: str = ""
+    preset: str = "pqike"
+    """Both pqike peers' ``IkeConfiguration.preset`` (``pqike``, ``strongswan`` or
+    ``minimal``); the proposal's ``preset`` key, else the experiment's."""
 
 
 @dataclass(frozen=True)
@@ -282,8 +289,9 @@ def parse_spec(
     record_datagrams = v.boolean(exp.get("record_datagrams", True), "experiment.record_datagrams")
     record_payloads = v.boolean(exp.get("record_payloads", False), "experiment.record_payloads")
     phases = v.phases(exp.get("phases", []), "experiment.phases")
+    preset = v.preset(exp.get("preset", "pqike"), "experiment.preset")
 
-    proposals = v.proposals(data.get("proposals"), esp)
+    proposals = v.proposals(data.get("proposals"), esp, preset)
     profiles = v.profiles(data.get("profiles"))
     for profile in profiles:
         for pair in profile.pairs or ():
@@ -460,7 +468,15 @@ class _Validator:
                         "(no installed backend implements it; see `pqike algorithms`)",
                     )
 
-    def proposals(self, value: Any, default_esp: str) -> tuple[ProposalSpec, ...]:
+    def preset(self, value: Any, field: str) -> str:
+        text = self.string(value, field)
+        if text not in PRESETS:
+            self.fail(field, f"must be one of {', '.join(PRESETS)}, got {text!r}")
+        return text
+
+    def proposals(
+        self, value: Any, default_esp: str, default_preset: str = "pqike"
+    ) -> tuple[ProposalSpec, ...]:
         if value is None:
             self.fail("proposals", "the spec needs a [proposals] table with at least one proposal")
         table = self.table(value, "proposals")
@@ -491,7 +507,8 @@ class _Validator:
                 self.string(responder, f"{field}.responder")
                 self.ike(responder, f"{field}.responder")
             description = self.string(entry.get("description", ""), f"{field}.description")
-            out.append(ProposalSpec(name, ike, esp, responder, description))
+            preset = self.preset(entry.get("preset", default_preset), f"{field}.preset")
+            out.append(ProposalSpec(name, ike, esp, responder, description, preset))
         return tuple(out)
 
     def profiles(self, value: Any) -> tuple[NetworkProfile, ...]:

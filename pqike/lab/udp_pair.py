@@ -106,6 +106,7 @@ class UdpPair:
             "retransmit_timeout": case.retransmit_timeout,
             "retransmit_tries": case.retransmit_tries,
             "psk": PSK,
+            "preset": case.proposal.preset,
         }
         init_cfg = make_config(
             case.proposal.ike,
