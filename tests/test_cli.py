@@ -197,3 +197,14 @@ def test_every_help_text_arrives_word_for_word():
             # "\[" is rich markup's literal bracket.
             first = " ".join(text.split("\n\n")[0].split()).replace("\\[", "[")
             assert first in shown, (path, first)
+
+
+def test_handshake_preset_minimal_sends_only_mandatory_payloads():
+    out = runner.invoke(
+        app,
+        ["handshake", "-p", "aes256gcm16-prfsha384-x25519-ke1_mlkem768", "--preset", "minimal"],
+    )
+    assert out.exit_code == 0, out.output
+    assert "sequence: s160 r160 s1249 r1153 s228 r228" in out.output
+    bad = runner.invoke(app, ["handshake", "--preset", "tiny"])
+    assert bad.exit_code != 0 and "preset must be one of" in bad.output

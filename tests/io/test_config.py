@@ -387,3 +387,22 @@ def test_a_bad_lifetime_names_its_key(section, line, field, message):
     error = error_of(with_keys(section, line))
     assert error.field == field
     assert message in str(error)
+
+
+def test_the_preset_decides_what_is_not_given():
+    peer = parse_peer_config(
+        with_keys("ike", 'preset = "strongswan"', 'additional_addresses = ["2001:db8::7"]')
+    )
+    ike = peer.ike
+    assert (ike.preset, ike.fragmentation, ike.force_nat_t) == ("strongswan", True, True)
+    assert ike.additional_addresses == ("2001:db8::7",)
+    assert ike.local_ts == ike.remote_ts == ()  # strongSwan's dynamic: our own address
+    minimal = parse_peer_config(with_keys("ike", 'preset = "minimal"', "force_nat_t = true"))
+    assert (minimal.ike.fragmentation, minimal.ike.force_nat_t) == (False, True)
+
+
+def test_a_bad_preset_or_address_names_the_key():
+    err = error_of(with_keys("ike", 'preset = "charon"'))
+    assert err.field == "ike.preset" and "pqike, strongswan, minimal" in str(err)
+    err = error_of(with_keys("ike", 'additional_addresses = ["host"]'))
+    assert err.field == "ike.additional_addresses"
