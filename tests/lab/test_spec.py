@@ -84,6 +84,7 @@ def test_the_shipped_specs_validate():
         "kem-zoo.toml",
         "lossy-links.toml",
         "sa-lifetime.toml",
+        "sizes-1480.toml",
         "strongswan-peers.toml",
         "udp-loopback.toml",
     ]

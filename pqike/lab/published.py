@@ -1,0 +1,150 @@
+"""Published strongSwan message sizes beside the ones an experiment measured.
+
+The figures in ``PUBLISHED`` are strongSwan 6.0 beta's, as charon logged them for a
+carol <-> moon connection at ``fragment_size = 1480`` in the README of the
+strongX509/docker repository (``pq-strongswan`` directory): the bytes of the packet sent,
+or, for a fragmented message, of the message charon reassembled. They are the named
+source's figures, never measurements of ours; :func:`comparison` puts each next to the
+message pqike sent in a finished experiment (``messages.csv``) and says so.
+
+``python -m pqike.lab.published results/sizes-1480`` writes ``published.md`` there.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+SOURCE = (
+    "strongSwan 6.0 beta, charon's log at fragment_size 1480 in the README of the "
+    "strongX509/docker repository (pq-strongswan)"
+)
+
+
+@dataclass(frozen=True)
+class PublishedMessage:
+    """One published row: bytes (and fragments, 0 when not fragmented) per direction."""
+
+    what: str
+    exchange: str
+    initiator: int | None
+    initiator_fragments: int
+    responder: int | None
+    responder_fragments: int
+    proposal: str | None
+    """The experiment proposal whose message is the counterpart; ``None``: none here."""
+    note: str = ""
+
+
+PUBLISHED = (
+    PublishedMessage("x25519", "IKE_SA_INIT", 292, 0, 325, 0, "x25519"),
+    PublishedMessage("Kyber-L3", "IKE_INTERMEDIATE", 1264, 0, 1168, 0, "x25519+mlkem768"),
+    PublishedMessage(
+        "BIKE-L3", "IKE_INTERMEDIATE", 3168, 3, 3200, 0, None, "BIKE is not available here"
+    ),
+    PublishedMessage("HQC-L3", "IKE_INTERMEDIATE", 4608, 4, 9104, 7, "x25519+hqc192"),
+    PublishedMessage(
+        "Dilithium5 certificates",
+        "IKE_AUTH",
+        9088,
+        7,
+        9008,
+        7,
+        None,
+        "the experiment authenticates with a PSK",
+    ),
+    PublishedMessage(
+        "FrodoKEM-AES-L3",
+        "IKE_FOLLOWUP_KE",
+        15728,
+        12,
+        None,
+        0,
+        None,
+        "FrodoKEM is not available here",
+    ),
+)
+
+
+def _cell(size: int | None, fragments: int) -> str:
+    if size is None:
+        return "-"
+    return f"{size:,}" + (f" ({fragments})" if fragments else "")
+
+
+def _measured(messages: pd.DataFrame, proposal: str, exchange: str, sender: str) -> str:
+    rows = messages[
+        (messages["proposal"] == proposal)
+        & (messages["exchange"] == exchange)
+        & (messages["sender"] == sender)
+        & (messages["phase"] == "handshake")
+        & ~messages["retransmission"].astype(str).eq("True")
+    ]
+    if rows.empty:
+        return "-"
+    row = rows.iloc[0]
+    # charon logs a packet's bytes (the UDP payload, any non-ESP marker included) and,
+    # for a fragmented message, the reassembled message's: the same here.
+    fragments = int(row["fragments"])
+    size = int(row["ike_bytes"]) if fragments else int(row["udp_bytes"])
+    return _cell(size, fragments)
+
+
+def comparison(results: str | Path) -> str:
+    """A Markdown table: each published figure beside pqike's message from ``results``."""
+    messages = pd.read_csv(Path(results) / "messages.csv")
+    lines = [
+        "# Message sizes at fragment size 1480: published strongSwan figures and pqike",
+        "",
+        f"Published: {SOURCE}. These are that source's figures, not measured here.",
+        "pqike: this experiment's `messages.csv`, first repetition, bytes as charon logs",
+        "them (the UDP payload of an unfragmented message, the reassembled message of a",
+        "fragmented one; fragment counts in parentheses). Written by",
+        "`python -m pqike.lab.published`.",
+        "",
+        "| message | published initiator / responder | pqike proposal | pqike initiator / "
+        "responder | note |",
+        "|---|---|---|---|---|",
+    ]
+    for p in PUBLISHED:
+        theirs = f"{_cell(p.initiator, p.initiator_fragments)} / "
+        theirs += _cell(p.responder, p.responder_fragments)
+        if p.proposal is None:
+            ours, name = "-", "-"
+        else:
+            ours = _measured(messages, p.proposal, p.exchange, "initiator")
+            ours += " / " + _measured(messages, p.proposal, p.exchange, "responder")
+            name = f"`{p.proposal}`"
+        lines.append(f"| {p.exchange} {p.what} | {theirs} | {name} | {ours} | {p.note} |")
+    lines += [
+        "",
+        "Every proposal of the experiment (no published counterpart for most):",
+        "",
+        "| pqike proposal | exchange | initiator | responder |",
+        "|---|---|---|---|",
+    ]
+    handshake = messages[messages["phase"] == "handshake"]
+    for proposal in dict.fromkeys(handshake["proposal"]):
+        for exchange in dict.fromkeys(handshake[handshake["proposal"] == proposal]["exchange"]):
+            i = _measured(messages, proposal, exchange, "initiator")
+            r = _measured(messages, proposal, exchange, "responder")
+            lines.append(f"| `{proposal}` | {exchange} | {i} | {r} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """Write ``published.md`` into the results directory named by ``argv[0]``."""
+    if len(argv) != 1:
+        print("usage: python -m pqike.lab.published RESULTS_DIR", file=sys.stderr)
+        return 2
+    out = Path(argv[0]) / "published.md"
+    out.write_text(comparison(argv[0]))
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
