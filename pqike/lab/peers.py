@@ -29,7 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ..handshake import INITIATOR_ADDRESS, RESPONDER_ADDRESS, PhaseResult, make_config
+from ..handshake import (
+    INITIATOR_ADDRESS,
+    RESPONDER_ADDRESS,
+    PhaseResult,
+    auth_options,
+    make_config,
+)
 from ..ike.events import IkeSaEstablished, KeyExchangeCompleted
 from ..ike.sa import IkeSa
 from ..trace import Trace
@@ -149,6 +155,8 @@ class MemoryPair:
             "psk": PSK,
             "preset": case.proposal.preset,
         }
+        # Certificates of a test PKI when the proposal asks (``auth``), as run_handshake.
+        ini_auth, res_auth = auth_options(case.proposal.auth)
         initiator = IkeSa(
             make_config(
                 case.proposal.ike,
@@ -156,6 +164,7 @@ class MemoryPair:
                 local_id=INITIATOR_ID,
                 remote_id=RESPONDER_ID,
                 **common,
+                **ini_auth,
             ),
             is_initiator=True,
             local=ini_addr,
@@ -167,6 +176,7 @@ class MemoryPair:
                 case.proposal.esp,
                 local_id=RESPONDER_ID,
                 **common,
+                **res_auth,
             ),
             is_initiator=False,
             local=res_addr,

@@ -53,8 +53,8 @@ PUBLISHED = (
         7,
         9008,
         7,
-        None,
-        "the experiment authenticates with a PSK",
+        "x25519+mlkem768+mldsa87",
+        "pqike: ML-DSA-87 (FIPS 204), its certificate and one intermediate CA's (two CERT)",
     ),
     PublishedMessage(
         "FrodoKEM-AES-L3",

@@ -43,6 +43,7 @@ from ..crypto.kex import DEFAULT_REGISTRY, KeyExchangeRegistry
 from ..errors import ConfigurationError
 from ..handshake import PHASES, parse_phase
 from ..ike.config import PRESETS
+from ..pki import KEY_TYPES
 from ..proposal import parse_proposals
 from .link import LinkProfile
 
@@ -75,7 +76,7 @@ _EXPERIMENT_KEYS = (
     "phases",
     "preset",
 )
-_PROPOSAL_KEYS = ("ike", "esp", "responder", "description", "preset")
+_PROPOSAL_KEYS = ("ike", "esp", "responder", "description", "preset", "auth")
 _PROFILE_KEYS = (
     "delay_ms",
     "jitter_ms",
@@ -104,6 +105,10 @@ class ProposalSpec:
     preset: str = "pqike"
     """Both pqike peers' ``IkeConfiguration.preset`` (``pqike``, ``strongswan`` or
     ``minimal``); the proposal's ``preset`` key, else the experiment's."""
+    auth: str = "psk"
+    """How the pqike <-> pqike pairs (memory, udp) authenticate: ``psk`` or a key type of
+    ``pqike.pki.KEY_TYPES`` (``mldsa65``, ``p256``, ...: certificates of a test PKI made
+    for the run, as ``run_handshake(auth=...)``)."""
 
 
 @dataclass(frozen=True)
@@ -508,7 +513,12 @@ class _Validator:
                 self.ike(responder, f"{field}.responder")
             description = self.string(entry.get("description", ""), f"{field}.description")
             preset = self.preset(entry.get("preset", default_preset), f"{field}.preset")
-            out.append(ProposalSpec(name, ike, esp, responder, description, preset))
+            auth = self.string(entry.get("auth", "psk"), f"{field}.auth")
+            if auth != "psk" and auth not in KEY_TYPES:
+                self.fail(
+                    f"{field}.auth", f"must be psk or one of {', '.join(KEY_TYPES)}, got {auth!r}"
+                )
+            out.append(ProposalSpec(name, ike, esp, responder, description, preset, auth))
         return tuple(out)
 
     def profiles(self, value: Any) -> tuple[NetworkProfile, ...]:

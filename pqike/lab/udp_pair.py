@@ -22,7 +22,7 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from ..handshake import make_config
+from ..handshake import auth_options, make_config
 from ..ike.events import Event, IkeSaEstablished, IkeSaFailed, MessageSent
 from ..trace import Trace
 from .link import DatagramFate
@@ -108,18 +108,21 @@ class UdpPair:
             "psk": PSK,
             "preset": case.proposal.preset,
         }
+        ini_auth, res_auth = auth_options(case.proposal.auth)
         init_cfg = make_config(
             case.proposal.ike,
             case.proposal.esp,
             local_id=INITIATOR_ID,
             remote_id=RESPONDER_ID,
             **common,
+            **ini_auth,
         )
         resp_cfg = make_config(
             case.proposal.responder or case.proposal.ike,
             case.proposal.esp,
             local_id=RESPONDER_ID,
             **common,
+            **res_auth,
         )
         events: dict[str, list[Event]] = {"initiator": [], "responder": []}
         threads = {

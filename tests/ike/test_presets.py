@@ -117,3 +117,16 @@ def test_specs_take_a_preset_per_experiment_and_per_proposal():
     with pytest.raises(ConfigurationError) as err:
         parse_spec(f'[proposals]\na = {{ ike = "{PROPOSAL}", preset = "tiny" }}\n[profiles.lan]\n')
     assert err.value.field == "proposals.a.preset"
+
+
+def test_specs_take_a_certificate_key_type_per_proposal():
+    spec = parse_spec(
+        f'[proposals]\na = {{ ike = "{PROPOSAL}", auth = "mldsa87" }}\nb = "{PROPOSAL}"\n'
+        "[profiles.lan]\n"
+    )
+    assert [p.auth for p in spec.proposals] == ["mldsa87", "psk"]
+    with pytest.raises(ConfigurationError) as err:
+        parse_spec(
+            f'[proposals]\na = {{ ike = "{PROPOSAL}", auth = "dilithium5" }}\n[profiles.lan]\n'
+        )
+    assert err.value.field == "proposals.a.auth"
