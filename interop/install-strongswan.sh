@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
-# Install strongSwan 6.0.1 for the interop lab into interop/.cache/strongswan/.
+# Install strongSwan for the interop lab into interop/.cache/strongswan/.
 #
-# The upstream tarball comes from Debian's *source* package (suites trixie and
-# trixie-security), fetched through a private apt configuration so that the
-# system's own source lists are never touched. It is built from the upstream
-# strongswan_6.0.1.orig.tar.bz2 (Debian's patches change configure.ac and would
-# need automake) with --disable-defaults and exactly the plugins the lab needs.
+# Versions: 6.0.1 (the default; Debian trixie and trixie-security, installed in the
+# cache directory itself) and 6.1.0 (Debian unstable, "sid"; installed beside it in
+# the cache's 6.1.0/ subdirectory, so both can be present at once).
+#
+# The upstream tarball comes from Debian's *source* package, fetched through a
+# private apt configuration so that the system's own source lists are never
+# touched. It is built from the upstream strongswan_<version>.orig.tar.bz2
+# (Debian's patches change configure.ac and would need automake) with
+# --disable-defaults and exactly the plugins the lab needs (IKEv1 included: 6.1.0
+# no longer builds it by default).
 #
 # Idempotent: when the build is already installed it prints the charon version
 # and exits 0 without touching the network. Works on Debian 12 and Debian 13.
 #
-# Usage: interop/install-strongswan.sh [--force]
-#   --force   rebuild even when an installation is present
+# Usage: interop/install-strongswan.sh [--force] [--version 6.0.1|6.1.0]
+#   --force     rebuild even when an installation is present
+#   --version   which strongSwan to build (default: $PQIKE_STRONGSWAN_VERSION, else 6.0.1)
 #
 # Environment:
-#   PQIKE_STRONGSWAN_CACHE  cache directory (default: <repo>/interop/.cache/strongswan)
+#   PQIKE_STRONGSWAN_CACHE    cache directory (default: <repo>/interop/.cache/strongswan)
+#   PQIKE_STRONGSWAN_VERSION  the version to build when --version is not given
 set -euo pipefail
 
-SW_VERSION=6.0.1
+DEFAULT_VERSION=6.0.1
+SW_VERSION="${PQIKE_STRONGSWAN_VERSION:-$DEFAULT_VERSION}"
 # Enough plugins for every proposal the project uses, and nothing else.
 # `ml` provides ML-KEM where the system OpenSSL is older than 3.5 (Debian 12).
 PLUGINS="charon swanctl vici ikev2 ikev1 ml openssl nonce random pem x509 pkcs1 pkcs8 pubkey
@@ -26,8 +34,34 @@ eap-identity eap-md5 updown constraints revocation load-tester"
 # Packages needed to fetch, build and run the lab (tcpdump captures the datagrams).
 BUILD_PACKAGES="gcc libc6-dev make pkg-config libssl-dev bzip2 iproute2 tcpdump util-linux"
 
+log() { printf 'install-strongswan: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+force=no
+while (($#)); do
+    case "$1" in
+        --force) force=yes ;;
+        --version) shift; [[ $# -gt 0 ]] || die "--version needs a version"; SW_VERSION="$1" ;;
+        --version=*) SW_VERSION="${1#--version=}" ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        *) die "unknown argument '$1' (use --force, --version or --help)" ;;
+    esac
+    shift
+done
+
+# Which Debian suites carry each version's source package (searched in this order:
+# a security suite first, its files live only there).
+case "$SW_VERSION" in
+    6.0.1) SUITES="trixie-security trixie" ;;
+    6.1.0) SUITES="sid" ;;
+    *) die "unsupported strongSwan version '$SW_VERSION' (6.0.1 or 6.1.0)" ;;
+esac
+
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${PQIKE_STRONGSWAN_CACHE:-$HERE/.cache/strongswan}"
+# The default version lives in the cache directory itself (where earlier installs
+# are); any other one in a subdirectory named after it.
+[[ "$SW_VERSION" == "$DEFAULT_VERSION" ]] || CACHE="$CACHE/$SW_VERSION"
 PREFIX="$CACHE/install"
 # charon's PID file directory is fixed at build time. The lab bind-mounts a
 # per-daemon directory over it inside a private mount namespace (see lab.py),
@@ -35,18 +69,6 @@ PREFIX="$CACHE/install"
 PIDDIR="$PREFIX/run"
 STAMP="$PREFIX/.pqike-build"
 CHARON="$PREFIX/libexec/ipsec/charon"
-
-log() { printf 'install-strongswan: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-force=no
-for arg in "$@"; do
-    case "$arg" in
-        --force) force=yes ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-        *) die "unknown argument '$arg' (use --force or --help)" ;;
-    esac
-done
 
 # What identifies a build: version, plugin set and piddir. Change any of them
 # and the next run rebuilds.
@@ -175,10 +197,13 @@ APTDIR="$CACHE/apt"
 mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial"
 # The security archive is listed first: the security version's files live only
 # there, and listing it first keeps apt from asking the main archive for them (404).
-cat >"$APTDIR/sources.list" <<EOF
-deb-src [signed-by=$KEYRING] $SEC_URI trixie-security main
-deb-src [signed-by=$KEYRING] $MAIN_URI trixie main
-EOF
+: >"$APTDIR/sources.list"
+for suite in $SUITES; do
+    case "$suite" in
+        *-security) echo "deb-src [signed-by=$KEYRING] $SEC_URI $suite main" ;;
+        *) echo "deb-src [signed-by=$KEYRING] $MAIN_URI $suite main" ;;
+    esac >>"$APTDIR/sources.list"
+done
 APT_OPTS=(
     -o "Dir::Etc::sourcelist=$APTDIR/sources.list"
     -o "Dir::Etc::sourceparts=-"
@@ -191,7 +216,7 @@ APT_OPTS=(
 DLDIR="$CACHE/download"
 ORIG="$DLDIR/strongswan_${SW_VERSION}.orig.tar.bz2"
 if [[ ! -s "$ORIG" ]]; then
-    log "fetching the strongSwan source package index (trixie, trixie-security) from $SEC_URI and $MAIN_URI"
+    log "fetching the strongSwan source package index ($SUITES)"
     # --error-on=any: a fetch failure (no network) is otherwise only a warning.
     if ! apt-get "${APT_OPTS[@]}" --error-on=any update >"$CACHE/apt-source.log" 2>&1; then
         if grep -qiE 'resolv|connect|unreachable|timed out' "$CACHE/apt-source.log"; then
@@ -199,10 +224,10 @@ if [[ ! -s "$ORIG" ]]; then
         fi
         die "apt-get update of the private source lists failed; see $CACHE/apt-source.log"
     fi
-    # The newest Debian revision of upstream $SW_VERSION (trixie or its security update).
+    # The newest Debian revision of upstream $SW_VERSION in those suites.
     deb_version="$(apt-cache "${APT_OPTS[@]}" showsrc strongswan 2>/dev/null \
         | awk '/^Version:/ {print $2}' | grep -E "^${SW_VERSION//./\\.}-" | sort -V | tail -n1 || true)"
-    [[ -n "$deb_version" ]] || die "no strongswan ${SW_VERSION} source package found in trixie/trixie-security"
+    [[ -n "$deb_version" ]] || die "no strongswan ${SW_VERSION} source package found in $SUITES"
     log "downloading source package strongswan=$deb_version"
     rm -rf "$DLDIR.partial"
     mkdir -p "$DLDIR.partial"

@@ -84,6 +84,7 @@ __all__ = [
     "render_strongswan_conf",
     "render_swanctl_conf",
     "repository_root",
+    "strongswan_version",
 ]
 
 INSTALL_SCRIPT_ENV = "PQIKE_STRONGSWAN_INSTALLER"
@@ -92,6 +93,13 @@ source checkout (the script is not part of the installed package)."""
 CACHE_ENV = "PQIKE_STRONGSWAN_CACHE"
 """Environment variable naming the strongSwan build's cache directory (the script reads
 it too); default ``<checkout>/interop/.cache/strongswan``."""
+VERSION_ENV = "PQIKE_STRONGSWAN_VERSION"
+"""Environment variable choosing the lab's strongSwan version (the script reads it too):
+one of ``STRONGSWAN_VERSIONS``, default ``DEFAULT_STRONGSWAN_VERSION``."""
+DEFAULT_STRONGSWAN_VERSION = "6.0.1"
+#: The versions ``install-strongswan.sh`` builds: 6.0.1 in the cache directory itself,
+#: the others beside it in a subdirectory named after the version.
+STRONGSWAN_VERSIONS = ("6.0.1", "6.1.0")
 
 #: Name prefix of everything the lab creates (namespaces, run directories).
 DEFAULT_PREFIX = "pqike"
@@ -180,9 +188,23 @@ def install_script() -> Path:
     return repository_root() / "interop" / "install-strongswan.sh"
 
 
+def strongswan_version() -> str:
+    """The strongSwan version the lab runs: ``$PQIKE_STRONGSWAN_VERSION`` or 6.0.1."""
+    version = os.environ.get(VERSION_ENV) or DEFAULT_STRONGSWAN_VERSION
+    if version not in STRONGSWAN_VERSIONS:
+        raise LabError(
+            f"{VERSION_ENV}={version!r} is not a version the lab builds "
+            f"({', '.join(STRONGSWAN_VERSIONS)})"
+        )
+    return version
+
+
 def _default_install() -> StrongSwanInstall:
     cache = os.environ.get(CACHE_ENV)
     base = Path(cache) if cache else repository_root() / "interop" / ".cache" / "strongswan"
+    version = strongswan_version()
+    if version != DEFAULT_STRONGSWAN_VERSION:
+        base = base / version
     return StrongSwanInstall(base / "install")
 
 
@@ -204,7 +226,9 @@ def ensure_strongswan(install: bool = True) -> StrongSwanInstall:
             f"strongSwan is not installed in {sw.prefix} and {script} does not exist: run "
             f"pqike from a source checkout or set {INSTALL_SCRIPT_ENV} (and {CACHE_ENV})"
         )
-    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["bash", str(script), "--version", strongswan_version()], capture_output=True, text=True
+    )
     if proc.returncode != 0 or not sw.is_installed():
         raise LabError(
             f"{script.name} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
