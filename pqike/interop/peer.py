@@ -81,8 +81,10 @@ def _toml_str(value: str) -> str:
 
 
 def _toml_items(values: Mapping[str, str | float] | None) -> list[str]:
+    # A string as a TOML string; a number as itself. (Without the parentheses the !r
+    # conversion applied to the whole conditional and quoted strings twice.)
     return [
-        f"{key} = {_toml_str(v) if isinstance(v, str) else v!r}"
+        f"{key} = {(_toml_str(v) if isinstance(v, str) else repr(v))}"
         for key, v in (values or {}).items()
     ]
 

@@ -572,6 +572,15 @@ class _Reader:
             cookie_threshold=self.integer("responder", "cookie_threshold", None, 0),
             closed_linger=self.number("responder", "closed_linger", 30.0, strict=False),
         )
+        # Read here, outside the try below, so that an error names the file only once.
+        preset = self.choice("ike", "preset", PRESETS, "pqike")
+        additional = (
+            self.addresses("ike", "additional_addresses")
+            if self.raw("ike", "additional_addresses")
+            else ()
+        )
+        fragmentation = self.optional_boolean("ike", "fragmentation")
+        force_nat_t = self.optional_boolean("ike", "force_nat_t")
         try:
             ike = IkeConfiguration(
                 ike_proposals=ike_proposals,
@@ -582,7 +591,7 @@ class _Reader:
                 local_ts=self.selectors("esp", "local_ts"),
                 remote_ts=self.selectors("esp", "remote_ts"),
                 transport_mode=mode == "transport",
-                fragmentation=self.optional_boolean("ike", "fragmentation"),
+                fragmentation=fragmentation,
                 fragment_size=fragment_size,
                 retransmit_timeout=self.number("retransmit", "timeout", 4.0),
                 retransmit_base=base,
@@ -590,13 +599,9 @@ class _Reader:
                 require_cookie=self.boolean("responder", "require_cookie", False),
                 validation_clock=utc_now,
                 nat_t_port=nat_t_port or 4500,
-                force_nat_t=self.optional_boolean("ike", "force_nat_t"),
-                preset=self.choice("ike", "preset", PRESETS, "pqike"),
-                additional_addresses=(
-                    self.addresses("ike", "additional_addresses")
-                    if self.raw("ike", "additional_addresses")
-                    else ()
-                ),
+                force_nat_t=force_nat_t,
+                preset=preset,
+                additional_addresses=additional,
                 kex_backends=self.backends("ike", "backends"),
                 half_open_timeout=self.number("responder", "half_open_timeout", 30.0),
                 **lifetimes,

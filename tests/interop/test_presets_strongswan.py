@@ -5,7 +5,9 @@ captured; then two pqike peers with the ``strongswan`` preset and the lab's setu
 (addresses, identities, the interfaces' IPv6 addresses for MOBIKE, fragment size 1280)
 run the same handshake in memory. The UDP payload lengths must be equal, datagram by
 datagram. The charons run with ``send_certreq = no``: the CERTREQ they would otherwise
-send names the load-tester plugin's test CA, which only this lab loads.
+send names the load-tester plugin's test CA, which only this lab loads. Then a real
+pqike peer (``pqike initiate`` / ``pqike respond`` with ``preset = "strongswan"`` in its
+TOML) faces a charon in the lab, both ways: the capture must equal the charon pair's.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ import pytest
 from pqike.handshake import drive_pair, make_config
 from pqike.ike.sa import IkeSa
 from pqike.interop.lab import IPV4_ADDRESSES, IPV6_ADDRESSES, Lab, ensure_strongswan
-from pqike.interop.peer import lab_unavailable
+from pqike.interop.peer import (
+    PqikeResponder,
+    lab_unavailable,
+    run_pqike_initiator,
+    write_pqike_config,
+)
 
 pytestmark = pytest.mark.interop
 _SKIP = lab_unavailable()
@@ -31,23 +38,52 @@ PROPOSALS = (
 )
 
 
-def strongswan_sizes(proposal: str) -> list[tuple[str, str, int]]:
-    """(sender, exchange, UDP payload bytes) of each IKE datagram of a charon pair."""
+def _sizes(capture) -> list[tuple[str, str, int]]:
+    return [
+        ("i" if d.from_original_initiator else "r", d.exchange or "", len(d.payload))
+        for d in capture.datagrams()
+        if d.ike_message is not None
+    ]
+
+
+def strongswan_sizes(proposal: str, pqike: str = "") -> list[tuple[str, str, int]]:
+    """(sender, exchange, UDP payload bytes) of each IKE datagram of a charon pair, or,
+    with ``pqike`` = ``left`` or ``right``, of a real pqike peer with the strongswan
+    preset on that side facing a charon."""
+    charon = {"ike_proposal": proposal, "esp_proposal": "aes256gcm16", "send_certreq": False}
     with Lab() as lab:
         capture = lab.capture("left")
-        sides = {
-            side: lab.start_strongswan(
-                side, ike_proposal=proposal, esp_proposal="aes256gcm16", send_certreq=False
+        if pqike:
+            config = write_pqike_config(
+                lab.workdir / f"{pqike}.toml",
+                lab,
+                pqike,
+                ike_proposal=proposal,
+                ike={"preset": "strongswan"},
             )
-            for side in ("left", "right")
-        }
-        sides["left"].initiate("conn", child="child", timeout=20)
-        capture.stop()
-        return [
-            ("i" if d.from_original_initiator else "r", d.exchange or "", len(d.payload))
-            for d in capture.datagrams()
-            if d.ike_message is not None
-        ]
+            # [ike] additional_addresses: the interface's IPv6 address, as charon finds.
+            text = config.read_text().replace(
+                "[ike]\n", f'[ike]\nadditional_addresses = ["{IPV6_ADDRESSES[pqike]}"]\n', 1
+            )
+            config.write_text(text)
+        if pqike == "left":
+            lab.start_strongswan("right", **charon)
+            run = run_pqike_initiator(lab, "left", config, lab.workdir / "left.jsonl")
+            assert run.returncode == 0, run.stdout + run.stderr
+        elif pqike == "right":
+            responder = PqikeResponder(lab, "right", config, lab.workdir / "right.jsonl")
+            responder.start()
+            try:
+                lab.start_strongswan("left", **charon).initiate("conn", child="child", timeout=20)
+                capture.stop()  # before pqike stops: it deletes its IKE SA then
+            finally:
+                responder.stop()
+        else:
+            sides = {side: lab.start_strongswan(side, **charon) for side in ("left", "right")}
+            sides["left"].initiate("conn", child="child", timeout=20)
+        if pqike != "right":
+            capture.stop()
+        return _sizes(capture)
 
 
 def pqike_sizes(proposal: str) -> list[tuple[str, str, int]]:
@@ -104,3 +140,12 @@ def test_strongswan_preset_sends_datagrams_as_long_as_strongswans(strongswan, pr
     theirs, ours = strongswan_sizes(proposal), pqike_sizes(proposal)
     print(f"\n{strongswan.version()}\n{table(proposal, theirs, ours)}")
     assert ours == theirs, table(proposal, theirs, ours)
+
+
+@pytest.mark.parametrize("pqike", ["left", "right"], ids=["pqike-initiates", "pqike-responds"])
+@pytest.mark.parametrize("proposal", PROPOSALS)
+def test_a_real_pqike_peer_with_the_preset_sends_what_strongswan_sends(
+    strongswan, proposal, pqike
+):
+    theirs, mixed = strongswan_sizes(proposal), strongswan_sizes(proposal, pqike)
+    assert mixed == theirs, table(proposal, theirs, mixed)

@@ -406,3 +406,4 @@ def test_a_bad_preset_or_address_names_the_key():
     assert err.field == "ike.preset" and "pqike, strongswan, minimal" in str(err)
     err = error_of(with_keys("ike", 'additional_addresses = ["host"]'))
     assert err.field == "ike.additional_addresses"
+    assert str(err).count("peer.toml") == 1
