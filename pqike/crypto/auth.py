@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 
 from ..constants import IKE_HEADER_LENGTH, PayloadType
 from ..errors import LocalProtocolError
@@ -17,6 +18,9 @@ KEY_PAD = b"Key Pad for IKEv2"
 """RFC 7296 2.15: the 17 ASCII bytes keyed into the PSK, without a terminating NUL."""
 
 _IpAddress = str | ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_PROCESS_COOKIE_SECRET = os.urandom(32)
+"""The cookie secret of ``cookie(None, ...)``: random, per process."""
 
 
 def signed_octets(
@@ -108,11 +112,17 @@ def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: _IpAddress, port: in
     return hashlib.sha1(spi_i + spi_r + _packed(address) + port.to_bytes(2, "big")).digest()
 
 
-def cookie(secret: bytes, ni: bytes, address: _IpAddress, spi_i: bytes, version: int = 0) -> bytes:
+def cookie(
+    secret: bytes | None, ni: bytes, address: _IpAddress, spi_i: bytes, version: int = 0
+) -> bytes:
     """Return COOKIE data ``VersionIDofSecret | SHA-256(Ni | IPi | SPIi | secret)`` (RFC 7296 2.6).
 
     The responder keeps only ``secret`` and its 4-byte ``version``, and recomputes the
     cookie to check the initiator's retry without holding per-request state.
+    ``secret=None`` uses a random secret drawn once per process (never a constant);
+    ``pqike.ike.cookies.CookieJar`` adds the periodic rotation RFC 7296 2.6 asks for.
     """
+    if secret is None:
+        secret = _PROCESS_COOKIE_SECRET
     digest = hashlib.sha256(ni + _packed(address) + spi_i + secret).digest()
     return version.to_bytes(4, "big") + digest
