@@ -118,6 +118,7 @@ def write_pqike_config(
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # it holds the PSK: pqike refuses it readable by others
     return path
 
 

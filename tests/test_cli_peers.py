@@ -32,6 +32,7 @@ def peer_toml(path: Path, *, responder: bool, remote_port: int = 0, **extra: str
     lines += ["[ike]", f'proposals = "{HYBRID}"', "fragment_size = 1280"]
     lines += ["[retransmit]", f"timeout = {extra.pop('timeout', '0.5')}"]
     path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # it holds a PSK
     return path
 
 
