@@ -168,13 +168,16 @@ def handshake(
         raise typer.Exit(1)
 
 
-def _load_peer(config: str):
+def _load_peer(config: str, allow_insecure_permissions: bool = False):
     from .io.config import load_peer_config
 
     try:
-        return load_peer_config(config)
+        return load_peer_config(config, allow_insecure_permissions=allow_insecure_permissions)
     except ConfigurationError as exc:
         _fail(str(exc))
+
+
+_INSECURE_HELP = "Accept a peer configuration with a PSK that group or others may read."
 
 
 def _path(text: str | None) -> Path | None:
@@ -198,14 +201,16 @@ def initiate(
         "--events",
         help="Write one JSON line per SA up, failed or deleted (suite, SPIs, keys, notify).",
     ),
+    allow_insecure_permissions: bool = typer.Option(
+        False, "--allow-insecure-permissions", help=_INSECURE_HELP
+    ),
 ) -> None:
     """Bring up one IKE SA (and Child SA) with [peer] remote over UDP; print every message."""
     import asyncio
 
     from .io.peer import initiate as run
-    from .io.udp import format_address
 
-    peer = _load_peer(config)
+    peer = _load_peer(config, allow_insecure_permissions)
     try:
         result = asyncio.run(
             run(
@@ -217,13 +222,16 @@ def initiate(
                 events=_path(events),
             )
         )
+    except ConfigurationError as exc:  # an output file that cannot be written
+        _fail(str(exc))
+        return
     except OSError as exc:
         _fail(f"network: {exc}")
         return
     if as_json:
         typer.echo(json.dumps(result.summary(), indent=2))
     else:
-        typer.echo(f"{format_address(result.local)} -> {format_address(result.remote)}")
+        typer.echo(result.path())
         typer.echo(result.trace.format_table())
         if result.ike is not None:
             ike = result.ike
@@ -256,6 +264,9 @@ def respond(
         "--events",
         help="Write one JSON line per SA up, failed or deleted (suite, SPIs, keys, notify).",
     ),
+    allow_insecure_permissions: bool = typer.Option(
+        False, "--allow-insecure-permissions", help=_INSECURE_HELP
+    ),
 ) -> None:
     """Answer IKE SAs on [peer] local until SIGINT or SIGTERM; log each SA up or failed."""
     import asyncio
@@ -264,7 +275,7 @@ def respond(
     from .io.peer import serve
     from .io.udp import format_address
 
-    peer = _load_peer(config)
+    peer = _load_peer(config, allow_insecure_permissions)
 
     def say(line: str) -> None:
         typer.echo(line)
@@ -292,6 +303,9 @@ def respond(
 
     try:
         stats = asyncio.run(main())
+    except ConfigurationError as exc:  # an output file that cannot be written
+        _fail(str(exc))
+        return
     except OSError as exc:
         _fail(f"network: {exc}")
         return

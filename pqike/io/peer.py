@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..constants import NotifyType, name_of
+from ..errors import ConfigurationError
 from ..ike.config import IkeConfiguration
 from ..ike.endpoint import IkeEndpoint
 from ..ike.events import (
@@ -51,8 +53,23 @@ class InitiatorResult:
     trace: Trace
     events: list[Event]
     local: tuple[str, int]
+    """Where IKE_SA_INIT was sent from."""
     remote: tuple[str, int]
+    """Where IKE_SA_INIT was sent to."""
     elapsed: float
+    final_local: tuple[str, int] | None = None
+    """The SA's local address at the end, when it moved (NAT-T, RFC 7296 2.23); else None."""
+    final_remote: tuple[str, int] | None = None
+    """The peer's address at the end, when the SA moved; else None."""
+
+    def path(self) -> str:
+        """``a:500 -> b:500``, and ``, then a:4500 -> b:4500`` once the SA moved to NAT-T."""
+        text = f"{format_address(self.local)} -> {format_address(self.remote)}"
+        if self.final_local is not None and self.final_remote is not None:
+            text += (
+                f", then {format_address(self.final_local)} -> {format_address(self.final_remote)}"
+            )
+        return text
 
     def summary(self) -> dict:
         """A JSON-ready dict: outcome, suite, SPIs, Child SA, totals and the trace rows."""
@@ -76,6 +93,8 @@ class InitiatorResult:
             },
             "local": list(self.local),
             "remote": list(self.remote),
+            "final_local": list(self.final_local) if self.final_local else None,
+            "final_remote": list(self.final_remote) if self.final_remote else None,
             "elapsed_s": self.elapsed,
             "totals": self.trace.totals(),
             "messages": self.trace.message_rows(),
@@ -112,8 +131,33 @@ def trace_of(events: list[Event], *, initiator: bool, ipv6: bool, start: float =
     return trace
 
 
+def open_private(path: Path, what: str, *, binary: bool = False, private: bool = True):
+    """Open ``path`` for writing, created mode 0600 when ``private`` (and made 0600 if it
+    already existed), for files that hold keys. A failure raises ``ConfigurationError``
+    naming the file: ``keylog file /x/k: cannot be written (No such file or directory)``.
+    """
+    try:
+        if private:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to an existing file
+            except BaseException:
+                os.close(fd)
+                raise
+            return os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
+        return open(path, "wb") if binary else open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{what} file {path}: cannot be written ({exc.strerror or exc})", field=what
+        ) from None
+
+
 class _Artefacts:
-    """The optional pcap, key log and event log files of one run."""
+    """The optional pcap, key log and event log files of one run.
+
+    The key log and the event log hold IKE keys: they are created mode 0600. The pcap
+    holds only what crossed the wire (IKE_AUTH and later encrypted), like tcpdump's.
+    """
 
     def __init__(
         self,
@@ -122,12 +166,16 @@ class _Artefacts:
         keylog: Path | None,
         events: Path | None = None,
     ) -> None:
-        self.pcap = PcapWriter(stack.enter_context(open(pcap, "wb"))) if pcap else None
+        self.pcap = (
+            PcapWriter(stack.enter_context(open_private(pcap, "pcap", binary=True, private=False)))
+            if pcap
+            else None
+        )
         self.keylog: TextIO | None = (
-            stack.enter_context(open(keylog, "w", encoding="ascii")) if keylog else None
+            stack.enter_context(open_private(keylog, "keylog")) if keylog else None
         )
         self.events: TextIO | None = (
-            stack.enter_context(open(events, "w", encoding="utf-8")) if events else None
+            stack.enter_context(open_private(events, "events")) if events else None
         )
 
     def datagram(self, direction: str, data: bytes, src, dst) -> None:
@@ -264,6 +312,7 @@ async def initiate(
             wildcard = ipaddress.ip_address(local_host).is_unspecified
             local = None if wildcard else (local_host, udp.port)
             sa = udp.initiate(_bound_config(peer, udp), remote, local=local)
+            first_local = sa.local  # before any move to the NAT-T port
             watch = udp.watch(sa)
             settled = await watch.wait(timeout)
             elapsed = loop.time() - start
@@ -285,6 +334,7 @@ async def initiate(
     elif watch.child is None:
         failure = "the IKE SA is up but the responder did not create the Child SA"
     ipv6 = ":" in remote[0]
+    moved = (sa.local, sa.remote) if (sa.local, sa.remote) != (first_local, remote) else None
     return InitiatorResult(
         established=failure is None,
         failure=failure,
@@ -292,9 +342,11 @@ async def initiate(
         child=watch.child,
         trace=trace_of(watch.events, initiator=True, ipv6=ipv6, start=start),
         events=list(watch.events),
-        local=sa.local,
+        local=first_local,
         remote=remote,
         elapsed=elapsed,
+        final_local=moved[0] if moved else None,
+        final_remote=moved[1] if moved else None,
     )
 
 
@@ -381,6 +433,7 @@ __all__ = [
     "describe_event",
     "event_record",
     "initiate",
+    "open_private",
     "received_as_sent",
     "serve",
     "trace_of",
