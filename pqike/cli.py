@@ -348,6 +348,50 @@ def bench_memory(
     typer.echo(report.format())
 
 
+@bench_app.command("flood")
+def bench_flood(
+    mode: str = typer.Option(
+        "init", "--mode", help="init: spoofed IKE_SA_INIT; fragments: half-open SAs park fragments."
+    ),
+    rate: float = typer.Option(5000.0, "--rate", help="Attack datagrams per second."),
+    duration: float = typer.Option(20.0, "--duration", help="Seconds of flood (then it stops)."),
+    sources: int = typer.Option(512, "--sources", help="init: spoofed 127.100.x.y addresses."),
+    sas: int = typer.Option(1000, "--sas", help="fragments: half-open IKE SAs (127.101.x.y)."),
+    legit_rate: float = typer.Option(
+        10.0, "--legit-rate", help="Legitimate handshakes started per second meanwhile."
+    ),
+    limit: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--limit", help="KEY=VALUE for the responder's [responder] section (repeatable)."
+    ),
+) -> None:
+    """Flood a fresh `pqike respond` on loopback; print its memory and who still got in."""
+    from .bench_flood import bench_flood as run
+
+    extra: dict[str, int | float] = {}
+    for item in limit:
+        key, sep, value = item.partition("=")
+        try:
+            extra[key.strip()] = float(value) if "." in value else int(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            _fail(f"--limit {item!r}: write KEY=NUMBER, e.g. reassembly_budget=33554432")
+    try:
+        report = run(
+            mode,
+            rate=rate,
+            duration=duration,
+            sources=sources,
+            sas=sas,
+            legit_rate=legit_rate,
+            responder_limits=extra,
+        )
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(report.format())
+
+
 @bench_app.command("interop")
 def bench_interop(
     runs: int = typer.Option(20, "--runs", min=1, help="Timed handshakes per pair."),

@@ -128,10 +128,12 @@ class EndpointLimits:
     replay_cache_size: int = 2048
     """Most IKE_SA_INIT responses kept for ``replay_window``; the oldest go first."""
 
-    reassembly_total: int = 64 << 20
+    reassembly_total: int = 56 << 20
     """Bytes all partial fragmented messages of all IKE SAs may hold together (RFC 7383
-    2.6); beyond it the oldest partial messages are evicted. strongSwan bounds each
-    reassembled message by ``max_packet`` (10000 bytes) and has no global bound."""
+    2.6); beyond it the oldest partial messages are evicted. 56 MiB leaves room for the
+    ``max_half_open`` SAs themselves (about 7 KiB each) within 64 MiB of growth.
+    strongSwan bounds each reassembled message by ``max_packet`` (10000 bytes) and has
+    no global bound."""
 
     reassembly_per_peer: int | None = 16 << 20
     """Bytes the partial messages of one peer IP address may hold; ``None``: no bound."""
@@ -234,7 +236,8 @@ class IkeEndpoint:
         ``dropped_half_open_limit``, ``dropped_peer_limit``, ``responder_sas_created``,
         ``stateless_replies``, ``sas_forgotten``, ``cookies_sent`` (N(COOKIE) answers),
         ``cookies_accepted``, ``cookies_rejected`` (a COOKIE that did not verify),
-        ``replays_answered`` (a repeated IKE_SA_INIT answered from the cache), and the
+        ``replays_answered`` (a repeated IKE_SA_INIT answered from the cache),
+        ``half_open_peak`` (the most half-open IKE SAs held at once), and the
         reassembly budget's ``reassembly_evicted_total``, ``reassembly_evicted_peer``,
         ``reassembly_evicted_expired``, ``reassembly_dropped_over_budget``,
         ``reassembly_dropped_half_open_allowance``."""
@@ -377,6 +380,8 @@ class IkeEndpoint:
         self._init_key[sa] = key
         self._half_open.add(sa)
         self._half_open_per_ip[remote[0]] = self._half_open_per_ip.get(remote[0], 0) + 1
+        if len(self._half_open) > self._stats.get("half_open_peak", 0):
+            self._stats["half_open_peak"] = len(self._half_open)
         sent = len(self._out)
         self._settle(sa, now)
         self._remember_reply(replay_key, self._out[sent:], now)

@@ -193,9 +193,10 @@ class _Assembly:
     first_inner: int = 0
 
 
-FRAGMENT_OVERHEAD = 160
-"""Bytes of Python overhead charged per stored fragment on top of its data (a ``bytes``
-object's header, two dict slots, an int): a flood of tiny fragments is bounded too."""
+FRAGMENT_OVERHEAD = 256
+"""Bytes of overhead charged per stored fragment on top of its data (a ``bytes`` object's
+header and malloc's, two dict slots, an int; measured with ``pqike bench flood --mode
+fragments``): a flood of tiny fragments is bounded too."""
 
 FIRST_FRAGMENT_OVERHEAD = 1024
 """Charged for the decoded first fragment kept for its header and unprotected payloads."""
@@ -230,7 +231,7 @@ class ReassemblyBudget:
 
     def __init__(
         self,
-        total_bytes: int = 64 << 20,
+        total_bytes: int = 56 << 20,
         *,
         per_peer_bytes: int | None = 16 << 20,
         half_open_bytes: int | None = 1536 << 10,
