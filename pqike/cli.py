@@ -421,6 +421,36 @@ def bench_interop(
     typer.echo(report.format())
 
 
+@app.command()
+def fuzz(
+    minutes: float | None = typer.Option(
+        None, "--minutes", help="Run batches for this long (default: one batch)."
+    ),
+    examples: int = typer.Option(200, "--examples", min=1, help="Examples per target and batch."),
+    target: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--target", help="codec, endpoint, initiator or handshake (repeatable; default all)."
+    ),
+) -> None:
+    """Fuzz the codec, the endpoint, the initiator and whole handshakes (hypothesis)."""
+    try:
+        from .fuzz import TARGETS, run
+    except ImportError as exc:
+        _fail(f"the fuzzer needs hypothesis ({exc}); install pqike[test]")
+        return
+    unknown = [t for t in target if t not in TARGETS]
+    if unknown:
+        _fail(f"--target {unknown[0]!r}: expected one of {', '.join(TARGETS)}")
+    report = run(
+        minutes=minutes,
+        examples=examples,
+        targets=tuple(target) or TARGETS,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(report.format())
+    if report.failures:
+        raise typer.Exit(1)
+
+
 # --- pqike experiment: the experiment runner (pqike.lab) -----------------------------
 
 experiment_app = typer.Typer(
