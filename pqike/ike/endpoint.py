@@ -69,7 +69,8 @@ _PEER_BUCKETS = 32  # per-peer cookie calm-down, by address hash (bounded memory
 # docs/hardening.md). While it does not, the endpoint gives each SA a budgeted
 # Reassembler after construction and promotes it at establishment through the SA's
 # private ``_reassembler``; delete _SA_HOOKS and every branch on it once IkeSa has them.
-_SA_HOOKS = "reassembly_budget" in inspect.signature(IkeSa.__init__).parameters
+_SA_PARAMETERS = inspect.signature(IkeSa.__init__).parameters
+_SA_HOOKS = "reassembly_budget" in _SA_PARAMETERS
 # --------------------------------------------------------------------------------------
 
 
@@ -459,11 +460,11 @@ class IkeEndpoint:
     def _new_sa(
         self, config: IkeConfiguration, *, is_initiator: bool, local: Address, remote: Address
     ) -> IkeSa:
-        hooks = (
-            {"reassembly_budget": self.reassembly_budget, "cookie_jar": self.cookie_jar}
-            if _SA_HOOKS
-            else {}
-        )
+        hooks: dict = {}
+        if _SA_HOOKS:
+            hooks["reassembly_budget"] = self.reassembly_budget
+        if "cookie_jar" in _SA_PARAMETERS:
+            hooks["cookie_jar"] = self.cookie_jar
         for _ in range(8):
             sa = IkeSa(
                 config,

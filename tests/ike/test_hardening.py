@@ -386,3 +386,63 @@ def test_the_endpoint_shares_one_budget_across_its_sas():
     sa = ini.initiate(initiator_config(), RES, local=INI, now=0.0)
     pump(ini, res)
     assert sa.is_established
+
+
+HYBRID = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
+
+
+def hybrid_pair(limits):
+    res = IkeEndpoint(
+        make_config(HYBRID, local_id="responder.pqike.example", fragment_size=576), limits=limits
+    )
+    ini = IkeEndpoint()
+    sa = ini.initiate(
+        make_config(
+            HYBRID,
+            local_id="initiator.pqike.example",
+            remote_id="responder.pqike.example",
+            fragment_size=576,
+        ),
+        RES,
+        local=INI,
+        now=0.0,
+    )
+    return ini, res, sa
+
+
+def test_the_endpoint_charges_its_sas_partial_messages_to_its_budget():
+    ini, res, sa = hybrid_pair(EndpointLimits())
+    held = []
+
+    def carry(src, dst, hold_last_fragment):
+        for data, local, remote in src.datagrams_to_send(now=0.0):
+            hdr = decode_message(data).header
+            if hold_last_fragment and hdr.exchange_type == ExchangeType.IKE_INTERMEDIATE:
+                held.append((data, local, remote))
+                continue
+            dst.receive_datagram(data, local, local=remote, now=0.0)
+
+    carry(ini, res, False)  # IKE_SA_INIT
+    carry(res, ini, False)
+    carry(ini, res, True)  # the fragmented IKE_INTERMEDIATE request: hold it back
+    assert len(held) >= 3
+    for data, local, remote in held[:-1]:
+        res.receive_datagram(data, local, local=remote, now=0.0)
+    budget = res.reassembly_budget
+    assert budget.partial_messages == 1 and budget.used > 0
+    assert budget.peer_bytes(INI[0]) == budget.used
+    data, local, remote = held[-1]
+    res.receive_datagram(data, local, local=remote, now=0.0)
+    assert budget.partial_messages == 0 and budget.used == 0
+    pump(ini, res)
+    assert sa.is_established
+
+
+def test_the_endpoint_applies_the_half_open_allowance():
+    ini, res, sa = hybrid_pair(EndpointLimits(reassembly_half_open=600))
+    pump(ini, res)
+    assert not sa.is_established
+    assert res.stats["reassembly_dropped_half_open_allowance"] >= 1
+    ini, res, sa = hybrid_pair(EndpointLimits(reassembly_half_open=2000))
+    pump(ini, res)
+    assert sa.is_established
