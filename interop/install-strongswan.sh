@@ -18,7 +18,7 @@
 set -euo pipefail
 
 SW_VERSION=6.0.1
-# The plugin list from docs/lab-facts: enough for every proposal the project uses.
+# Enough plugins for every proposal the project uses, and nothing else.
 # `ml` provides ML-KEM where the system OpenSSL is older than 3.5 (Debian 12).
 PLUGINS="charon swanctl vici ikev2 ikev1 ml openssl nonce random pem x509 pkcs1 pkcs8 pubkey
 kernel-netlink kernel-libipsec socket-default sha2 hmac kdf gcm aes curve25519 chapoly

@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .constants import ExchangeType
 from .crypto import auth as ike_auth
 from .crypto.kex import DEFAULT_REGISTRY
-from .crypto.keys import derive_child_keys, derive_ike_keys, skeyseed, skeyseed_additional
+from .crypto.keys import IkeKeys, derive_child_keys, initial_ike_keys, updated_ike_keys
 from .crypto.prf import get_prf
 from .crypto.protect import encr_key_size, get_cipher, integ_key_size
 from .handshake import HandshakeResult, run_handshake
@@ -84,34 +85,21 @@ def crypto_floor(plan: _Plan) -> None:
     cipher = get_cipher(*plan.cipher)
     ni, nr = os.urandom(plan.nonce_size), os.urandom(plan.nonce_size)
     spi_i, spi_r = os.urandom(8), os.urandom(8)
-    keys_i = keys_r = None
-    for rnd, method in enumerate(plan.methods):
+    sizes = {"encr_key_size": cipher.key_size, "integ_key_size": cipher.integ_key_size}
+    keys_i: IkeKeys | None = None
+    keys_r: IkeKeys | None = None
+    for method in plan.methods:
         ini = DEFAULT_REGISTRY.create(method)
         res = DEFAULT_REGISTRY.create(method)
         data_r, secret_r = res.respond(ini.public_data())
         secret_i = ini.complete(data_r)
-        for side in (0, 1):
-            secret = secret_i if side == 0 else secret_r
-            prev = keys_i if side == 0 else keys_r
-            seed = (
-                skeyseed(prf, ni, nr, secret)
-                if rnd == 0
-                else skeyseed_additional(prf, prev.sk_d, secret, ni, nr)
-            )
-            k = derive_ike_keys(
-                prf,
-                seed,
-                ni,
-                nr,
-                spi_i,
-                spi_r,
-                encr_key_size=cipher.key_size,
-                integ_key_size=cipher.integ_key_size,
-            )
-            if side == 0:
-                keys_i = k
-            else:
-                keys_r = k
+        # Each side derives its own keys: RFC 7296 2.14 first, RFC 9370 2.2.2 after.
+        if keys_i is None or keys_r is None:
+            keys_i = initial_ike_keys(prf, secret_i, ni, nr, spi_i, spi_r, **sizes)
+            keys_r = initial_ike_keys(prf, secret_r, ni, nr, spi_i, spi_r, **sizes)
+        else:
+            keys_i = updated_ike_keys(prf, keys_i, secret_i, ni, nr, spi_i, spi_r, **sizes)
+            keys_r = updated_ike_keys(prf, keys_r, secret_r, ni, nr, spi_i, spi_r, **sizes)
     assert keys_i is not None
     for n in plan.protected_plaintexts:
         aad = os.urandom(32)
@@ -270,12 +258,14 @@ def bench_memory(
     esp: str = "aes256gcm16",
     *,
     traced: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> MemoryReport:
     """Hold ``sas`` established IKE SAs in one responder endpoint and measure the growth.
 
     With ``traced`` the figure is tracemalloc's count of Python allocations (what the
     objects themselves take, exact, but blind to OpenSSL's own heap); without it, the
-    growth of the resident set (everything, page-granular, noisier).
+    growth of the resident set (everything, page-granular, noisier). ``progress(done,
+    total)`` is called after every hundredth SA and after the last one.
     """
     import gc
     import tracemalloc
@@ -299,9 +289,11 @@ def bench_memory(
     base, rss0 = (tracemalloc.get_traced_memory()[0] if traced else 0), _rss()
     established = 0
     now = 0.0
-    for _ in range(sas):
+    for i in range(sas):
         established += _establish_into(endpoint, initiator, now=now)
         now += 0.001
+        if progress is not None and ((i + 1) % 100 == 0 or i + 1 == sas):
+            progress(i + 1, sas)
     gc.collect()
     rss1 = _rss()
     if traced:

@@ -304,7 +304,7 @@ def _fragment_flood(port: int, sas: int, rate: float, duration: float, out) -> N
     parked: list[tuple[socket.socket, list[bytes]]] = []
     batch = 50
     for first in range(0, sas, batch):
-        group = []
+        group: list[tuple[socket.socket, IkeSa, list[bytes]]] = []
         for i in range(first, min(sas, first + batch)):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind((_source(i, 101), 0))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,7 +33,7 @@ def algorithms(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     """List every key exchange method: ID, sizes, backends and whether it is available here."""
     from .crypto.kex import DEFAULT_REGISTRY
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in DEFAULT_REGISTRY.methods():
         backends = DEFAULT_REGISTRY.supporting_backends(info.method)
         rows.append(
@@ -79,20 +80,43 @@ def handshake(
     ),
     fragment_size: int = typer.Option(1280, "--fragment-size", help="Largest IP datagram."),
     ipv6: bool = typer.Option(False, "--ipv6", help="Account for IPv6 headers."),
-    loss: float = typer.Option(
-        0.0, "--loss", min=0.0, max=100.0, help="Drop this percentage of datagrams, each way."
+    delay: float = typer.Option(
+        0.0, "--delay", min=0.0, help="One-way delay in milliseconds (simulated link)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the --loss random draws."),
+    jitter: float = typer.Option(
+        0.0,
+        "--jitter",
+        min=0.0,
+        help="Each datagram's delay varies uniformly by up to this many milliseconds.",
+    ),
+    loss: float = typer.Option(
+        0.0,
+        "--loss",
+        min=0.0,
+        max=100.0,
+        help="Drop this percentage of datagrams, each way (percent, as in experiment specs).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the --loss and --jitter random draws."),
     backend: list[str] = typer.Option(  # noqa: B008 - typer reads the default
         [], "--backend", help="METHOD=BACKEND, e.g. mlkem768=pqcrypto (repeatable; both peers)."
     ),
+    rekey: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [],
+        "--rekey",
+        help="After the handshake: child, ike, new-child, liveness, delete-child or delete "
+        "(repeatable, in order; prefix responder: for the responder to act).",
+    ),
+    responder_esp: str | None = typer.Option(
+        None, "--responder-esp", help="The responder's ESP proposal (default: the same)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Run an in-memory handshake between two pqike peers and print every message."""
+    """Run an in-memory handshake between two pqike peers and print every message,
+    then any rekeys asked with --rekey, each with its own cost."""
     import random
 
     from .crypto.kex import DEFAULT_REGISTRY
-    from .handshake import run_handshake
+    from .handshake import HandshakeResult, make_pair, run_handshake
 
     choices = []
     for item in backend:
@@ -103,7 +127,7 @@ def handshake(
             choices.append(DEFAULT_REGISTRY.backend_choice(name.strip(), chosen.strip()))
         except ConfigurationError as exc:
             _fail(f"--backend {item!r}: {exc}")
-    options = {"kex_backends": tuple(choices)} if choices else None
+    options: dict[str, Any] | None = {"kex_backends": tuple(choices)} if choices else None
 
     deliver = None
     if loss:
@@ -113,17 +137,48 @@ def handshake(
             return [] if draws.random() < loss / 100.0 else [data]
 
     try:
-        result = run_handshake(
-            proposal,
-            esp,
-            responder_proposal=responder_proposal,
-            fragment_size=fragment_size,
-            ipv6=ipv6,
-            deliver=deliver,
-            initiator_options=options,
-            responder_options=options,
-        )
-    except ConfigurationError as exc:
+        if (delay or jitter) and rekey:
+            _fail("--rekey runs in the in-memory pair only: leave out --delay and --jitter")
+        if delay or jitter:
+            # A link with delay or jitter needs the lab's event-driven simulation.
+            from .lab.link import LinkProfile, simulate_handshake
+
+            initiator, responder = make_pair(
+                proposal,
+                esp,
+                responder_proposal=responder_proposal,
+                ipv6=ipv6,
+                fragment_size=fragment_size,
+                **(options or {}),
+            )
+            link = LinkProfile.from_spec_units(delay_ms=delay, jitter_ms=jitter, loss_pct=loss)
+            run = simulate_handshake(initiator, responder, forward=link, seed=seed, ipv6=ipv6)
+            result = HandshakeResult(
+                run.established,
+                run.trace,
+                run.initiator_events,
+                run.responder_events,
+                run.cpu_initiator,
+                run.cpu_responder,
+                run.wall,
+                run.established_at if run.established_at is not None else run.end_time,
+                run.initiator,
+                run.responder,
+            )
+        else:
+            result = run_handshake(
+                proposal,
+                esp,
+                responder_proposal=responder_proposal,
+                fragment_size=fragment_size,
+                ipv6=ipv6,
+                deliver=deliver,
+                initiator_options=options,
+                responder_options=options,
+                responder_esp=responder_esp,
+                then=rekey,
+            )
+    except (ConfigurationError, ValueError) as exc:
         _fail(str(exc))
         return
     if as_json:
@@ -133,6 +188,7 @@ def handshake(
                     "summary": result.summary(),
                     "messages": result.trace.message_rows(),
                     "datagrams": result.trace.datagram_rows(),
+                    "phases": result.phase_rows(),
                 },
                 indent=2,
             )
@@ -150,6 +206,7 @@ def handshake(
                 or "none"
             )
             typer.echo(f"established: {suite.describe()} (additional key exchanges: {rounds})")
+            typer.echo(f"key exchange backends: {_backends_used(suite, choices)}")
             child = result.child
             if child is not None:
                 typer.echo(
@@ -161,11 +218,39 @@ def handshake(
                 f"responder {result.cpu_responder * 1e3:.2f} ms; "
                 f"simulated time {result.simulated_time:.3f} s"
             )
+            for phase in result.phases[1:]:
+                t = phase.totals
+                outcome = "ok" if phase.ok else f"FAILED: {phase.failure}"
+                typer.echo(
+                    f"{phase.name}: {t['messages']} messages, {t['datagrams']} datagrams, "
+                    f"{t['round_trips']} round trips, {t['udp_bytes']} UDP bytes; cpu "
+                    f"initiator {phase.cpu_initiator * 1e3:.2f} ms, responder "
+                    f"{phase.cpu_responder * 1e3:.2f} ms; {outcome}"
+                )
         else:
             for f in result.failures:
                 typer.echo(f"failed: {f.reason}")
-    if not result.established:
+    if not result.established or not all(p.ok for p in result.phases):
         raise typer.Exit(1)
+
+
+def _backends_used(suite, choices: list[tuple[int, str]]) -> str:
+    """``x25519 openssl, mlkem768 pqcrypto (--backend)``: who computed each key exchange,
+    as ``KeyExchangeRegistry.create`` picks it (the chosen backend, else the first
+    available one)."""
+    from .crypto.kex import DEFAULT_REGISTRY
+
+    chosen = dict(choices)
+    methods = [m for m in (suite.ke, *suite.addke) if m]
+    parts = []
+    for m in dict.fromkeys(methods):
+        name = DEFAULT_REGISTRY.info(m).name
+        if m in chosen:
+            parts.append(f"{name} {chosen[m]} (--backend)")
+        else:
+            available = DEFAULT_REGISTRY.backends_for(m)
+            parts.append(f"{name} {available[0] if available else '?'}")
+    return ", ".join(parts)
 
 
 def _load_peer(config: str, allow_insecure_permissions: bool = False):
@@ -205,7 +290,9 @@ def initiate(
         False, "--allow-insecure-permissions", help=_INSECURE_HELP
     ),
 ) -> None:
-    """Bring up one IKE SA (and Child SA) with [peer] remote over UDP; print every message."""
+    # Help texts are rich markup, where "\[" is a literal bracket and "[peer]" a style tag
+    # that would vanish (tests/test_cli.py checks that every word of every help arrives).
+    """Bring up one IKE SA (and Child SA) with \\[peer] remote over UDP; print every message."""
     import asyncio
 
     from .io.peer import initiate as run
@@ -268,7 +355,7 @@ def respond(
         False, "--allow-insecure-permissions", help=_INSECURE_HELP
     ),
 ) -> None:
-    """Answer IKE SAs on [peer] local until SIGINT or SIGTERM; log each SA up or failed."""
+    """Answer IKE SAs on \\[peer] local until SIGINT or SIGTERM; log each SA up or failed."""
     import asyncio
     import signal
 
@@ -338,10 +425,31 @@ def bench_memory(
     rss: bool = typer.Option(False, "--rss", help="Measure resident set growth instead."),
 ) -> None:
     """Bytes per established IKE SA held by one responder endpoint, against 10 KB."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
     from .bench import bench_memory as run
 
+    # On stderr, so stdout stays the report alone.
+    bar = Progress(
+        "establishing IKE SAs",
+        BarColumn(),
+        MofNCompleteColumn(),
+        "eta",
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     try:
-        report = run(sas, proposal, esp, traced=not rss)
+        with bar:
+            task = bar.add_task("sas", total=sas)
+            report = run(
+                sas,
+                proposal,
+                esp,
+                traced=not rss,
+                progress=lambda done, _: bar.update(task, completed=done),
+            )
     except ConfigurationError as exc:
         _fail(str(exc))
         return
@@ -361,7 +469,7 @@ def bench_flood(
         10.0, "--legit-rate", help="Legitimate handshakes started per second meanwhile."
     ),
     limit: list[str] = typer.Option(  # noqa: B008 - typer reads the default
-        [], "--limit", help="KEY=VALUE for the responder's [responder] section (repeatable)."
+        [], "--limit", help="KEY=VALUE for the responder's \\[responder] section (repeatable)."
     ),
 ) -> None:
     """Flood a fresh `pqike respond` on loopback; print its memory and who still got in."""
@@ -407,8 +515,8 @@ def bench_interop(
     esp: str = typer.Option("aes256gcm16", "--esp", help="ESP proposal."),
 ) -> None:
     """Median handshake time on the wire, pqike and strongSwan 6 in the lab (needs root)."""
-    from .lab.interop_bench import DEFAULT_PROPOSALS, LabUnavailable
-    from .lab.interop_bench import bench_interop as run
+    from .interop.bench import DEFAULT_PROPOSALS, LabUnavailable
+    from .interop.bench import bench_interop as run
 
     def progress(line: str) -> None:
         typer.echo(line, err=True)
@@ -472,13 +580,26 @@ def experiment_run(
         None, "--repeat", min=1, help="Repetitions in every cell instead of the spec's."
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Replace a finished run of another spec in --out (or write into a directory "
+        "that holds other files).",
+    ),
 ) -> None:
     """Run every cell of SPEC; an interrupted run resumes where it stopped."""
     from pathlib import Path
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from .lab import check_pairs, default_pairs, load_spec, run_experiment
+    from .lab.runner import check_out
 
     pairs = default_pairs()
     try:
@@ -496,21 +617,39 @@ def experiment_run(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        "eta",
+        TimeRemainingColumn(),
         disable=quiet,
         transient=False,
     )
     state = {"cells": 0}
     try:
-        with bar:
+        # --out is checked (and made) before the progress bar appears, so a bad path is
+        # the only line printed.
+        check_out(target, loaded, force=force)
+        target.mkdir(parents=True, exist_ok=True)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        return
+    except OSError as exc:
+        _fail(f"--out {target}: cannot create the directory ({exc.strerror or exc})")
+        return
+    try:
+        with _interrupt_on_signals(), bar:
             task = bar.add_task(f"{loaded.name}: handshakes", total=total)
 
             def progress(p) -> None:
                 state["cells"] = p.cells_done
                 bar.update(task, completed=p.handshakes_done)
 
-            result = run_experiment(loaded, target, pairs=pairs, progress=progress)
+            result = run_experiment(loaded, target, pairs=pairs, progress=progress, force=force)
     except ConfigurationError as exc:
         _fail(str(exc))
+        return
+    except OSError as exc:
+        # Whatever the filesystem refuses once the run has started (a full disk, a
+        # directory made read-only meanwhile): one sentence, not a traceback.
+        _fail(f"--out {target}: cannot write the results ({exc.strerror or exc})")
         return
     except KeyboardInterrupt:
         typer.echo(
@@ -529,6 +668,35 @@ def experiment_run(
     typer.echo(f"results: {target}/  report: {result.report}")
 
 
+@contextlib.contextmanager
+def _interrupt_on_signals():
+    """While inside, SIGINT and SIGTERM stop a run the way Ctrl-C does (saved cells kept).
+
+    A shell starts background jobs with SIGINT ignored, and Python keeps it ignored: a
+    `kill -INT` then did nothing and the run went on to exit 0. SIGTERM would end the
+    process without closing the pairs' daemons and threads. The previous handlers come
+    back afterwards.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 @experiment_app.command("report")
 def experiment_report(
     directory: str = typer.Argument(..., help="A results directory (with handshakes.csv)."),
@@ -544,18 +712,30 @@ def experiment_report(
     typer.echo(f"report: {build_report(directory)}")
 
 
+def _shipped_experiments() -> Path:
+    """experiments/ in the working directory, else the one next to this checkout of pqike
+    (so ``experiment list`` also works outside the repository's root)."""
+    here = Path("experiments")
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[1] / "experiments"
+
+
 @experiment_app.command("list")
 def experiment_list(
-    directory: str = typer.Option("experiments", "--dir", help="Where the specs are."),
+    directory: str | None = typer.Option(
+        None,
+        "--dir",
+        help="Where the specs are (default: ./experiments, else the repository's).",
+    ),
 ) -> None:
     """List the specs in experiments/ with their one-line description."""
-    from pathlib import Path
-
     from .lab import describe_spec
 
-    specs = sorted(Path(directory).glob("*.toml"))
+    where = Path(directory) if directory else _shipped_experiments()
+    specs = sorted(where.glob("*.toml"))
     if not specs:
-        _fail(f"{directory}: no experiment specs (*.toml) here")
+        _fail(f"{where}: no experiment specs (*.toml) here")
         return
     width = max(len(str(p)) for p in specs)
     for path in specs:

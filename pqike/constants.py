@@ -341,7 +341,16 @@ class NotifyType(IntEnum):
     @property
     def is_error(self) -> bool:
         """RFC 7296 3.10.1: types below 16384 report errors."""
-        return self < 16384
+        return is_error_notify(self)
+
+
+FIRST_STATUS_NOTIFY = 16384
+"""RFC 7296 3.10.1: Notify types below this report errors, the others status."""
+
+
+def is_error_notify(notify_type: int) -> bool:
+    """Whether a Notify type, known to pqike or not, reports an error (RFC 7296 3.10.1)."""
+    return notify_type < FIRST_STATUS_NOTIFY
 
 
 def name_of(enum: type[IntEnum], value: int) -> str:

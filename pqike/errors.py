@@ -39,13 +39,20 @@ class ProtocolError(IkeError):
     notify_type: NotifyType | None = NotifyType.INVALID_SYNTAX
 
     def __init__(
-        self, message: str, *, offset: int | None = None, notify_data: bytes = b""
+        self,
+        message: str,
+        *,
+        offset: int | None = None,
+        notify_data: bytes = b"",
+        round: int | None = None,
     ) -> None:
         if offset is not None:
             message = f"at offset {offset}: {message}"
         super().__init__(message)
         self.offset = offset
         self.notify_data = notify_data
+        self.round = round
+        """The key exchange round (RFC 9370) the error happened in, if any."""
 
 
 class InvalidSyntax(ProtocolError):
@@ -78,14 +85,6 @@ class InvalidMajorVersion(ProtocolError):
     notify_type = NotifyType.INVALID_MAJOR_VERSION
 
 
-class InvalidIkeSpi(ProtocolError):
-    notify_type = NotifyType.INVALID_IKE_SPI
-
-
-class InvalidMessageId(ProtocolError):
-    notify_type = NotifyType.INVALID_MESSAGE_ID
-
-
 class NoProposalChosen(ProtocolError):
     notify_type = NotifyType.NO_PROPOSAL_CHOSEN
 
@@ -112,7 +111,29 @@ class TsUnacceptable(ProtocolError):
 
 
 class TemporaryFailure(ProtocolError):
+    """The request collides with something under way; try later (RFC 7296 2.25)."""
+
     notify_type = NotifyType.TEMPORARY_FAILURE
+
+
+class ChildSaNotFound(ProtocolError):
+    """A rekey names a Child SA we do not have (RFC 7296 2.25.1)."""
+
+    notify_type = NotifyType.CHILD_SA_NOT_FOUND
+
+
+class StateNotFound(ProtocolError):
+    """An IKE_FOLLOWUP_KE names no exchange we wait for (RFC 9370 2.2.4)."""
+
+    notify_type = NotifyType.STATE_NOT_FOUND
+
+
+class PeerError(ProtocolError):
+    """The peer answered our request with an error Notify (RFC 7296 3.10.1)."""
+
+    def __init__(self, notify_type: int, message: str, *, round: int | None = None) -> None:
+        super().__init__(message, round=round)
+        self.notify_type = notify_type  # type: ignore[assignment]
 
 
 class IntegrityCheckFailed(ProtocolError):

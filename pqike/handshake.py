@@ -4,6 +4,18 @@
     >>> result = run_handshake("aes256gcm16-prfsha384-x25519-ke1_mlkem768")
     >>> result.established, result.trace.totals()["udp_bytes"]
 
+To drive the peers yourself (your own delivery, timers or link), ``make_pair`` builds
+the two ``IkeSa`` objects from proposal strings and ``drive_pair`` (or
+``pqike.lab.link.simulate_handshake``) runs them::
+
+    >>> from pqike.handshake import drive_pair, make_pair
+    >>> initiator, responder = make_pair("aes256gcm16-prfsha384-x25519-ke1_mlkem768")
+    >>> drive_pair(initiator, responder).established
+    True
+
+``make_config`` builds one side's ``IkeConfiguration`` when the two need more than
+``make_pair``'s options.
+
 Time is simulated: datagrams arrive instantly unless a ``deliver`` hook says otherwise,
 and retransmission timers fire in virtual time, so a run is exact and repeatable.
 CPU time is measured for each side around every call into it.
@@ -12,18 +24,24 @@ CPU time is measured for each side around every call into it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from .constants import ProtocolId
 from .crypto.keys import ChildKeys, IkeKeys
 from .ike.config import Identity, IkeConfiguration
 from .ike.events import (
+    ChildSaDeleted,
     ChildSaEstablished,
+    CreateChildSaFailed,
     Event,
+    IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaRekeyed,
     KeyExchangeCompleted,
+    LivenessChecked,
 )
 from .ike.sa import IkeSa
 from .proposal import NegotiatedSuite, parse_proposals
@@ -31,6 +49,8 @@ from .trace import Trace
 
 INITIATOR_ADDRESS = {4: ("192.0.2.1", 500), 6: ("2001:db8::1", 500)}
 RESPONDER_ADDRESS = {4: ("192.0.2.2", 500), 6: ("2001:db8::2", 500)}
+
+T = TypeVar("T")
 
 Deliver = Callable[[str, bytes, int], list[bytes]]
 """``deliver(sender, datagram, index) -> datagrams that arrive`` ([] drops, [d, d] duplicates).
@@ -51,6 +71,12 @@ class HandshakeResult:
     simulated_time: float
     initiator: IkeSa = field(repr=False)
     responder: IkeSa = field(repr=False)
+    phases: list[PhaseResult] = field(default_factory=list)
+    """The handshake, then each phase asked with ``then=``, with its own cost."""
+
+    def phase_rows(self) -> list[dict]:
+        """One dict per phase (bytes, datagrams, round trips, time, CPU): for pandas."""
+        return [p.row() for p in self.phases]
 
     def _first(self, events: list[Event], cls: type) -> Event | None:
         return next((e for e in events if isinstance(e, cls)), None)
@@ -122,6 +148,58 @@ def make_config(
     )
 
 
+def make_pair(
+    proposal: str = "aes256gcm16-prfsha384-x25519",
+    esp: str = "aes256gcm16",
+    *,
+    responder_proposal: str | None = None,
+    responder_esp: str | None = None,
+    psk: bytes = b"pqike-demo-psk",
+    responder_psk: bytes | None = None,
+    ipv6: bool = False,
+    initiator_options: dict[str, Any] | None = None,
+    responder_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> tuple[IkeSa, IkeSa]:
+    """An initiator and a responder ``IkeSa``, ready for ``drive_pair``.
+
+    ``proposal`` and ``esp`` are what the initiator offers, ``responder_proposal`` and
+    ``responder_esp`` (default: the same) what the responder accepts, in strongSwan
+    syntax; ``options`` go to both sides' ``IkeConfiguration`` (``fragment_size``,
+    ``retransmit_timeout``, ``kex_backends``, ...), ``initiator_options`` and
+    ``responder_options`` to one side. The peers use the documentation addresses of
+    ``run_handshake``.
+    """
+    version = 6 if ipv6 else 4
+    ini_addr, res_addr = INITIATOR_ADDRESS[version], RESPONDER_ADDRESS[version]
+    initiator = IkeSa(
+        make_config(
+            proposal,
+            esp,
+            local_id="initiator.pqike.example",
+            remote_id="responder.pqike.example",
+            psk=psk,
+            **{**options, **(initiator_options or {})},
+        ),
+        is_initiator=True,
+        local=ini_addr,
+        remote=res_addr,
+    )
+    responder = IkeSa(
+        make_config(
+            responder_proposal or proposal,
+            responder_esp or esp,
+            local_id="responder.pqike.example",
+            psk=responder_psk if responder_psk is not None else psk,
+            **{**options, **(responder_options or {})},
+        ),
+        is_initiator=False,
+        local=res_addr,
+        remote=ini_addr,
+    )
+    return initiator, responder
+
+
 def run_handshake(
     proposal: str = "aes256gcm16-prfsha384-x25519",
     esp: str = "aes256gcm16",
@@ -135,43 +213,93 @@ def run_handshake(
     responder_options: dict | None = None,
     deliver: Deliver | None = None,
     max_time: float = 600.0,
+    responder_esp: str | None = None,
+    then: Sequence[str] = (),
 ) -> HandshakeResult:
-    """Run IKE_SA_INIT, any IKE_INTERMEDIATE rounds and IKE_AUTH between two pqike peers.
+    """Run IKE_SA_INIT, any IKE_INTERMEDIATE rounds and IKE_AUTH between two pqike peers,
+    then the phases of ``then`` one after the other: ``child`` (Child SA rekey), ``ike``
+    (IKE SA rekey), ``new-child``, ``liveness``, ``delete-child``, ``delete``, each
+    optionally prefixed ``responder:`` for the responder to start it.
 
     ``proposal`` is the initiator's IKE proposal in strongSwan syntax; the responder
-    accepts ``responder_proposal`` (default: the same). Returns a ``HandshakeResult``;
-    never raises for a failed handshake (see ``result.failures``).
+    accepts ``responder_proposal`` (default: the same). ``esp`` is the ESP proposal
+    (KE and ADDKE keywords apply to CREATE_CHILD_SA, as in strongSwan's
+    ``esp_proposals``); the responder's is ``responder_esp`` (default: the same).
+    Returns a ``HandshakeResult`` with one ``PhaseResult`` per phase; never raises for
+    a failed handshake or rekey (see ``result.failures`` and ``result.phases``).
     """
-    version = 6 if ipv6 else 4
-    ini_addr, res_addr = INITIATOR_ADDRESS[version], RESPONDER_ADDRESS[version]
-    initiator = IkeSa(
-        make_config(
-            proposal,
-            esp,
-            local_id="initiator.pqike.example",
-            remote_id="responder.pqike.example",
-            psk=psk,
-            fragment_size=fragment_size,
-            **(initiator_options or {}),
-        ),
-        is_initiator=True,
-        local=ini_addr,
-        remote=res_addr,
+    initiator, responder = make_pair(
+        proposal,
+        esp,
+        responder_proposal=responder_proposal,
+        responder_esp=responder_esp,
+        psk=psk,
+        responder_psk=responder_psk,
+        ipv6=ipv6,
+        initiator_options=initiator_options,
+        responder_options=responder_options,
+        fragment_size=fragment_size,
     )
-    responder = IkeSa(
-        make_config(
-            responder_proposal or proposal,
-            esp,
-            local_id="responder.pqike.example",
-            psk=responder_psk if responder_psk is not None else psk,
-            fragment_size=fragment_size,
-            **(responder_options or {}),
-        ),
-        is_initiator=False,
-        local=res_addr,
-        remote=ini_addr,
+    return drive_pair(
+        initiator, responder, ipv6=ipv6, deliver=deliver, max_time=max_time, then=then
     )
-    return drive_pair(initiator, responder, ipv6=ipv6, deliver=deliver, max_time=max_time)
+
+
+PHASES: dict[str, Callable[[IkeSa, float], None]] = {
+    "child": lambda sa, now: sa.rekey_child(now=now),
+    "ike": lambda sa, now: sa.rekey(now=now),
+    "new-child": lambda sa, now: sa.create_child_sa(now=now),
+    "liveness": lambda sa, now: sa.check_liveness(now=now),
+    "delete-child": lambda sa, now: sa.delete_child(max(sa.children), now=now),
+    "delete": lambda sa, now: sa.delete(now=now),
+}
+"""What ``then=`` can ask after the handshake: ``child`` rekeys the oldest Child SA,
+``ike`` the IKE SA, ``new-child`` creates one more Child SA, ``liveness`` sends a
+liveness check, ``delete-child`` and ``delete`` delete. The initiator acts, unless the
+name starts with ``responder:`` (``responder:ike``)."""
+
+
+def parse_phase(name: str) -> tuple[str, Callable[[IkeSa, float], None]]:
+    """``(side, action)`` for a phase name; ``ValueError`` names the known ones."""
+    side, _, what = name.rpartition(":")
+    side = side or "initiator"
+    if side not in ("initiator", "responder") or what not in PHASES:
+        known = ", ".join(PHASES)
+        raise ValueError(
+            f"unknown phase {name!r}: use one of {known}, optionally prefixed 'responder:'"
+        )
+    return side, PHASES[what]
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    """The cost of one part of an SA's life: the handshake or one rekey after it."""
+
+    name: str
+    index: int
+    ok: bool
+    """The phase did what it was for on both sides (an SA established, rekeyed, ...)."""
+    start: float
+    duration: float
+    """Simulated seconds from the command to both sides being idle again."""
+    cpu_initiator: float
+    cpu_responder: float
+    totals: dict[str, int]
+    failure: str | None = None
+
+    def row(self) -> dict:
+        """A flat dict for a pandas table."""
+        return {
+            "phase": self.name,
+            "index": self.index,
+            "ok": self.ok,
+            "start_s": self.start,
+            "duration_s": self.duration,
+            "cpu_initiator_s": self.cpu_initiator,
+            "cpu_responder_s": self.cpu_responder,
+            **self.totals,
+            "failure": self.failure,
+        }
 
 
 def drive_pair(
@@ -181,10 +309,14 @@ def drive_pair(
     ipv6: bool = False,
     deliver: Deliver | None = None,
     max_time: float = 600.0,
+    then: Sequence[str] = (),
 ) -> HandshakeResult:
-    """Drive two ``IkeSa`` objects against each other in simulated time until both settle."""
+    """Drive two ``IkeSa`` objects against each other in simulated time until both
+    settle, then run each phase of ``then`` (see ``PHASES``) the same way, one after
+    the other; ``result.phases`` holds the cost of each."""
+    plan = [parse_phase(name) for name in then]
     trace = Trace(ipv6=ipv6)
-    events = {"initiator": [], "responder": []}
+    events: dict[str, list[Event]] = {"initiator": [], "responder": []}
     cpu = {"initiator": 0.0, "responder": 0.0}
     sides = {"initiator": initiator, "responder": responder}
     peer = {"initiator": "responder", "responder": "initiator"}
@@ -192,7 +324,7 @@ def drive_pair(
     sent = 0
     wall0 = time.perf_counter()
 
-    def timed(side: str, fn, *args, **kw):
+    def timed(side: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         t0 = time.process_time()
         try:
             return fn(*args, **kw)
@@ -205,34 +337,64 @@ def drive_pair(
             events[side].append(ev)
             trace.add(side, ev)
 
-    timed("initiator", initiator.initiate, now=now)
-    queue: list[tuple[str, bytes, tuple[str, int], tuple[str, int]]] = []
-    while True:
-        for side in ("initiator", "responder"):
-            sa = sides[side]
-            for data, dst in timed(side, sa.datagrams_to_send, now=now):
-                arrivals = deliver(side, data, sent) if deliver else [data]
-                sent += 1
-                queue.extend((peer[side], d, sa.local, dst) for d in arrivals)
-            drain(side)
-        if queue:
-            to, data, src, dst = queue.pop(0)
-            timed(to, sides[to].receive_datagram, data, src, now=now, local=dst)
-            continue
-        if _settled(initiator) and _settled(responder):
+    def settle(limit: float) -> None:
+        nonlocal now, sent
+        queue: list[tuple[str, bytes, tuple[str, int], tuple[str, int]]] = []
+        while True:
+            for side in ("initiator", "responder"):
+                sa = sides[side]
+                for data, dst in timed(side, sa.datagrams_to_send, now=now):
+                    arrivals = deliver(side, data, sent) if deliver else [data]
+                    sent += 1
+                    queue.extend((peer[side], d, sa.local, dst) for d in arrivals)
+                drain(side)
+            if queue:
+                to, data, src, dst = queue.pop(0)
+                timed(to, sides[to].receive_datagram, data, src, now=now, local=dst)
+                continue
+            if _settled(initiator) and _settled(responder):
+                return
+            timers = [t for t in (initiator.get_timer(), responder.get_timer()) if t is not None]
+            if not timers or min(timers) > limit:
+                return
+            now = max(now, min(timers))
+            for side in ("initiator", "responder"):
+                t = sides[side].get_timer()
+                if t is not None and t <= now:
+                    timed(side, sides[side].handle_timer, now=now)
+
+    def run_phase(
+        name: str, index: int, side: str, action: Callable[[IkeSa, float], None]
+    ) -> PhaseResult:
+        trace.phase = name
+        begin, cpu0 = now, dict(cpu)
+        marks = {side: len(events[side]) for side in sides}
+        timed(side, action, sides[side], now)
+        settle(begin + max_time)
+        new = {side: events[side][marks[side] :] for side in sides}
+        ok, failure = _phase_outcome(name, initiator, responder, new)
+        return PhaseResult(
+            name,
+            index,
+            ok,
+            begin,
+            now - begin,
+            cpu["initiator"] - cpu0["initiator"],
+            cpu["responder"] - cpu0["responder"],
+            trace.totals(phase=name),
+            failure,
+        )
+
+    phases = [run_phase("handshake", 0, "initiator", lambda sa, t: sa.initiate(now=t))]
+    for index, ((side, action), name) in enumerate(zip(plan, then, strict=True), 1):
+        if not (initiator.is_established and responder.is_established):
             break
-        timers = [t for t in (initiator.get_timer(), responder.get_timer()) if t is not None]
-        if not timers or min(timers) > max_time:
-            break
-        now = max(now, min(timers))
-        for side in ("initiator", "responder"):
-            t = sides[side].get_timer()
-            if t is not None and t <= now:
-                timed(side, sides[side].handle_timer, now=now)
+        phases.append(run_phase(name, index, side, action))
     for side in ("initiator", "responder"):
         drain(side)
+    first = phases[0]
     return HandshakeResult(
-        initiator.is_established and responder.is_established,
+        first.ok,
         trace,
         events["initiator"],
         events["responder"],
@@ -242,8 +404,46 @@ def drive_pair(
         now,
         initiator,
         responder,
+        phases,
     )
 
 
+_PHASE_GOAL: dict[str, tuple[type[Event], ...]] = {
+    "handshake": (IkeSaEstablished,),
+    "child": (ChildSaEstablished,),
+    "new-child": (ChildSaEstablished,),
+    "ike": (IkeSaRekeyed,),
+    "liveness": (LivenessChecked,),
+    "delete-child": (ChildSaDeleted,),
+    "delete": (IkeSaDeleted,),
+}
+
+
+def _phase_outcome(
+    name: str, initiator: IkeSa, responder: IkeSa, new: dict[str, list[Event]]
+) -> tuple[bool, str | None]:
+    """Did the phase reach its goal on both sides, and if not, why not."""
+    actor, _, what = name.rpartition(":")
+    goal = _PHASE_GOAL[what]
+    # A liveness check is news only to the side that asked.
+    judged = [actor or "initiator"] if what == "liveness" else list(new)
+    reached = all(any(isinstance(e, goal) for e in new[side]) for side in judged)
+    failures = [
+        e
+        for side in new.values()
+        for e in side
+        if isinstance(e, IkeSaFailed) or (not reached and isinstance(e, CreateChildSaFailed))
+    ]
+    # An exchange refused on the way (INVALID_KE_PAYLOAD, TEMPORARY_FAILURE) and retried
+    # with success is part of the phase's cost, not its failure.
+    if failures:
+        return False, failures[0].reason
+    if not reached:
+        return False, f"{name}: not finished on both sides"
+    if name == "handshake":
+        return initiator.is_established and responder.is_established, None
+    return True, None
+
+
 def _settled(sa: IkeSa) -> bool:
-    return sa.is_closed or (sa.is_established and sa.get_timer() is None)
+    return sa.is_closed or sa.is_idle

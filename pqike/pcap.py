@@ -23,6 +23,7 @@ from typing import BinaryIO
 from .constants import EncrTransform, IntegTransform
 from .crypto.keys import IkeKeys
 from .proposal import NegotiatedSuite
+from .wire.datagram import IPPROTO_UDP, IPV4_HEADER_LENGTH, UDP_HEADER_LENGTH
 
 Address = tuple[str, int]
 
@@ -31,12 +32,16 @@ LINKTYPE_RAW = 101
 """Raw IP: each packet starts with its IPv4 or IPv6 header."""
 
 _PCAP_MAGIC = 0xA1B2C3D4  # microsecond timestamps
-_IPPROTO_UDP = 17
 _ETHERTYPE = {4: 0x0800, 6: 0x86DD}
 # Locally administered MAC addresses (the 0x02 bit): the frames never touched a wire.
 _MAC_SRC = bytes.fromhex("020000000001")
 _MAC_DST = bytes.fromhex("020000000002")
-_MAX_UDP_PAYLOAD = {4: 65535 - 20 - 8, 6: 65535 - 8}
+_MAX_IP_LENGTH = 65535
+"""IPv4 Total Length and IPv6 Payload Length are 16-bit fields."""
+_MAX_UDP_PAYLOAD = {
+    4: _MAX_IP_LENGTH - IPV4_HEADER_LENGTH - UDP_HEADER_LENGTH,
+    6: _MAX_IP_LENGTH - UDP_HEADER_LENGTH,
+}
 
 
 def internet_checksum(data: bytes) -> int:
@@ -62,11 +67,11 @@ def udp_datagram(payload: bytes, src: Address, dst: Address, *, ident: int = 0) 
         raise ValueError(f"{src[0]} and {dst[0]} are not of one address family")
     if len(payload) > _MAX_UDP_PAYLOAD[a.version]:
         raise ValueError(f"a {len(payload)}-byte UDP payload does not fit in one IP packet")
-    udp_len = 8 + len(payload)
+    udp_len = UDP_HEADER_LENGTH + len(payload)
     if a.version == 4:
-        pseudo = a.packed + b.packed + struct.pack("!BBH", 0, _IPPROTO_UDP, udp_len)
+        pseudo = a.packed + b.packed + struct.pack("!BBH", 0, IPPROTO_UDP, udp_len)
     else:
-        pseudo = a.packed + b.packed + struct.pack("!I3xB", udp_len, _IPPROTO_UDP)
+        pseudo = a.packed + b.packed + struct.pack("!I3xB", udp_len, IPPROTO_UDP)
     udp_header = struct.pack("!HHHH", src[1], dst[1], udp_len, 0)
     checksum = internet_checksum(pseudo + udp_header + payload) or 0xFFFF
     udp = struct.pack("!HHHH", src[1], dst[1], udp_len, checksum) + payload
@@ -75,18 +80,18 @@ def udp_datagram(payload: bytes, src: Address, dst: Address, *, ident: int = 0) 
             "!BBHHHBBH4s4s",
             0x45,  # version 4, 5 words of header
             0,
-            20 + udp_len,
+            IPV4_HEADER_LENGTH + udp_len,
             ident & 0xFFFF,
             0x4000,  # Don't Fragment: IKE fragments itself (RFC 7383)
             64,
-            _IPPROTO_UDP,
+            IPPROTO_UDP,
             0,
             a.packed,
             b.packed,
         )
         header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
         return header + udp
-    header = struct.pack("!IHBB16s16s", 6 << 28, udp_len, _IPPROTO_UDP, 64, a.packed, b.packed)
+    header = struct.pack("!IHBB16s16s", 6 << 28, udp_len, IPPROTO_UDP, 64, a.packed, b.packed)
     return header + udp
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from types import MappingProxyType
 
 from .constants import (
@@ -185,7 +186,7 @@ _TYPE_ORDER: Mapping[int, int] = MappingProxyType(
     }
 )
 
-_ENUM_FOR_TYPE = MappingProxyType(
+_ENUM_FOR_TYPE: Mapping[int, type[IntEnum]] = MappingProxyType(
     {
         TransformType.ENCR: EncrTransform,
         TransformType.PRF: PrfTransform,

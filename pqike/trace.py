@@ -10,16 +10,9 @@ from dataclasses import asdict, dataclass, field
 
 from .constants import ExchangeType, PayloadType, name_of
 from .ike.events import Event, MessageReceived, MessageSent
+from .wire.datagram import ip_overhead
 
-UDP_HEADER = 8
-
-
-def ip_overhead(ipv6: bool) -> int:
-    """UDP plus IP header bytes in front of each UDP payload."""
-    return UDP_HEADER + (40 if ipv6 else 20)
-
-
-_SHORT = {
+_SHORT: dict[int, str] = {
     PayloadType.SA: "SA",
     PayloadType.KE: "KE",
     PayloadType.NONCE: "No",
@@ -73,6 +66,11 @@ class MessageRecord:
     datagrams: int
     fragments: int
     retransmission: bool
+    wire_ike_bytes: int = 0
+    """IKE bytes on the wire: ``ike_bytes`` unless fragmented, else the fragments' sum
+    (each fragment has its own IKE header and SKF overhead)."""
+    phase: str = "handshake"
+    """The part of the SA's life it belongs to: ``handshake`` or a rekey phase."""
 
 
 @dataclass(frozen=True)
@@ -89,15 +87,22 @@ class DatagramRecord:
     udp_bytes: int
     ip_bytes: int
     retransmission: bool
+    phase: str = "handshake"
 
 
 @dataclass
 class Trace:
-    """Messages and datagrams in the order they were sent, from either side's events."""
+    """Messages and datagrams in the order they were sent, from either side's events.
+
+    ``phase`` labels what is recorded from now on (``handshake``, then e.g. ``child``
+    for a Child SA rekey), so one trace holds an SA's life and ``totals(phase=...)``
+    gives each part's cost.
+    """
 
     ipv6: bool = False
     messages: list[MessageRecord] = field(default_factory=list)
     datagrams: list[DatagramRecord] = field(default_factory=list)
+    phase: str = "handshake"
 
     def add(self, sender: str, event: Event) -> None:
         """Record ``event`` if it is a ``MessageSent``; other events are ignored."""
@@ -120,6 +125,8 @@ class Trace:
                 len(event.datagram_sizes),
                 event.fragments,
                 event.retransmission,
+                sum(event.fragment_ike_bytes),
+                self.phase,
             )
         )
         fragmented = len(event.datagram_sizes) > 1
@@ -138,21 +145,37 @@ class Trace:
                     size,
                     size + over,
                     event.retransmission,
+                    self.phase,
                 )
             )
 
-    def totals(self) -> dict[str, int]:
-        """Bytes and counts over every datagram sent (retransmissions included)."""
-        reqs = [m for m in self.messages if not m.is_response and not m.retransmission]
+    def totals(self, phase: str | None = None) -> dict[str, int]:
+        """Bytes and counts over every datagram sent (retransmissions included), of one
+        ``phase`` or of the whole trace.
+
+        ``round_trips`` counts the requests the other side answered (a request that got
+        no response is no round trip); ``requests`` counts every request sent once.
+        """
+        messages = [m for m in self.messages if phase is None or m.phase == phase]
+        datagrams = [d for d in self.datagrams if phase is None or d.phase == phase]
+        reqs = [m for m in messages if not m.is_response and not m.retransmission]
+        answered = {(m.sender, m.exchange, m.message_id) for m in messages if m.is_response}
         return {
-            "messages": len(self.messages),
-            "datagrams": len(self.datagrams),
-            "fragments": sum(m.fragments for m in self.messages),
-            "round_trips": len(reqs),
-            "ike_bytes": sum(d.ike_bytes for d in self.datagrams),
-            "udp_bytes": sum(d.udp_bytes for d in self.datagrams),
-            "ip_bytes": sum(d.ip_bytes for d in self.datagrams),
-            "retransmissions": sum(1 for m in self.messages if m.retransmission),
+            "messages": len(messages),
+            "datagrams": len(datagrams),
+            "fragments": sum(m.fragments for m in messages),
+            "requests": len(reqs),
+            "round_trips": sum(
+                1
+                for m in reqs
+                if any(
+                    s != m.sender and (x, i) == (m.exchange, m.message_id) for s, x, i in answered
+                )
+            ),
+            "ike_bytes": sum(d.ike_bytes for d in datagrams),
+            "udp_bytes": sum(d.udp_bytes for d in datagrams),
+            "ip_bytes": sum(d.ip_bytes for d in datagrams),
+            "retransmissions": sum(1 for m in messages if m.retransmission),
         }
 
     def message_rows(self) -> list[dict]:
@@ -180,28 +203,51 @@ class Trace:
         return " ".join(out)
 
     def format_table(self) -> str:
-        """A fixed-width table of the messages and a totals line, for terminals."""
+        """A fixed-width table of the messages and a totals line, for terminals.
+
+        The ike, udp and ip columns count what went on the wire, so each adds up to its
+        total; a fragmented message also says its size before fragmentation.
+        """
         head = (
             f"{'time':>8} {'dir':<3} {'exchange':<16} {'mid':>3} {'ike':>6} {'udp':>6} "
             f"{'ip':>6} {'dgr':>3}  payloads"
         )
         lines = [head, "-" * len(head)]
+        phase = "handshake"
+        fragmented = False
         for m in self.messages:
+            if m.phase != phase:
+                phase = m.phase
+                lines.append(f"-- {phase}")
             arrow = "->" if m.sender == "initiator" else "<-"
             flag = " (retransmit)" if m.retransmission else ""
+            if m.fragments:
+                fragmented = True
+                flag += f" [{m.fragments} fragments of one {m.ike_bytes}-byte message]"
+            wire = m.wire_ike_bytes or m.ike_bytes
             lines.append(
-                f"{m.time:8.3f} {arrow:<3} {m.exchange:<16} {m.message_id:>3} {m.ike_bytes:>6} "
+                f"{m.time:8.3f} {arrow:<3} {m.exchange:<16} {m.message_id:>3} {wire:>6} "
                 f"{m.udp_bytes:>6} {m.ip_bytes:>6} {m.datagrams:>3}  {m.payloads}{flag}"
             )
         t = self.totals()
         lines.append("-" * len(head))
+        unanswered = t["requests"] - t["round_trips"]
         lines.append(
-            f"total: {t['messages']} messages, {t['datagrams']} datagrams, "
-            f"{t['fragments']} fragments, "
-            f"{t['round_trips']} round trips; {t['ike_bytes']} IKE / {t['udp_bytes']} UDP / "
-            f"{t['ip_bytes']} IP bytes"
+            f"total: {_count(t['messages'], 'message')}, {_count(t['datagrams'], 'datagram')}, "
+            f"{_count(t['fragments'], 'fragment')}, {_count(t['round_trips'], 'round trip')}"
+            + (f" ({_count(unanswered, 'request')} without a response)" if unanswered else "")
+            + f"; {t['ike_bytes']} IKE / {t['udp_bytes']} UDP / {t['ip_bytes']} IP bytes"
         )
+        if fragmented:
+            lines.append(
+                "(a fragmented message counts each fragment's IKE header and SKF overhead, "
+                "so its ike column is larger than the message it carries)"
+            )
         return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 __all__ = ["DatagramRecord", "MessageReceived", "MessageRecord", "Trace", "ip_overhead"]

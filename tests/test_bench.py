@@ -23,3 +23,9 @@ def test_bench_memory_command_prints_bytes_per_sa_and_the_ratio():
     assert "IKE SAs:             50 established of 50" in out.stdout
     assert "bytes of Python heap (tracemalloc) above the idle endpoint" in out.stdout
     assert "(per SA / 10,240 bytes; goal <= 1)" in out.stdout
+
+
+def test_bench_memory_reports_its_progress():
+    seen = []
+    bench_memory(250, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(100, 250), (200, 250), (250, 250)]

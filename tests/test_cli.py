@@ -29,6 +29,75 @@ def test_handshake_prints_the_messages_and_totals():
     assert "established: aes256gcm16-prfsha384-x25519-ke1_mlkem768" in out.stdout
 
 
+def test_the_ike_column_adds_up_to_the_total_and_fragments_say_their_message():
+    out = runner.invoke(app, ["handshake", "-p", "aes256gcm16-prfsha384-x25519-ke1_mlkem768"])
+    rows = [li.split() for li in out.stdout.splitlines() if li[:8].strip().startswith("0.0")]
+    assert len(rows) == 6
+    ike = sum(int(r[4]) for r in rows)
+    assert f"; {ike} IKE / " in out.stdout
+    # The fragmented KEi: two fragments on the wire, one 1249-byte message inside.
+    assert "1314   1314   1370   2  SKF{KE} [2 fragments of one 1249-byte message]" in out.stdout
+
+
+def test_a_request_without_a_response_is_no_round_trip():
+    out = runner.invoke(app, ["handshake", "--loss", "100"])
+    assert out.exit_code == 1
+    assert "0 round trips (1 request without a response)" in out.stdout
+    one = runner.invoke(app, ["handshake", "-p", "aes256gcm16-prfsha384-x25519", "--json"])
+    assert json.loads(one.stdout)["summary"]["round_trips"] == 2
+
+
+def test_handshake_over_a_link_with_delay_and_jitter():
+    out = runner.invoke(
+        app,
+        ["handshake", "-p", "aes256gcm16-prfsha384-x25519", "--delay", "50", "--jitter", "5"],
+    )
+    assert out.exit_code == 0, out.stdout
+    # Two round trips at 50 +- 5 ms one way: 180 to 220 ms of simulated time.
+    simulated = float(out.stdout.split("simulated time ")[1].split()[0])
+    assert 0.18 <= simulated <= 0.22
+    smooth = runner.invoke(
+        app, ["handshake", "-p", "aes256gcm16-prfsha384-x25519", "--delay", "50"]
+    )
+    assert "simulated time 0.200 s" in smooth.stdout
+
+
+def test_handshake_says_which_backend_ran_each_key_exchange():
+    out = runner.invoke(app, ["handshake", "-p", "aes256gcm16-prfsha384-x25519-ke1_mlkem768"])
+    assert "key exchange backends: x25519 openssl, mlkem768 " in out.stdout
+    chosen = runner.invoke(
+        app,
+        [
+            "handshake",
+            "-p",
+            "aes256gcm16-prfsha384-x25519-ke1_mlkem768",
+            "--backend",
+            "mlkem768=pqcrypto",
+        ],
+    )
+    assert "key exchange backends: x25519 openssl, mlkem768 pqcrypto (--backend)" in chosen.stdout
+
+
+def test_pairs_for_drive_pair_come_from_one_import():
+    from pqike import drive_pair, make_pair
+
+    initiator, responder = make_pair(
+        "aes256gcm16-prfsha384-x25519-ke1_mlkem768", fragment_size=1280
+    )
+    result = drive_pair(initiator, responder)
+    assert result.established and result.trace.totals()["round_trips"] == 3
+
+
+def test_a_link_loss_given_in_percent_is_refused_with_a_hint():
+    import pytest
+
+    from pqike.lab.link import LinkProfile
+
+    with pytest.raises(ValueError, match=r"2 looks like a percentage: 2 % is 0\.02"):
+        LinkProfile(loss=2)
+    assert LinkProfile.from_spec_units(loss_pct=2).loss == 0.02
+
+
 def test_handshake_json_is_for_scripts():
     out = runner.invoke(app, ["handshake", "-p", "aes128gcm16-prfsha256-ecp256", "--json"])
     data = json.loads(out.stdout)
@@ -103,3 +172,28 @@ def test_an_unusable_backend_choice_is_one_clear_error():
     out = runner.invoke(app, ["handshake", "--backend", "mlkem768=nosuch"])
     assert out.exit_code == 2
     assert "unknown key exchange backend 'nosuch'" in out.stderr
+
+
+def _commands(command, path=()):
+    yield path, command
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            yield from _commands(sub, (*path, name))
+
+
+def test_every_help_text_arrives_word_for_word():
+    import re
+
+    import typer
+
+    for path, command in _commands(typer.main.get_command(app)):
+        result = CliRunner().invoke(
+            app, [*path, "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"}
+        )
+        assert result.exit_code == 0, path
+        shown = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+        texts = [command.help or ""] + [p.help for p in command.params if getattr(p, "help", None)]
+        for text in texts:
+            # "\[" is rich markup's literal bracket.
+            first = " ".join(text.split("\n\n")[0].split()).replace("\\[", "[")
+            assert first in shown, (path, first)

@@ -14,6 +14,7 @@ from .auth import (
     psk_auth,
     signed_octets,
 )
+from .backends import register_optional_backends
 from .kex import (
     DEFAULT_REGISTRY,
     STANDARD_METHODS,
@@ -28,11 +29,18 @@ from .keys import (
     IkeKeys,
     derive_child_keys,
     derive_ike_keys,
+    ike_key_schedule,
+    initial_ike_keys,
     skeyseed,
     skeyseed_additional,
+    updated_ike_keys,
 )
 from .prf import Prf, get_prf
 from .protect import Cipher, encr_key_size, get_cipher, integ_key_size
+
+# The optional key exchange backends depend on .kex, not the other way round: they join
+# its default registry here, where the package is put together (see DEFAULT_REGISTRY).
+register_optional_backends(DEFAULT_REGISTRY)
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -53,6 +61,8 @@ __all__ = [
     "encr_key_size",
     "get_cipher",
     "get_prf",
+    "ike_key_schedule",
+    "initial_ike_keys",
     "int_auth",
     "int_auth_octets",
     "integ_key_size",
@@ -61,4 +71,5 @@ __all__ = [
     "signed_octets",
     "skeyseed",
     "skeyseed_additional",
+    "updated_ike_keys",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
@@ -715,7 +715,7 @@ class OpenSslBackend:
     __slots__ = ("_factories",)
 
     def __init__(self) -> None:
-        factories: dict[int, type[_OpenSslExchange]] = {}
+        factories: dict[int, Callable[[int], KeyExchange]] = {}
         for method in _MODP_GROUPS:
             factories[method] = ModpExchange
         for method, (curve, _, _) in _ECP_CURVES.items():
@@ -756,21 +756,21 @@ def _probe_curve(curve: ec.EllipticCurve) -> bool:
         return False
 
 
-def _default_registry() -> KeyExchangeRegistry:
-    # The optional backends build on this module's interface, so they are imported here,
-    # once it is defined. They import no library until asked whether they are available.
-    from .backends import register_optional_backends
-
+def _openssl_registry() -> KeyExchangeRegistry:
     registry = KeyExchangeRegistry()
     registry.register(OpenSslBackend(), infos=STANDARD_METHODS)
-    register_optional_backends(registry)
     return registry
 
 
-DEFAULT_REGISTRY: KeyExchangeRegistry = _default_registry()
+DEFAULT_REGISTRY: KeyExchangeRegistry = _openssl_registry()
 """The registry :func:`create_key_exchange` uses: the standard methods and the private-use
 KEMs of :mod:`pqike.crypto.backends.ids`; backends ``openssl``, ``pqcrypto``, ``liboqs``
 in that order (the first available one that supports a method is its default).
+
+This module makes it with ``openssl`` only: the optional backends build on this
+module's interface, so it cannot import them. ``pqike.crypto`` (the package, which
+Python runs before any of its modules) registers them right after importing this one,
+so every importer sees all three.
 """
 
 

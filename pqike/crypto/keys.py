@@ -110,6 +110,122 @@ def derive_ike_keys(
     )
 
 
+def initial_ike_keys(
+    prf: Prf,
+    shared_secret: bytes,
+    ni: bytes,
+    nr: bytes,
+    spi_i: bytes,
+    spi_r: bytes,
+    *,
+    encr_key_size: int,
+    integ_key_size: int,
+) -> IkeKeys:
+    """The IKE SA keys after IKE_SA_INIT: :func:`skeyseed` then :func:`derive_ike_keys`
+    (RFC 7296 2.14)."""
+    return derive_ike_keys(
+        prf,
+        skeyseed(prf, ni, nr, shared_secret),
+        ni,
+        nr,
+        spi_i,
+        spi_r,
+        encr_key_size=encr_key_size,
+        integ_key_size=integ_key_size,
+    )
+
+
+def updated_ike_keys(
+    prf: Prf,
+    previous: IkeKeys,
+    shared_secret: bytes,
+    ni: bytes,
+    nr: bytes,
+    spi_i: bytes,
+    spi_r: bytes,
+    *,
+    encr_key_size: int,
+    integ_key_size: int,
+) -> IkeKeys:
+    """The IKE SA keys after one more key exchange in IKE_INTERMEDIATE (RFC 9370 2.2.2).
+
+    ``SKEYSEED(n) = prf(SK_d(n-1), SK(n) | Ni | Nr)`` with the IKE_SA_INIT nonces and
+    SPIs, then prf+ as in RFC 7296 2.14.
+    """
+    return derive_ike_keys(
+        prf,
+        skeyseed_additional(prf, previous.sk_d, shared_secret, ni, nr),
+        ni,
+        nr,
+        spi_i,
+        spi_r,
+        encr_key_size=encr_key_size,
+        integ_key_size=integ_key_size,
+    )
+
+
+def ike_key_schedule(
+    prf: Prf,
+    shared_secrets: Sequence[bytes],
+    ni: bytes,
+    nr: bytes,
+    spi_i: bytes,
+    spi_r: bytes,
+    *,
+    encr_key_size: int,
+    integ_key_size: int,
+) -> list[IkeKeys]:
+    """The keys of every epoch of an IKE SA's handshake, one per shared secret.
+
+    ``shared_secrets`` are the results of the IKE_SA_INIT key exchange, then of each
+    additional one in IKE_INTERMEDIATE, in order (RFC 9370 2.2.2); the last keys protect
+    IKE_AUTH and the IKE SA.
+    """
+    sizes = {"encr_key_size": encr_key_size, "integ_key_size": integ_key_size}
+    if not shared_secrets:
+        return []
+    keys = initial_ike_keys(prf, shared_secrets[0], ni, nr, spi_i, spi_r, **sizes)
+    epochs = [keys]
+    for secret in shared_secrets[1:]:
+        keys = updated_ike_keys(prf, keys, secret, ni, nr, spi_i, spi_r, **sizes)
+        epochs.append(keys)
+    return epochs
+
+
+def rekeyed_ike_keys(
+    old_prf: Prf,
+    old_sk_d: bytes,
+    prf: Prf,
+    shared_secrets: Sequence[bytes],
+    ni: bytes,
+    nr: bytes,
+    spi_i: bytes,
+    spi_r: bytes,
+    *,
+    encr_key_size: int,
+    integ_key_size: int,
+) -> IkeKeys:
+    """The keys of an IKE SA made by rekeying (RFC 7296 2.18, RFC 9370 2.2.4).
+
+    ``SKEYSEED = prf(SK_d(old), SK(0) | Ni | Nr | SK(1) | ... | SK(n))`` with the old SA's
+    PRF, then prf+ with the new SA's ``prf`` over the rekey's nonces and the *new* SPIs.
+    ``shared_secrets`` are SK(0) of the KE payload and those of the ADDKE rounds in order.
+    """
+    seed = skeyseed_additional(
+        old_prf, old_sk_d, shared_secrets[0], ni, nr, additional_secrets=shared_secrets[1:]
+    )
+    return derive_ike_keys(
+        prf,
+        seed,
+        ni,
+        nr,
+        spi_i,
+        spi_r,
+        encr_key_size=encr_key_size,
+        integ_key_size=integ_key_size,
+    )
+
+
 def derive_child_keys(
     prf: Prf,
     sk_d: bytes,

@@ -7,6 +7,7 @@ is the cheapest HMAC call Python offers, and every key derivation runs through i
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from ..constants import PrfTransform
@@ -70,13 +71,18 @@ class Prf:
         return bytes(out)
 
 
-_PRFS = MappingProxyType(
+# Keyed by plain int: look-ups take the Transform ID as it came off the wire.
+_PRFS: Mapping[int, Prf] = MappingProxyType(
     {
         PrfTransform.HMAC_SHA2_256: Prf(PrfTransform.HMAC_SHA2_256, "prfsha256", "sha256", 32),
         PrfTransform.HMAC_SHA2_384: Prf(PrfTransform.HMAC_SHA2_384, "prfsha384", "sha384", 48),
         PrfTransform.HMAC_SHA2_512: Prf(PrfTransform.HMAC_SHA2_512, "prfsha512", "sha512", 64),
     }
 )
+
+
+PRF_KEY_SIZES: Mapping[int, int] = MappingProxyType({i: p.key_size for i, p in _PRFS.items()})
+"""Key size of each supported PRF, by transform ID (RFC 7296 2.14)."""
 
 
 def get_prf(prf_id: int) -> Prf:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from cryptography.exceptions import InvalidTag
@@ -28,7 +28,7 @@ Buffer = bytes | bytearray | memoryview
 _AES_KEY_BITS = (128, 192, 256)
 
 # RFC 4868 2.1 / 2.3: key length = full hash output, ICV = half of it.
-_INTEG = MappingProxyType(
+_INTEG: Mapping[int, tuple[int, int, str]] = MappingProxyType(
     {
         IntegTransform.NONE: (0, 0, ""),
         IntegTransform.HMAC_SHA2_256_128: (32, 16, "sha256"),
@@ -38,7 +38,7 @@ _INTEG = MappingProxyType(
 )
 
 # Salt bytes appended to the cipher key in KEYMAT / SK_e for ENCR transforms that take one.
-_SALTED = MappingProxyType(
+_SALTED: Mapping[int, int] = MappingProxyType(
     {
         EncrTransform.AES_CTR: 4,  # RFC 5930 2 / RFC 3686 5.1: nonce
         EncrTransform.AES_CCM_8: 3,  # RFC 4309 7.1 / RFC 5282 7.1

@@ -2,21 +2,28 @@
 
 from .config import Identity, IkeConfiguration
 from .events import (
+    ChildSaDeleted,
     ChildSaEstablished,
+    CreateChildSaFailed,
     DatagramDropped,
     Event,
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaRekeyed,
     KeyExchangeCompleted,
+    LivenessChecked,
     MessageReceived,
     MessageSent,
+    Purpose,
 )
 from .sa import IkeSa
 from .states import IkeSaState
 
 __all__ = [
+    "ChildSaDeleted",
     "ChildSaEstablished",
+    "CreateChildSaFailed",
     "DatagramDropped",
     "Event",
     "Identity",
@@ -25,8 +32,11 @@ __all__ = [
     "IkeSaDeleted",
     "IkeSaEstablished",
     "IkeSaFailed",
+    "IkeSaRekeyed",
     "IkeSaState",
     "KeyExchangeCompleted",
+    "LivenessChecked",
     "MessageReceived",
     "MessageSent",
+    "Purpose",
 ]

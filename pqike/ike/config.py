@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from ..constants import IdType, ProtocolId
+from ..constants import IdType, ProtocolId, TransformType
+from ..crypto.prf import PRF_KEY_SIZES
 from ..errors import ConfigurationError
 from ..wire.payloads import Proposal, TrafficSelector
 
@@ -133,6 +134,35 @@ class IkeConfiguration:
     """Responder: seconds from the IKE_SA_INIT response to a finished IKE_AUTH before the
     half-open IKE SA is given up (strongSwan's ``half_open_timeout``: 30 s)."""
 
+    rekey_time: float = 14400.0
+    """Seconds after establishment (or the last rekey) before we rekey the IKE SA with
+    CREATE_CHILD_SA (RFC 7296 2.18); 0 never rekeys. strongSwan's ``rekey_time``: 4 h."""
+
+    over_time: float | None = None
+    """Seconds past ``rekey_time`` before an IKE SA whose rekey did not succeed is given
+    up (its hard lifetime). ``None``: 10 % of ``rekey_time``, strongSwan's default."""
+
+    rand_time: float | None = None
+    """Up to this many seconds are taken at random from ``rekey_time``, so that two
+    peers rarely rekey at once (RFC 7296 2.8.2). ``None``: ``over_time``, as strongSwan."""
+
+    child_rekey_time: float = 3600.0
+    """Seconds before a Child SA is rekeyed (RFC 7296 2.8); 0 never rekeys.
+    strongSwan's ``children.<child>.rekey_time``: 1 h."""
+
+    child_life_time: float | None = None
+    """Hard lifetime of a Child SA: deleted when it was not rekeyed by then. ``None``:
+    110 % of ``child_rekey_time``, strongSwan's default."""
+
+    child_rand_time: float | None = None
+    """Random jitter taken from ``child_rekey_time``. ``None``: ``child_life_time -
+    child_rekey_time``, as strongSwan."""
+
+    dpd_delay: float = 0.0
+    """Seconds without any message from the peer before we check its liveness with an
+    empty INFORMATIONAL request (RFC 7296 1.4); the peer is declared dead when the
+    retransmission schedule runs out. 0 disables it, strongSwan's default."""
+
     max_fragments: int = 2048
     """Most fragments accepted for one message; more and the message is dropped (RFC 7383 2.6).
     2048 fragments of a 1280-byte datagram carry the largest Classic McEliece key."""
@@ -157,6 +187,21 @@ class IkeConfiguration:
             raise ConfigurationError("esp_proposals must be ESP proposals", field="esp_proposals")
         if not 16 <= self.nonce_size <= 256:
             raise ConfigurationError("nonce_size must be 16 to 256 bytes", field="nonce_size")
+        largest = max(
+            (
+                PRF_KEY_SIZES.get(t.id, 0)
+                for p in self.ike_proposals
+                for t in p.transforms
+                if t.type == TransformType.PRF
+            ),
+            default=0,
+        )
+        if 2 * self.nonce_size < largest:
+            raise ConfigurationError(
+                f"nonce_size {self.nonce_size} is less than half the key size of an offered "
+                f"PRF ({largest} bytes); RFC 7296 2.10 asks for at least {(largest + 1) // 2}",
+                field="nonce_size",
+            )
         if not 576 <= self.fragment_size <= 65535:
             raise ConfigurationError(
                 "fragment_size must be an IP datagram size from 576 to 65535", field="fragment_size"
@@ -171,10 +216,41 @@ class IkeConfiguration:
                 "cookie_secret must be None (random) or a test key of at least 16 bytes",
                 field="cookie_secret",
             )
+        for name in ("rekey_time", "child_rekey_time", "dpd_delay"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must not be negative", field=name)
+        for name in ("over_time", "rand_time", "child_life_time", "child_rand_time"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigurationError(f"{name} must not be negative", field=name)
+        if (
+            self.child_life_time is not None
+            and self.child_rekey_time
+            and self.child_life_time < self.child_rekey_time
+        ):
+            raise ConfigurationError(
+                "child_life_time must not be shorter than child_rekey_time",
+                field="child_life_time",
+            )
         if not self.psk:
             raise ConfigurationError("psk must not be empty", field="psk")
         if not self.local_ts or not self.remote_ts:
             raise ConfigurationError("traffic selectors must not be empty", field="local_ts")
+
+    @property
+    def ike_lifetimes(self) -> tuple[float, float, float]:
+        """``(rekey, hard, jitter)`` seconds for the IKE SA, strongSwan's defaults filled in."""
+        over = self.rekey_time * 0.1 if self.over_time is None else self.over_time
+        jitter = over if self.rand_time is None else self.rand_time
+        return self.rekey_time, self.rekey_time + over, min(jitter, self.rekey_time)
+
+    @property
+    def child_lifetimes(self) -> tuple[float, float, float]:
+        """``(rekey, hard, jitter)`` seconds for Child SAs, strongSwan's defaults filled in."""
+        rekey = self.child_rekey_time
+        life = rekey * 1.1 if self.child_life_time is None else self.child_life_time
+        jitter = life - rekey if self.child_rand_time is None else self.child_rand_time
+        return rekey, life, min(jitter, rekey)
 
     def backend_for(self, method: int) -> str | None:
         """The configured backend for ``method``, or ``None`` for the registry's choice."""

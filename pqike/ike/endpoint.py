@@ -43,10 +43,11 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
-from ..constants import IKE_PORT, NON_ESP_MARKER, ExchangeType, HeaderFlag, NotifyType
+from ..constants import ExchangeType, HeaderFlag, NotifyType
 from ..crypto.kex import DEFAULT_REGISTRY
 from ..errors import LocalProtocolError, ProtocolError
 from ..wire.codec import decode_header, encode_message
+from ..wire.datagram import PayloadKind, classify, marker_length
 from ..wire.payloads import IkeHeader, NotifyPayload
 from .config import IkeConfiguration
 from .cookies import CookieJar, scan_sa_init
@@ -61,14 +62,14 @@ ConfigFor = Callable[[Address, Address], IkeConfiguration | None]
 to ignore the peer."""
 
 _ZERO_SPI = b"\x00" * 8
-_NAT_KEEPALIVE = b"\xff"
 _PEER_BUCKETS = 32  # per-peer cookie calm-down, by address hash (bounded memory)
 
 # ---- TEMPORARY (issue 10): until IkeSa takes these keyword arguments itself ----------
 # IkeSa(..., reassembly_budget=, cookie_jar=) are the hooks the IKE core is to grow (see
-# docs/hardening.md). While it does not, the endpoint gives each SA a budgeted
-# Reassembler after construction and promotes it at establishment through the SA's
-# private ``_reassembler``; delete _SA_HOOKS and every branch on it once IkeSa has them.
+# docs/hardening.md). While it does not, the endpoint gives each SA's first generation
+# a budgeted Reassembler after construction (``sa.gen.reassembler``), promotes it at
+# establishment and clears it when the SA is forgotten; delete _SA_HOOKS, _budgeted
+# and every branch on them once IkeSa has the hooks.
 _SA_PARAMETERS = inspect.signature(IkeSa.__init__).parameters
 _SA_HOOKS = "reassembly_budget" in _SA_PARAMETERS
 # --------------------------------------------------------------------------------------
@@ -225,7 +226,11 @@ class IkeEndpoint:
         self._replies: OrderedDict[
             tuple[bytes, Address], tuple[float, list[tuple[bytes, Address, Address]]]
         ] = OrderedDict()
-        self._promoted: set[IkeSa] = set()  # TEMPORARY (issue 10), see _SA_HOOKS
+        # TEMPORARY (issue 10), see _SA_HOOKS: the budgeted reassembler of each SA, and
+        # whether it was promoted at establishment.
+        self._budgeted: dict[IkeSa, tuple[Reassembler, bool]] = {}
+        self._spis: dict[IkeSa, list[bytes]] = {}
+        """Every SPI of each SA (one more per IKE SA rekey), to forget them all."""
 
     # ------------------------------------------------------------------ inspection
 
@@ -259,11 +264,11 @@ class IkeEndpoint:
         return len(self._replies)
 
     def __len__(self) -> int:
-        return len(self._by_spi)
+        return len(self._spis)
 
     def __iter__(self) -> Iterator[IkeSa]:
         """Every IKE SA the endpoint routes to (closed ones until they are forgotten)."""
-        return iter(list(self._by_spi.values()))
+        return iter(list(self._spis))
 
     def find(self, spi: bytes) -> IkeSa | None:
         """The IKE SA whose own SPI (SPIi for ours as initiator, SPIr as responder) is ``spi``."""
@@ -276,16 +281,21 @@ class IkeEndpoint:
     ) -> IkeSa:
         """Create an initiator IKE SA from ``local`` to ``remote`` and queue its IKE_SA_INIT."""
         sa = self._new_sa(config, is_initiator=True, local=local, remote=remote)
-        self._by_spi[sa.spi_i] = sa
+        self._route(sa, sa.spi_i)
         sa.initiate(now=now)
         self._settle(sa, now)
         return sa
 
     def delete(self, sa: IkeSa, *, now: float) -> None:
         """Delete an established IKE SA with an INFORMATIONAL exchange (RFC 7296 1.4.1)."""
-        if self._by_spi.get(self._own_spi(sa)) is not sa:
+        self.command(sa, lambda sa: sa.delete(now=now), now=now)
+
+    def command(self, sa: IkeSa, action: Callable[[IkeSa], None], *, now: float) -> None:
+        """Run one of ``sa``'s commands and collect what it produced, e.g.
+        ``endpoint.command(sa, lambda sa: sa.rekey_child(now=t), now=t)``."""
+        if sa not in self._spis:
             raise LocalProtocolError("this IKE SA does not belong to the endpoint")
-        sa.delete(now=now)
+        action(sa)
         self._settle(sa, now)
 
     # ------------------------------------------------------------------ input
@@ -297,16 +307,15 @@ class IkeEndpoint:
         are dropped and counted in ``stats``.
         """
         self._bump("datagrams_received")
-        offset = 0
-        if local[1] != IKE_PORT and remote[1] != IKE_PORT:
-            # RFC 3948 2.2/2.3: the same ports carry ESP and NAT keepalives.
-            if data == _NAT_KEEPALIVE:
-                self._bump("nat_keepalives")
-                return
-            if data[:4] != NON_ESP_MARKER:
-                self._bump("dropped_esp")
-                return
-            offset = len(NON_ESP_MARKER)
+        # RFC 3948 2.2/2.3: ports without 500 carry ESP and NAT keepalives too.
+        kind = classify(data, local[1], remote[1])
+        if kind is PayloadKind.NAT_KEEPALIVE:
+            self._bump("nat_keepalives")
+            return
+        if kind is PayloadKind.ESP:
+            self._bump("dropped_esp")
+            return
+        offset = marker_length(local[1], remote[1])
         try:
             header = decode_header(data[offset:] if offset else data)
         except ProtocolError:
@@ -376,7 +385,7 @@ class IkeEndpoint:
             self._bump("stateless_replies")
             self._drain(sa, now)
             return
-        self._by_spi[sa.spi_r] = sa
+        self._route(sa, sa.spi_r)
         self._by_init[key] = sa
         self._init_key[sa] = key
         self._half_open.add(sa)
@@ -411,7 +420,7 @@ class IkeEndpoint:
     ) -> bool:
         """Check the request's COOKIE; answer N(COOKIE) statelessly when it has no valid
         one (RFC 7296 2.6) and return ``False``."""
-        marker = data[:4] if local[1] != IKE_PORT and remote[1] != IKE_PORT else b""
+        marker = data[: marker_length(local[1], remote[1])]
         scanned = scan_sa_init(data[len(marker) :])
         if scanned is None:
             self._bump("dropped_junk")
@@ -478,12 +487,17 @@ class IkeEndpoint:
             # but it would misroute, so draw again.
             if self._own_spi(sa) not in self._by_spi:
                 if not _SA_HOOKS:  # TEMPORARY (issue 10), see _SA_HOOKS
-                    old = sa._reassembler
-                    sa._reassembler = Reassembler(
-                        old.limits, budget=self.reassembly_budget, peer=remote[0]
+                    budgeted = Reassembler(
+                        sa.gen.reassembler.limits, budget=self.reassembly_budget, peer=remote[0]
                     )
+                    sa.gen.reassembler = budgeted
+                    self._budgeted[sa] = (budgeted, False)
                 return sa
         raise LocalProtocolError("could not draw an unused IKE SPI")
+
+    def _route(self, sa: IkeSa, spi: bytes) -> None:
+        self._by_spi[spi] = sa
+        self._spis.setdefault(sa, []).append(spi)
 
     @staticmethod
     def _own_spi(sa: IkeSa) -> bytes:
@@ -549,15 +563,21 @@ class IkeEndpoint:
     def _settle(self, sa: IkeSa, now: float) -> None:
         """Collect what a call into ``sa`` produced and update the indexes it affects."""
         self._drain(sa, now)
+        spi = self._own_spi(sa)
+        if sa.is_established and self._by_spi.get(spi) is not sa:
+            # RFC 7296 2.18: an IKE SA rekey gave the SA new SPIs; the old ones stay
+            # routable until the SA is forgotten, for the old SA's Delete.
+            self._route(sa, spi)
         if sa in self._half_open and (sa.is_established or sa.is_closed):
             self._leave_half_open(sa)
         if sa.is_established:
             key = self._init_key.pop(sa, None)
             if key is not None and self._by_init.get(key) is sa:
                 del self._by_init[key]
-            if not _SA_HOOKS and sa not in self._promoted:  # TEMPORARY (issue 10)
-                self._promoted.add(sa)
-                sa._reassembler.established()
+            budgeted = self._budgeted.get(sa)  # TEMPORARY (issue 10), see _SA_HOOKS
+            if budgeted is not None and not budgeted[1]:
+                budgeted[0].established()
+                self._budgeted[sa] = (budgeted[0], True)
         deadline = sa.get_timer()
         if deadline != self._armed.get(sa):
             if deadline is None:
@@ -591,16 +611,16 @@ class IkeEndpoint:
         self._closing.pop(sa, None)
         if sa in self._half_open:
             self._leave_half_open(sa)
-        spi = self._own_spi(sa)
-        if self._by_spi.get(spi) is sa:
-            del self._by_spi[spi]
+        for spi in self._spis.pop(sa, ()):
+            if self._by_spi.get(spi) is sa:
+                del self._by_spi[spi]
         key = self._init_key.pop(sa, None)
         if key is not None and self._by_init.get(key) is sa:
             del self._by_init[key]
         self._armed.pop(sa, None)
-        if not _SA_HOOKS:  # TEMPORARY (issue 10): IkeSa is to clear it when it closes
-            self._promoted.discard(sa)
-            sa._reassembler.clear()
+        budgeted = self._budgeted.pop(sa, None)  # TEMPORARY (issue 10), see _SA_HOOKS
+        if budgeted is not None:  # IkeSa is to clear its reassemblers when it closes
+            budgeted[0].clear()
         self._bump("sas_forgotten")
 
 

@@ -7,6 +7,7 @@ and for every message its exchange, payloads, sizes and time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from ..crypto.keys import ChildKeys, IkeKeys
 from ..proposal import NegotiatedSuite
@@ -65,13 +66,26 @@ class DatagramDropped(Event):
     size: int
 
 
+class Purpose(Enum):
+    """What a CREATE_CHILD_SA exchange (with its IKE_FOLLOWUP_KE exchanges) is for
+    (RFC 7296 1.3); ``IKE_AUTH`` names the first Child SA, created in IKE_AUTH."""
+
+    IKE_AUTH = "ike_auth"
+    NEW_CHILD = "new_child"
+    REKEY_CHILD = "rekey_child"
+    REKEY_IKE = "rekey_ike"
+
+
 @dataclass(frozen=True)
 class KeyExchangeCompleted(Event):
-    """A key exchange finished: round 0 in IKE_SA_INIT, n for ADDKEn (RFC 9370)."""
+    """A key exchange finished: round 0 is the KE payload of IKE_SA_INIT (or of a
+    CREATE_CHILD_SA), n the ADDKEn round of IKE_INTERMEDIATE (or IKE_FOLLOWUP_KE),
+    RFC 9370 2.2.2 and 2.2.4. ``purpose`` is ``None`` in the first handshake."""
 
     method: int
     round: int
     shared_secret: bytes
+    purpose: Purpose | None = None
 
 
 @dataclass(frozen=True)
@@ -96,16 +110,92 @@ class IkeSaEstablished(Event):
 
 @dataclass(frozen=True)
 class ChildSaEstablished(Event):
-    """The first Child SA, created in IKE_AUTH (RFC 7296 1.3)."""
+    """A Child SA is ready: the first one, created in IKE_AUTH, or one created or
+    rekeyed by CREATE_CHILD_SA (RFC 7296 1.3).
+
+    "Initiator" here is the initiator of the exchange that created the Child SA, which
+    is also the order of ``keys`` (RFC 7296 2.17: KEYMAT gives the initiator-to-responder
+    keys first).
+    """
 
     spi_i: bytes
-    """ESP SPI chosen by the initiator (inbound for it)."""
+    """ESP SPI chosen by the exchange initiator (inbound for it)."""
     spi_r: bytes
     suite: NegotiatedSuite
     keys: ChildKeys
     ts_i: tuple[TrafficSelector, ...]
     ts_r: tuple[TrafficSelector, ...]
     transport_mode: bool
+    time: float = 0.0
+    purpose: Purpose = Purpose.IKE_AUTH
+    initiated: bool = True
+    """We started the exchange that created it."""
+    rekeyed_spi: bytes | None = None
+    """For a rekey: our inbound SPI of the Child SA this one replaces."""
+    key_exchanges: int = 0
+    """Key exchanges that went into its keys: the KE payload and each ADDKE round."""
+    nonce_i: bytes = b""
+    """The nonces KEYMAT was made from (RFC 7296 2.17): IKE_SA_INIT's for the first
+    Child SA, the CREATE_CHILD_SA exchange's otherwise."""
+    nonce_r: bytes = b""
+
+
+@dataclass(frozen=True)
+class ChildSaDeleted(Event):
+    """A Child SA was deleted by an INFORMATIONAL exchange (RFC 7296 1.4.1), after its
+    rekey, on request, as a redundant result of a rekey collision (RFC 7296 2.8.1), or
+    because its hard lifetime ran out."""
+
+    time: float
+    spi_in: bytes
+    """Our inbound SPI."""
+    spi_out: bytes
+    by_peer: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class CreateChildSaFailed(Event):
+    """A CREATE_CHILD_SA exchange (with its IKE_FOLLOWUP_KE exchanges) failed, or the
+    Child SA of IKE_AUTH was refused; the IKE SA itself stays up.
+
+    ``notify`` is the error Notify that ended it (sent or received), ``None`` for a
+    local reason; ``round`` the ADDKE round it failed in (RFC 9370), if any.
+    """
+
+    time: float
+    purpose: Purpose
+    notify: int | None
+    reason: str
+    round: int | None = None
+
+
+@dataclass(frozen=True)
+class IkeSaRekeyed(Event):
+    """The IKE SA was rekeyed by CREATE_CHILD_SA (RFC 7296 2.18, RFC 9370 2.2.4): the
+    new SPIs and keys are in force; the old SA is deleted next."""
+
+    time: float
+    old_spi_i: bytes
+    old_spi_r: bytes
+    spi_i: bytes
+    spi_r: bytes
+    suite: NegotiatedSuite
+    keys: IkeKeys
+    nonce_i: bytes
+    nonce_r: bytes
+    initiated: bool
+    """We started the rekey (and so are the original initiator of the new SA)."""
+    key_exchanges: int
+    """The KE payload and each ADDKE round that went into SKEYSEED."""
+
+
+@dataclass(frozen=True)
+class LivenessChecked(Event):
+    """An empty INFORMATIONAL request (a liveness check, RFC 7296 1.4) was answered."""
+
+    time: float
+    round_trip: float
 
 
 @dataclass(frozen=True)
@@ -121,6 +211,10 @@ class IkeSaFailed(Event):
     notify: int | None
     reason: str
     round: int | None = None
+    spi_i: bytes = b""
+    spi_r: bytes = b""
+    """The SPIs as they went on the wire: all zero for SPIr when the IKE SA was refused
+    in IKE_SA_INIT (RFC 7296 2.6 keeps no state, so no SPI was ever sent)."""
 
 
 @dataclass(frozen=True)

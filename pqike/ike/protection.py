@@ -19,15 +19,10 @@ from ..constants import (
 from ..crypto.protect import Cipher
 from ..errors import InvalidSyntax
 from ..wire.codec import encode_header, encode_payloads, sk_split
+from ..wire.datagram import ip_overhead
 from ..wire.payloads import IkeHeader, Message, Payload, SkfPayload, SkPayload
 
 SKF_HEADER_LENGTH = 8
-UDP_HEADER_LENGTH = 8
-
-
-def ip_header_length(ipv6: bool) -> int:
-    """Bytes of the IP header in front of our UDP datagrams (no options, no extensions)."""
-    return 40 if ipv6 else 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +76,7 @@ def fragment_capacity(cipher: Cipher, fragment_size: int, ipv6: bool) -> int:
     """
     room = (
         fragment_size
-        - ip_header_length(ipv6)
-        - UDP_HEADER_LENGTH
+        - ip_overhead(ipv6)
         - len(NON_ESP_MARKER)
         - IKE_HEADER_LENGTH
         - SKF_HEADER_LENGTH
@@ -114,7 +108,7 @@ def protect(
     plain_header = _with(header, PayloadType.SK, whole)
     limit = None
     if fragment_size is not None:
-        overhead = ip_header_length(ipv6) + UDP_HEADER_LENGTH + len(NON_ESP_MARKER)
+        overhead = ip_overhead(ipv6) + len(NON_ESP_MARKER)
         limit = fragment_size - overhead
     if limit is None or whole <= limit:
         hdr = encode_header(plain_header)
@@ -305,17 +299,17 @@ class ReassemblyBudget:
         if self.per_peer_bytes is not None:
             order = self._peer_order.get(peer, {})
             while self._peer_used.get(peer, 0) + cost > self.per_peer_bytes:
-                victim = next((r for r in order if r is not owner), None)
-                if victim is None:
+                oldest = next((r for r in order if r is not owner), None)
+                if oldest is None:
                     self.stats["dropped_over_budget"] += 1
                     return False
-                self._evict(victim, "evicted_peer")
+                self._evict(oldest, "evicted_peer")
         while self.used + cost > self.total_bytes:
-            victim = next((r for r in self._charged if r is not owner), None)
-            if victim is None:
+            oldest = next((r for r in self._charged if r is not owner), None)
+            if oldest is None:
                 self.stats["dropped_over_budget"] += 1
                 return False
-            self._evict(victim, "evicted_total")
+            self._evict(oldest, "evicted_total")
         self._charged[owner] = self._charged.get(owner, 0) + cost
         self.used += cost
         self._peer_used[peer] = self._peer_used.get(peer, 0) + cost

@@ -238,7 +238,7 @@ def event_record(sa: IkeSa, event: Event) -> dict | None:
             },
         }
     if isinstance(event, ChildSaEstablished):
-        keys = event.keys
+        child_keys = event.keys
         return {
             "event": "child_sa_established",
             **base,
@@ -249,10 +249,10 @@ def event_record(sa: IkeSa, event: Event) -> dict | None:
             "ts_i": [str(t) for t in event.ts_i],
             "ts_r": [str(t) for t in event.ts_r],
             "keys": {
-                "encr_i": keys.encr_i.hex(),
-                "integ_i": keys.integ_i.hex(),
-                "encr_r": keys.encr_r.hex(),
-                "integ_r": keys.integ_r.hex(),
+                "encr_i": child_keys.encr_i.hex(),
+                "integ_i": child_keys.integ_i.hex(),
+                "encr_r": child_keys.encr_r.hex(),
+                "integ_r": child_keys.integ_r.hex(),
             },
         }
     if isinstance(event, IkeSaFailed):

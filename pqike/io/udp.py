@@ -25,6 +25,7 @@ import logging
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from ..ike.config import IkeConfiguration
 from ..ike.endpoint import Address, IkeEndpoint
@@ -81,10 +82,11 @@ class _Socket(asyncio.DatagramProtocol):
         self.wildcard = _is_wildcard(local[0])
         self.closed = owner._loop.create_future()
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A datagram endpoint's protocol is always handed a DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
-    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self.owner._received(self, data, (addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:

@@ -19,8 +19,8 @@ from .peers import (
     MemoryPair,
     PayloadRecord,
     PeerPair,
-    default_pairs,
 )
+from .registry import default_pairs
 from .relay import ImpairmentRelay
 from .report import build_report
 from .runner import (

@@ -230,7 +230,7 @@ def difference_summary(diffs: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Per pair: messages compared, all accounted, and the payload names that differ."""
     out: dict[str, dict[str, Any]] = {}
     for pair, g in diffs.groupby("pair", sort=False):
-        names = set()
+        names: set[str] = set()
         for col in ("only_here", "only_reference", "resized"):
             for items in g[col]:
                 names.update(item[0] for item in items)

@@ -26,19 +26,19 @@ from dataclasses import dataclass
 from ..constants import (
     GENERIC_PAYLOAD_HEADER_LENGTH,
     IKE_HEADER_LENGTH,
-    NON_ESP_MARKER,
     ExchangeType,
     NotifyType,
     PayloadType,
     name_of,
 )
-from ..crypto.keys import derive_ike_keys, skeyseed, skeyseed_additional
+from ..crypto.keys import ike_key_schedule
 from ..crypto.prf import get_prf
 from ..crypto.protect import Cipher, get_cipher
 from ..errors import ProtocolError
 from ..ike.events import Event, IkeSaEstablished, KeyExchangeCompleted
-from ..ike.protection import Reassembler, ReassemblyLimits, unprotect
+from ..ike.protection import Reassembler, ReassemblyLimits, UnprotectedMessage, unprotect
 from ..proposal import NegotiatedSuite
+from ..wire import datagram
 from ..wire.codec import decode_message, decode_payloads
 from ..wire.payloads import (
     Message,
@@ -56,7 +56,7 @@ SK_OVERHEAD = "SK overhead"
 SK_OPAQUE = "SK (not decrypted)"
 """Name of the protected part of a message that could not be decrypted."""
 
-_SHORT_NAMES = {
+_SHORT_NAMES: dict[int, str] = {
     PayloadType.NONCE: "Nonce",
     PayloadType.VENDOR_ID: "V",
     PayloadType.DELETE: "D",
@@ -141,26 +141,17 @@ class KeySchedule:
         """Every epoch from the shared secret of each round (IKE_SA_INIT first)."""
         if suite.prf is None or not secrets:
             return None
-        prf = get_prf(suite.prf)
         cipher = get_cipher(suite.encr, suite.key_bits, suite.integ)
-
-        def expand(seed: bytes):
-            return derive_ike_keys(
-                prf,
-                seed,
-                nonce_i,
-                nonce_r,
-                spi_i,
-                spi_r,
-                encr_key_size=cipher.key_size,
-                integ_key_size=cipher.integ_key_size,
-            )
-
-        keys = expand(skeyseed(prf, nonce_i, nonce_r, secrets[0]))
-        epochs = [keys]
-        for secret in secrets[1:]:
-            keys = expand(skeyseed_additional(prf, keys.sk_d, secret, nonce_i, nonce_r))
-            epochs.append(keys)
+        epochs = ike_key_schedule(
+            get_prf(suite.prf),
+            secrets,
+            nonce_i,
+            nonce_r,
+            spi_i,
+            spi_r,
+            encr_key_size=cipher.key_size,
+            integ_key_size=cipher.integ_key_size,
+        )
         return cls(tuple(EpochKeys(k.sk_ei, k.sk_er, k.sk_ai, k.sk_ar) for k in epochs))
 
 
@@ -231,11 +222,10 @@ def ike_message(udp_payload: bytes) -> bytes | None:
     """The IKE message in a UDP payload (non-ESP marker removed), or ``None`` for a NAT
     keepalive or anything too short to be IKE.
 
-    An IKE header starts with the initiator's SPI, which is never zero (RFC 7296 3.1), so
-    four zero bytes in front can only be the non-ESP marker (RFC 3948 2.2).
+    The ports are not known here, so the marker is recognised by its content
+    (``pqike.wire.datagram.ike_message``).
     """
-    data = udp_payload[4:] if udp_payload[:4] == NON_ESP_MARKER else udp_payload
-    return data if len(data) >= IKE_HEADER_LENGTH else None
+    return datagram.ike_message(udp_payload)
 
 
 def payload_name(payload: object, payload_type: int) -> str:
@@ -333,7 +323,14 @@ def _group(decoded: list[tuple[int, str, Message]]) -> list[_Instance]:
     return out
 
 
-def _decrypt(inst: _Instance, cipher: Cipher, keys: KeySchedule):
+def _fragment_number(m: Message) -> int:
+    """The Fragment Number of a message that ends in an SKF payload (RFC 7383 2.5)."""
+    skf = m.payloads[-1]
+    assert isinstance(skf, SkfPayload)
+    return skf.fragment_number
+
+
+def _decrypt(inst: _Instance, cipher: Cipher, keys: KeySchedule) -> UnprotectedMessage | None:
     """The ``UnprotectedMessage`` of a protected message, trying the likely epoch first."""
     h = inst.messages[0].header
     likely = max(0, h.message_id - 1)
@@ -348,7 +345,7 @@ def _decrypt(inst: _Instance, cipher: Cipher, keys: KeySchedule):
             if inst.total:
                 r = Reassembler(ReassemblyLimits())
                 whole = None
-                for m in sorted(inst.messages, key=lambda m: m.payloads[-1].fragment_number):
+                for m in sorted(inst.messages, key=_fragment_number):
                     whole = r.add(m, cipher, sk_e, sk_a, now=0.0) or whole
                 if whole is not None:
                     return whole

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 from ..ike.events import Event, IkeSaEstablished, IkeSaFailed, MessageSent
 from ..ike.sa import IkeSa
-from ..trace import Trace, ip_overhead
+from ..trace import Trace
+from ..wire.datagram import ip_overhead
 
 DELIVERED = "delivered"
 LOST = "lost"
@@ -44,7 +45,9 @@ class LinkProfile:
 
     ``delay`` and ``jitter`` in seconds, ``loss`` a probability from 0 to 1, ``mtu`` the
     largest IP datagram in bytes (``None``: no limit), ``bandwidth`` in bit/s (``None``:
-    unlimited).
+    unlimited). Experiment specs (``NetworkProfile``) and the command line use
+    milliseconds, percent and kbit/s instead; ``NetworkProfile.link()`` converts, and
+    ``LinkProfile.from_spec_units`` does the same for loose values.
     """
 
     delay: float = 0.0
@@ -57,11 +60,36 @@ class LinkProfile:
         if self.delay < 0 or self.jitter < 0:
             raise ValueError("delay and jitter must not be negative")
         if not 0.0 <= self.loss <= 1.0:
-            raise ValueError("loss must be a probability from 0 to 1")
+            hint = (
+                f" ({self.loss:g} looks like a percentage: {self.loss:g} % is "
+                f"{self.loss / 100:g}, or use LinkProfile.from_spec_units(loss_pct=...))"
+                if 1.0 < self.loss <= 100.0
+                else ""
+            )
+            raise ValueError(f"loss must be a probability from 0 to 1, got {self.loss:g}{hint}")
         if self.mtu is not None and self.mtu <= 0:
             raise ValueError("mtu must be positive")
         if self.bandwidth is not None and self.bandwidth <= 0:
             raise ValueError("bandwidth must be positive")
+
+    @classmethod
+    def from_spec_units(
+        cls,
+        *,
+        delay_ms: float = 0.0,
+        jitter_ms: float = 0.0,
+        loss_pct: float = 0.0,
+        mtu: int | None = None,
+        bandwidth_kbps: float | None = None,
+    ) -> LinkProfile:
+        """The profile from the units of experiment specs: ms, percent and kbit/s."""
+        return cls(
+            delay=delay_ms / 1000.0,
+            jitter=jitter_ms / 1000.0,
+            loss=loss_pct / 100.0,
+            mtu=mtu,
+            bandwidth=bandwidth_kbps * 1000.0 if bandwidth_kbps else None,
+        )
 
 
 def channel_rng(seed: int, direction: str) -> random.Random:
@@ -280,15 +308,24 @@ def simulate_handshake(
         now = t
         if kind == _ARRIVAL:
             data, src, dst = payload
-            step(
-                side,
-                now,
-                t_cpu,
-                lambda sa, d=data, s=src, to=dst, n=now: sa.receive_datagram(d, s, now=n, local=to),
-            )
+
+            def arrive(
+                sa: IkeSa,
+                d: bytes = data,
+                s: tuple[str, int] = src,
+                to: tuple[str, int] = dst,
+                n: float = now,
+            ) -> None:
+                sa.receive_datagram(d, s, now=n, local=to)
+
+            step(side, now, t_cpu, arrive)
         elif payload[0] == timer_gen[side]:
             timer_at[side] = None
-            step(side, now, t_cpu, lambda sa, n=now: sa.handle_timer(now=n))
+
+            def fire(sa: IkeSa, n: float = now) -> None:
+                sa.handle_timer(now=n)
+
+            step(side, now, t_cpu, fire)
     done = [established_at[s] for s in _SIDES]
     established = initiator.is_established and responder.is_established
     at = max(d[0] for d in done) if established and all(done) else None  # type: ignore[index]
@@ -315,7 +352,7 @@ def simulate_handshake(
 
 
 def _settled(sa: IkeSa) -> bool:
-    return sa.is_closed or (sa.is_established and sa.get_timer() is None)
+    return sa.is_closed or sa.is_idle
 
 
 __all__ = [

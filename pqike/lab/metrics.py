@@ -11,6 +11,7 @@ Messages, datagrams and payloads are keyed by ``proposal, pair, profile, repetit
 handshakes they belong to. ``summarize`` turns handshakes into one row per
 configuration and metric: median, 5th/95th percentile, and the mean with a 95 %
 Student-t confidence interval, over the handshakes that established.
+``bootstrap_interval`` says whether two configurations differ by more than the noise.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from .link import DatagramFate
 from .peers import HandshakeRun
 from .spec import Cell
 
@@ -115,7 +118,8 @@ def handshake_row(
 
 def message_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[str, Any]]:
     """Rows of ``messages.csv``: every message sent in ``run``, in order."""
-    cpu_times = run.message_cpu_times or [None] * len(run.trace.messages)
+    n_messages = len(run.trace.messages)
+    cpu_times: Sequence[float | None] = run.message_cpu_times or [None] * n_messages
     return [
         {
             "proposal": cell.proposal.name,
@@ -143,7 +147,7 @@ def message_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[st
 
 def datagram_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[str, Any]]:
     """Rows of ``datagrams.csv``: every datagram sent in ``run`` and its fate."""
-    fates = run.fates or [None] * len(run.trace.datagrams)
+    fates: Sequence[DatagramFate | None] = run.fates or [None] * len(run.trace.datagrams)
     extra = run.datagram_columns or {}
     rows = []
     for i, (d, fate) in enumerate(zip(run.trace.datagrams, fates, strict=True)):
@@ -284,17 +288,68 @@ def describe(values: Sequence[float]) -> dict[str, float]:
     return out
 
 
+BOOTSTRAP_RESAMPLES = 2000
+"""Resamples ``bootstrap_interval`` draws by default."""
+
+
+def bootstrap_interval(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    ratio: bool = False,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """Mean of ``a`` minus mean of ``b`` (or over it, with ``ratio``) and its percentile
+    bootstrap interval: ``(estimate, low, high)``.
+
+    Each side is resampled with replacement on its own, ``resamples`` times, from a
+    generator seeded with ``seed``, so the same tables always give the same interval.
+    The difference is outside the noise when the interval excludes 0 (1 for a ratio).
+    NaN when a side has no values (or, for a ratio, when ``b``'s mean is 0).
+    """
+    xs = np.array([float(v) for v in a if v is not None and not math.isnan(float(v))])
+    ys = np.array([float(v) for v in b if v is not None and not math.isnan(float(v))])
+    if not len(xs) or not len(ys) or (ratio and ys.mean() == 0):
+        return (math.nan, math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    ma = xs[rng.integers(0, len(xs), (resamples, len(xs)))].mean(axis=1)
+    mb = ys[rng.integers(0, len(ys), (resamples, len(ys)))].mean(axis=1)
+    if ratio:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            draws = ma / mb
+        estimate = xs.mean() / ys.mean()
+    else:
+        draws = ma - mb
+        estimate = xs.mean() - ys.mean()
+    tail = (1 - level) / 2 * 100
+    low, high = np.nanpercentile(draws, [tail, 100 - tail])
+    return (float(estimate), float(low), float(high))
+
+
+def outside_noise(interval: tuple[float, float, float], *, ratio: bool = False) -> bool:
+    """Whether a ``bootstrap_interval`` excludes no difference (0, or 1 for a ratio)."""
+    _, low, high = interval
+    if math.isnan(low) or math.isnan(high):
+        return False
+    none = 1.0 if ratio else 0.0
+    return low > none or high < none
+
+
 def summarize(handshakes: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration (proposal, pair, profile) and metric.
 
     Statistics are over the handshakes that established; ``handshakes``,
-    ``established`` and ``success_rate`` say how many that is.
+    ``established`` and ``success_rate`` say how many that is, ``retransmitted_share``
+    how many of all the handshakes needed at least one retransmission.
     """
     columns = [
         *CONFIG_COLUMNS,
         "handshakes",
         "established",
         "success_rate",
+        "retransmitted_share",
         "metric",
         "n",
         "mean",
@@ -317,6 +372,9 @@ def summarize(handshakes: pd.DataFrame) -> pd.DataFrame:
             handshakes=len(group),
             established=len(ok),
             success_rate=len(ok) / len(group),
+            retransmitted_share=float((group["retransmissions"] > 0).mean())
+            if "retransmissions" in group
+            else math.nan,
         )
         for metric in SUMMARY_METRICS:
             if metric not in ok:
@@ -327,12 +385,15 @@ def summarize(handshakes: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = [
+    "BOOTSTRAP_RESAMPLES",
     "KEY_COLUMNS",
     "SUMMARY_METRICS",
+    "bootstrap_interval",
     "datagram_rows",
     "describe",
     "handshake_row",
     "message_rows",
+    "outside_noise",
     "payload_rows",
     "summarize",
     "t_quantile",

@@ -6,7 +6,7 @@ simulated link of ``pqike.lab.link``. The real-time kinds apply the profile's
 impairments with a relay between the peers and measure wall time: ``udp`` (two pqike
 endpoints over loopback UDP through ``pqike.lab.relay``, ``pqike.lab.udp_pair``), and
 ``pqike-strongswan``, ``strongswan-pqike`` and ``strongswan`` (pqike and strongSwan 6
-daemons in the network namespaces of ``interop/lab.py``, through
+daemons in the network namespaces of ``pqike.interop.lab``, through
 ``pqike.lab.tun_relay``; ``pqike.lab.strongswan_pairs``). A pair whose prerequisites
 are missing says why through ``unavailable_reason()``; the runner refuses a spec that
 needs it before running anything. A pair may also have ``close()``, which the runner
@@ -14,6 +14,8 @@ calls when a run ends, for what it keeps between handshakes.
 
 To add a kind, write a class with ``name``, ``simulated``, ``unavailable_reason()`` and
 ``run(case)`` and pass ``pairs={**default_pairs(), "mine": Mine()}`` to the runner.
+This module is the base the concrete pairs build on, so it imports none of them: the
+runner's default set of kinds is ``pqike.lab.registry.default_pairs``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..ike.sa import IkeSa
 from ..trace import Trace
 from .dissect import DissectedMessage, KeySchedule, dissect
 from .link import DatagramFate, simulate_handshake
-from .spec import PAIR_KINDS, NetworkProfile, ProposalSpec
+from .spec import NetworkProfile, ProposalSpec
 
 INITIATOR_ID = "initiator.pqike.example"
 RESPONDER_ID = "responder.pqike.example"
@@ -127,7 +129,7 @@ class MemoryPair:
         profile = case.profile
         version = 6 if profile.ipv6 else 4
         ini_addr, res_addr = INITIATOR_ADDRESS[version], RESPONDER_ADDRESS[version]
-        common = {
+        common: dict[str, Any] = {
             "fragment_size": profile.fragment_size,
             "retransmit_timeout": case.retransmit_timeout,
             "retransmit_tries": case.retransmit_tries,
@@ -199,13 +201,13 @@ def payload_records(trace: Trace, messages: Sequence[DissectedMessage]) -> list[
     index: dict[tuple, list[int]] = {}
     for i, m in enumerate(trace.messages):
         index.setdefault((m.sender, m.exchange, m.message_id, m.is_response), []).append(i)
-    out = []
-    for m in messages:
-        slots = index.get((m.sender, m.exchange, m.message_id, m.is_response))
+    out: list[PayloadRecord] = []
+    for dm in messages:
+        slots = index.get((dm.sender, dm.exchange, dm.message_id, dm.is_response))
         if not slots:
             continue
         i = slots.pop(0)
-        out.extend(PayloadRecord(i, part.name, part.size, part.protected) for part in m.parts)
+        out.extend(PayloadRecord(i, part.name, part.size, part.protected) for part in dm.parts)
     return out
 
 
@@ -225,20 +227,6 @@ class UnavailablePair:
         raise RuntimeError(f"peer pair {self.name!r} is not available: {self.reason}")
 
 
-def default_pairs() -> dict[str, PeerPair]:
-    """A fresh mapping from every kind in ``PAIR_KINDS`` to its implementation."""
-    # Imported here: both modules import this one.
-    from .strongswan_pairs import strongswan_pairs
-    from .udp_pair import UdpPair
-
-    pairs: dict[str, PeerPair] = {"memory": MemoryPair(), "udp": UdpPair()}
-    pairs.update(strongswan_pairs())
-    for name in PAIR_KINDS:
-        if name not in pairs:  # pragma: no cover - every kind has an implementation
-            pairs[name] = UnavailablePair(name, "no implementation")
-    return pairs
-
-
 __all__ = [
     "HandshakeCase",
     "HandshakeRun",
@@ -246,6 +234,5 @@ __all__ = [
     "PayloadRecord",
     "PeerPair",
     "UnavailablePair",
-    "default_pairs",
     "payload_records",
 ]

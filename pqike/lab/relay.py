@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..trace import ip_overhead
+from ..wire.datagram import ip_overhead
 from .link import DELIVERED, LOST, MTU_DROPPED, Channel, LinkProfile, channel_rng
 
 Address = tuple[str, int]
@@ -149,15 +150,24 @@ class ImpairmentRelay:
 
     def _from_client(self, data: bytes, addr: Address) -> None:
         self._client = addr
-        self._relay("forward", data, lambda d: self._back and self._back.sendto(d))
+        self._relay("forward", data, self._to_target)
 
     def _from_target(self, data: bytes, addr: Address) -> None:
         client = self._client
         if client is None:
             return
-        self._relay("backward", data, lambda d: self._front and self._front.sendto(d, client))
 
-    def _relay(self, direction: str, data: bytes, send) -> None:
+        def to_client(d: bytes) -> None:
+            if self._front is not None:
+                self._front.sendto(d, client)
+
+        self._relay("backward", data, to_client)
+
+    def _to_target(self, data: bytes) -> None:
+        if self._back is not None:
+            self._back.sendto(data)
+
+    def _relay(self, direction: str, data: bytes, send: Callable[[bytes], None]) -> None:
         stats: DirectionStats = getattr(self.stats, direction)
         stats.received += 1
         stats.bytes_received += len(data)
@@ -175,6 +185,7 @@ class ImpairmentRelay:
             stats.lost += 1
             return
         assert draw.fate == DELIVERED
+        handle: asyncio.TimerHandle  # set below, before deliver can run
 
         def deliver() -> None:
             self._pending.discard(handle)

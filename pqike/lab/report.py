@@ -5,6 +5,17 @@
 matplotlib's Agg backend and writes ``report.md``. Every number in the report is
 computed here from the tables; nothing is typed by hand.
 
+Every profile and every peer pair of the spec appears in every section that is about
+profiles or pairs. Byte counts are taken at one *reference* profile, and the report says
+which one and why: the loss- and jitter-free profile with the smallest one-way delay, or,
+when no profile is free of loss and jitter, the least impaired one (there the bytes are
+those of handshakes that needed no retransmission). Times are reported as the mean with
+its 95 % confidence interval, the median, p5 and p95 and the share of handshakes that
+needed a retransmission, in every profile. A difference between two proposals is called
+a finding only when the 95 % bootstrap interval of the difference of their means
+(``pqike.lab.metrics.bootstrap_interval``) excludes zero; otherwise the report says it is
+within the noise.
+
 What the report calls *time to established* is ``time_to_established_s``: for
 simulated pairs the virtual time until both peers are established with each step's
 measured CPU added, for real peers the wall time. *Network-only* time is
@@ -37,7 +48,7 @@ from .compare import (
     payload_findings,
     payload_section,
 )
-from .metrics import describe, summarize
+from .metrics import BOOTSTRAP_RESAMPLES, bootstrap_interval, describe, outside_noise, summarize
 
 PLOTS = {
     "bytes": "bytes_per_exchange.png",
@@ -52,6 +63,19 @@ _EXCHANGES = ("IKE_SA_INIT", "IKE_INTERMEDIATE", "IKE_AUTH", "INFORMATIONAL")
 _ADDKE = re.compile(r"(?:^|-)ke(\d)_([a-z0-9]+)")
 _PROFILE_COLUMNS = ("delay_ms", "jitter_ms", "loss_pct", "mtu", "fragment_size", "bandwidth_kbps")
 _SHAPE = ("jitter_ms", "mtu", "fragment_size", "bandwidth_kbps", "ipv6")
+_NOT_DELAY = ("jitter_ms", "loss_pct", "mtu", "fragment_size", "bandwidth_kbps", "ipv6")
+_FRAGMENT_SHAPE = ("fragment_size", "mtu", "ipv6")
+_TIME = "time_to_established_s"
+_NON_ESP_MARKER = 4
+# A percentile bootstrap of fewer handshakes than this per side is no test of anything.
+_MIN_SAMPLE = 10
+_UDP_HEADER = 8
+# Values spanning more than this factor get a logarithmic axis.
+_LOG_SPAN = 10.0
+# Line styles and markers cycle independently of the colours, so two proposals whose lines
+# coincide still look different.
+_STYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 @dataclass
@@ -63,12 +87,21 @@ class _Data:
     meta: dict[str, Any]
     env: dict[str, Any]
     pair: str
+    """The pair the per-profile sections are about (``memory`` when the spec has it)."""
     proposals: list[str]
     profiles: pd.DataFrame
+    """Every profile of the run (any pair), indexed by name, in spec order."""
+    names: list[str]
+    """The profiles ``pair`` ran, in spec order."""
     baseline: str
     highlight: str | None
     ref: str
-    delay_series: list[str]
+    ref_reason: str
+    """Why ``ref`` is the reference profile (one clause)."""
+    delay_groups: list[tuple[str, list[str]]]
+    """Profiles that differ only in one-way delay: (what they share, names by delay)."""
+    shape_groups: list[tuple[tuple, list[str]]]
+    """Profiles with the same fragment size, MTU and IP version: (shape, names)."""
     datagrams: pd.DataFrame
     payloads: pd.DataFrame
     diffs: pd.DataFrame
@@ -139,14 +172,18 @@ def _load(out: Path) -> _Data:
     else:
         msgs = msgs_all
     proposals = list(dict.fromkeys(hs["proposal"]))
-    profiles = hs.groupby("profile", sort=False)[[*_PROFILE_COLUMNS, "ipv6"]].first()
+    profiles = hs_all.groupby("profile", sort=False)[[*_PROFILE_COLUMNS, "ipv6"]].first()
+    order = [p["name"] for p in meta.get("profiles", []) if isinstance(p, dict)]
+    if set(order) >= set(profiles.index):
+        profiles = profiles.loc[[n for n in order if n in profiles.index]]
+    names = [str(n) for n in profiles.index if n in set(hs["profile"])]
     baseline = meta.get("baseline")
     if baseline not in proposals:
         baseline = proposals[0]
     highlight = meta.get("highlight")
     if highlight not in proposals:
         highlight = next((p for p in proposals if p != baseline), None)
-    ref, series = _reference(profiles)
+    ref, reason = _reference(profiles.loc[names])
     datagrams = _read_csv(out / "datagrams.csv")
     payloads = _read_csv(out / "payloads.csv")
     present = set(payloads["pair"]) if not payloads.empty else set()
@@ -166,10 +203,13 @@ def _load(out: Path) -> _Data:
         pair,
         proposals,
         profiles,
+        names,
         baseline,
         highlight,
         ref,
-        series,
+        reason,
+        _delay_groups(profiles.loc[names]),
+        _shape_groups(profiles.loc[names]),
         datagrams,
         payloads,
         diffs,
@@ -186,23 +226,67 @@ def _clean(profiles: pd.DataFrame) -> pd.DataFrame:
     ]
 
 
-def _shape(row: pd.Series) -> tuple:
-    return tuple(None if pd.isna(row[c]) else row[c] for c in _SHAPE)
+def _key(row: pd.Series, columns: Sequence[str]) -> tuple:
+    return tuple(None if pd.isna(row[c]) else row[c] for c in columns)
 
 
-def _reference(profiles: pd.DataFrame) -> tuple[str, list[str]]:
-    """The reference profile (clean, smallest delay, most common shape) and its delay series.
+def _reference(profiles: pd.DataFrame) -> tuple[str, str]:
+    """The profile bytes are counted at, and why it is that one.
 
-    The delay series is every clean profile of the same shape, one per delay, by delay.
+    A loss- and jitter-free profile (without a rate limit) when there is one: the
+    smallest one-way delay among those of the most common shape. Otherwise the least
+    impaired profile: least loss, then least jitter, then no rate limit, then the smallest
+    delay.
     """
     clean = _clean(profiles)
-    if clean.empty:
-        return str(profiles.index[0]), [str(profiles.index[0])]
-    shapes = [_shape(row) for _, row in clean.iterrows()]
-    common = max(shapes, key=shapes.count)
-    same = clean[[s == common for s in shapes]].sort_values("delay_ms", kind="stable")
-    series = same[~same["delay_ms"].duplicated()]
-    return str(series.index[0]), [str(p) for p in series.index]
+    if not clean.empty:
+        shapes = [_key(row, _SHAPE) for _, row in clean.iterrows()]
+        common = max(shapes, key=shapes.count)
+        same = clean[[s == common for s in shapes]].sort_values("delay_ms", kind="stable")
+        why = "the loss- and jitter-free profile with the smallest one-way delay"
+        if len(set(shapes)) > 1:
+            why += " among those of the most common MTU and fragment size"
+        return str(same.index[0]), (
+            why + "; no handshake there needs a retransmission, so its bytes and round trips "
+            "are the protocol's own"
+        )
+    ranked = profiles.assign(_limited=profiles["bandwidth_kbps"].notna()).sort_values(
+        ["loss_pct", "jitter_ms", "_limited", "delay_ms"], kind="stable"
+    )
+    return str(ranked.index[0]), (
+        "the least impaired profile (least loss, then least jitter, then the smallest "
+        "one-way delay), because no profile is free of loss and jitter; its bytes are "
+        "counted over the handshakes that needed no retransmission"
+    )
+
+
+def _groups(profiles: pd.DataFrame, columns: Sequence[str]) -> list[tuple[tuple, list[str]]]:
+    groups: dict[tuple, list[str]] = {}
+    for name, row in profiles.iterrows():
+        groups.setdefault(_key(row, columns), []).append(str(name))
+    return list(groups.items())
+
+
+def _delay_groups(profiles: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """Profiles equal but for the one-way delay, each group sorted by delay."""
+    out = []
+    for _, names in _groups(profiles, _NOT_DELAY):
+        names = sorted(names, key=lambda n: float(profiles.loc[n, "delay_ms"]))
+        label = ", ".join(_profile_text(profiles, names[0]).split(", ")[1:])
+        p = profiles.loc[names[0]]
+        if not p["loss_pct"] and not p["jitter_ms"] and pd.isna(p["bandwidth_kbps"]):
+            label = "no loss or jitter, " + label
+        out.append((label, names))
+    return out
+
+
+def _shape_groups(profiles: pd.DataFrame) -> list[tuple[tuple, list[str]]]:
+    return _groups(profiles, _FRAGMENT_SHAPE)
+
+
+def _impaired(profiles: pd.DataFrame, name: str) -> bool:
+    p = profiles.loc[name]
+    return bool(p["loss_pct"] or p["jitter_ms"])
 
 
 # --- small helpers -------------------------------------------------------------------
@@ -301,12 +385,105 @@ def _first_handshake_messages(data: _Data, proposal: str, profile: str) -> pd.Da
     return m[~m["retransmission"].astype(bool)]
 
 
+def _names_list(names: Sequence[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
+
+
+def _interval(stats: dict[str, float], fmt=None) -> str:
+    """``mean [low, high]`` of a ``describe`` result."""
+    fmt = fmt or _time
+    if math.isnan(stats["ci95_low"]):
+        return fmt(stats["mean"])
+    return f"{fmt(stats['mean'])} [{fmt(stats['ci95_low'])}, {fmt(stats['ci95_high'])}]"
+
+
+def _stats(data: _Data, proposal: str, profile: str, hs: pd.DataFrame | None = None) -> dict:
+    """Time to established at one configuration: ``describe`` plus outcome counts."""
+    at = _at(data.hs if hs is None else hs, proposal, profile)
+    ok = at[at["established"]]
+    out: dict[str, Any] = describe(ok[_TIME].tolist() if _TIME in ok else [])
+    out.update(
+        handshakes=len(at),
+        established=len(ok),
+        retransmitted=int((at["retransmissions"] > 0).sum()),
+        mean_retransmissions=float(at["retransmissions"].mean()) if len(at) else math.nan,
+        lost=float(at["datagrams_lost"].mean()) if "datagrams_lost" in at and len(at) else math.nan,
+        network=_median(ok, "sim_time_s"),
+        network_mean=float(ok["sim_time_s"].mean()) if len(ok) else math.nan,
+        ip_bytes_mean=float(ok["ip_bytes"].mean()) if len(ok) else math.nan,
+    )
+    return out
+
+
+def _difference(
+    data: _Data, a: str, b: str, profile: str, metric: str = _TIME, *, ratio: bool = False
+) -> tuple[float, float, float]:
+    """Bootstrap interval of mean(a) - mean(b) (or a / b) at ``profile``."""
+    xa = _at(data.ok, a, profile)
+    xb = _at(data.ok, b, profile)
+    return bootstrap_interval(xa[metric].tolist(), xb[metric].tolist(), ratio=ratio)
+
+
+def _verdict(
+    interval: tuple[float, float, float], counts: Sequence[int], *, ratio: bool = False
+) -> str:
+    """``outside the noise`` / ``within the noise``; with fewer than ``_MIN_SAMPLE``
+    handshakes on a side the bootstrap cannot tell, and the verdict says so."""
+    if math.isnan(interval[1]):
+        return "n/a"
+    if min(counts) < _MIN_SAMPLE:
+        return f"too few handshakes to tell (fewer than {_MIN_SAMPLE})"
+    return "outside the noise" if outside_noise(interval, ratio=ratio) else "within the noise"
+
+
+def _counts(data: _Data, a: str, b: str, profile: str) -> tuple[int, int]:
+    return len(_at(data.ok, a, profile)), len(_at(data.ok, b, profile))
+
+
+def _fixed(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+
+def _signed_time(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "n/a"
+    return ("+" if seconds >= 0 else "-") + _time(abs(seconds))
+
+
+def _ratio_text(interval: tuple[float, float, float]) -> str:
+    est, low, high = interval
+    if math.isnan(est):
+        return "n/a"
+    return f"{_pct(est - 1)} [{_pct(low - 1)}, {_pct(high - 1)}]"
+
+
+def _fragment_limit(fragment_size: int, ipv6: bool) -> int:
+    """Largest IKE message sent unfragmented at ``fragment_size``: IP and UDP headers and
+    the 4-byte non-ESP marker come off, the marker even on port 500 (as strongSwan does,
+    so one fragment size fits either port)."""
+    return int(fragment_size) - (40 if ipv6 else 20) - _UDP_HEADER - _NON_ESP_MARKER
+
+
+def _log_axis(values: Sequence[float]) -> bool:
+    finite = [v for v in values if v is not None and not math.isnan(v) and v > 0]
+    return bool(finite) and max(finite) / min(finite) > _LOG_SPAN
+
+
 # --- analyses ------------------------------------------------------------------------
 
 
-def _bytes_per_exchange(data: _Data) -> pd.DataFrame:
-    """Median IP bytes per exchange and proposal at the reference profile."""
-    m = _messages_of(data, _clean_handshakes(data, data.ref))
+def _group_reference(data: _Data, names: Sequence[str]) -> str:
+    """Where a group of profiles' bytes are counted: the reference profile if it is in the
+    group, else the group's least impaired profile."""
+    if data.ref in names:
+        return data.ref
+    return _reference(data.profiles.loc[list(names)])[0]
+
+
+def _bytes_per_exchange(data: _Data, profile: str | None = None) -> pd.DataFrame:
+    """Median IP bytes per exchange and proposal at ``profile`` (default: the reference),
+    over the handshakes that needed no retransmission."""
+    m = _messages_of(data, _clean_handshakes(data, profile or data.ref))
     if m.empty:
         return pd.DataFrame()
     per = m.groupby(["proposal", "repetition", "exchange"], sort=False)["ip_bytes"].sum()
@@ -320,27 +497,28 @@ def _bytes_per_exchange(data: _Data) -> pd.DataFrame:
 def _config_rows(data: _Data) -> list[list[Any]]:
     rows = []
     for p in data.proposals:
-        at = _at(data.hs, p, data.ref)
-        ok = at[at["established"]]
-        neg = ok["negotiated"].iloc[0] if len(ok) else "-"
-        cpu = ok["cpu_initiator_s"] + ok["cpu_responder_s"]
-        rows.append(
-            [
-                p,
-                f"`{neg}`",
-                _num(_median(ok, "round_trips")),
-                _num(_median(ok, "datagrams")),
-                _num(_median(ok, "fragments")),
-                _bytes(_median(ok, "ike_bytes")),
-                _bytes(_median(ok, "udp_bytes")),
-                _bytes(_median(ok, "ip_bytes")),
-                _bytes(_median(ok, "largest_datagram_ip")),
-                _time(_median(ok, "sim_time_s")),
-                _time(_median(ok, "time_to_established_s")),
-                _time(float(cpu.median()) if len(cpu.dropna()) else math.nan),
-                _share(len(ok), len(at)),
-            ]
-        )
+        for prof in data.names:
+            at = _at(data.hs, p, prof)
+            ok = at[at["established"]]
+            neg = ok["negotiated"].iloc[0] if len(ok) else "-"
+            cpu = ok["cpu_initiator_s"] + ok["cpu_responder_s"]
+            rows.append(
+                [
+                    p,
+                    f"`{prof}`",
+                    f"`{neg}`",
+                    _num(_median(ok, "round_trips")),
+                    _num(_median(ok, "datagrams")),
+                    _num(_median(ok, "fragments")),
+                    _bytes(_median(ok, "ike_bytes")),
+                    _bytes(_median(ok, "ip_bytes")),
+                    _bytes(float(ok["ip_bytes"].mean()) if len(ok) else math.nan),
+                    _bytes(_median(ok, "largest_datagram_ip")),
+                    _time(float(cpu.median()) if len(cpu.dropna()) else math.nan),
+                    _share(int((at["retransmissions"] > 0).sum()), len(at)),
+                    _share(len(ok), len(at)),
+                ]
+            )
     return rows
 
 
@@ -382,9 +560,9 @@ def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 def _round_latency(data: _Data) -> list[dict[str, Any]]:
-    """Per delay-series profile: time added per round trip, fitted over the proposals."""
+    """Per profile: time added per round trip, fitted over the proposals."""
     out = []
-    for prof in data.delay_series:
+    for prof in data.names:
         xs, ys_net, ys_cpu = [], [], []
         for p in data.proposals:
             ok = _at(data.ok, p, prof)
@@ -392,7 +570,7 @@ def _round_latency(data: _Data) -> list[dict[str, Any]]:
                 continue
             xs.append(_median(ok, "round_trips"))
             ys_net.append(_median(ok, "sim_time_s"))
-            ys_cpu.append(_median(ok, "time_to_established_s"))
+            ys_cpu.append(_median(ok, _TIME))
         out.append(
             {
                 "profile": prof,
@@ -406,37 +584,36 @@ def _round_latency(data: _Data) -> list[dict[str, Any]]:
 
 
 def _fragmentation(data: _Data) -> list[dict[str, Any]]:
-    """Per proposal and (fragment size, MTU): which messages fragment, sizes, success."""
-    shapes = data.profiles.groupby(["fragment_size", "mtu", "ipv6"], sort=False)
+    """Per proposal and (fragment size, MTU, IP version): which messages fragment, sizes,
+    success over every profile of that shape."""
     out = []
-    for (frag, mtu, ipv6), group in shapes:
-        names = list(group.index)
-        lossless = [n for n in names if data.profiles.loc[n, "loss_pct"] == 0] or names
+    for (frag, mtu, ipv6), names in data.shape_groups:
+        where = _group_reference(data, names)
         for p in data.proposals:
-            m = _first_handshake_messages(data, p, lossless[0])
-            hs = data.hs[(data.hs["proposal"] == p) & (data.hs["profile"].isin(lossless))]
+            m = _first_handshake_messages(data, p, where)
+            hs = data.hs[(data.hs["proposal"] == p) & (data.hs["profile"].isin(names))]
             fragmented = [
                 f"{row.exchange} {'response' if row.is_response else 'request'} "
                 f"({int(row.fragments)})"
                 for row in m.itertuples()
                 if row.fragments
             ]
-            overhead = 48 if bool(ipv6) else 28
             protected = m[m["exchange"] != "IKE_SA_INIT"]
-            largest_message = (
-                float(protected["ike_bytes"].max()) + overhead if len(protected) else math.nan
-            )
             init = m[(m["exchange"] == "IKE_SA_INIT") & (~m["is_response"].astype(bool))]
             init_resp = m[(m["exchange"] == "IKE_SA_INIT") & (m["is_response"].astype(bool))]
             out.append(
                 {
                     "proposal": p,
+                    "profiles": names,
                     "fragment_size": int(frag),
                     "mtu": int(mtu),
                     "ipv6": bool(ipv6),
+                    "limit": _fragment_limit(int(frag), bool(ipv6)),
                     "fragmented": fragmented,
-                    "largest": _median(hs, "largest_datagram_ip"),
-                    "largest_message": largest_message,
+                    "largest": _median(hs[hs["established"]], "largest_datagram_ip"),
+                    "largest_message": float(protected["ike_bytes"].max())
+                    if len(protected)
+                    else math.nan,
                     "sa_init_request": float(init["ip_bytes"].max()) if len(init) else math.nan,
                     "sa_init_response": float(init_resp["ip_bytes"].max())
                     if len(init_resp)
@@ -447,37 +624,6 @@ def _fragmentation(data: _Data) -> list[dict[str, Any]]:
                 }
             )
     return out
-
-
-def _loss_groups(data: _Data) -> list[tuple[str, list[str]]]:
-    """Profiles that differ only in loss, grouped; each group sorted by loss."""
-    key_cols = ["delay_ms", *_SHAPE]
-    groups: dict[tuple, list[str]] = {}
-    for name, row in data.profiles.iterrows():
-        key = tuple(None if pd.isna(row[c]) else row[c] for c in key_cols)
-        groups.setdefault(key, []).append(str(name))
-    out = []
-    for names in groups.values():
-        losses = {float(data.profiles.loc[n, "loss_pct"]) for n in names}
-        if len(losses) < 2:
-            continue
-        names = sorted(names, key=lambda n: float(data.profiles.loc[n, "loss_pct"]))
-        out.append((_profile_text(data.profiles, names[0]).split(", ")[0], names))
-    return out
-
-
-def _loss_row(data: _Data, proposal: str, profile: str) -> dict[str, Any]:
-    at = _at(data.hs, proposal, profile)
-    ok = at[at["established"]]
-    stats = describe(ok["time_to_established_s"].tolist())
-    return {
-        "loss": float(data.profiles.loc[profile, "loss_pct"]),
-        "handshakes": len(at),
-        "established": len(ok),
-        "retransmitted": int((at["retransmissions"] > 0).sum()),
-        "mean_retransmissions": float(at["retransmissions"].mean()) if len(at) else math.nan,
-        **stats,
-    }
 
 
 # --- plots ---------------------------------------------------------------------------
@@ -491,78 +637,187 @@ def _rotate(ax: Any) -> None:
 
 
 def _plot_bytes(data: _Data, path: Path) -> bool:
+    """IP bytes of each exchange and of the whole handshake per proposal, grouped bars with
+    the p5-p95 range over the handshakes; a log axis when the sizes span decades."""
     table = _bytes_per_exchange(data)
     if table.empty:
         return False
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(table) + 2), 4.5))
-    bottom = pd.Series(0.0, index=table.index)
-    for exchange in table.columns:
-        ax.bar(table.index, table[exchange], bottom=bottom, label=exchange)
-        bottom += table[exchange]
-    for i, total in enumerate(bottom):
-        ax.text(i, total, f"{round(total):,}", ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel("IP bytes per handshake (both directions)")
-    ax.set_title(f"Bytes per exchange ({_profile_text(data.profiles, data.ref)})", fontsize=9)
-    ax.legend(fontsize=8)
-    _rotate(ax)
-    fig.tight_layout()
+    m = _messages_of(data, _clean_handshakes(data, data.ref))
+    per = m.groupby(["proposal", "repetition", "exchange"], sort=False)["ip_bytes"].sum()
+    totals = per.groupby(["proposal", "repetition"], sort=False).sum()
+    columns = [c for c in table.columns if (table[c] > 0).any()]
+    series = [*columns, "total"]
+    values = {c: table[c] for c in columns}
+    values["total"] = table.sum(axis=1)
+    log = _log_axis([v for s in values.values() for v in s])
+    n = len(table)
+    fig, ax = plt.subplots(figsize=(9.5, max(3.2, 0.32 * n * len(series) / 2 + 1.6)))
+    height = 0.8 / len(series)
+    for j, name in enumerate(series):
+        ys = [i + (j - (len(series) - 1) / 2) * height for i in range(n)]
+        low, high = [], []
+        for p in table.index:
+            if name == "total":
+                draws = (
+                    totals.xs(p, level="proposal") if p in totals.index.get_level_values(0) else []
+                )
+            else:
+                draws = (
+                    per.xs((p, name), level=("proposal", "exchange"))
+                    if ((p, name) in per.droplevel("repetition").index)
+                    else []
+                )
+            d = describe(list(draws))
+            v = values[name][p]
+            low.append(max(0.0, v - d["p5"]) if d["n"] else 0.0)
+            high.append(max(0.0, d["p95"] - v) if d["n"] else 0.0)
+        ax.barh(
+            ys,
+            values[name],
+            height=height,
+            label=name,
+            xerr=[low, high],
+            capsize=2,
+            error_kw={"elinewidth": 0.8},
+            color="black" if name == "total" else None,
+            alpha=0.85 if name == "total" else 1.0,
+        )
+    for i, total in enumerate(values["total"]):
+        ax.text(
+            total * (1.08 if log else 1.01),
+            i + (len(series) - 1) / 2 * height,
+            f"{round(total):,}",
+            va="center",
+            fontsize=7,
+        )
+    ax.set_yticks(range(n), list(table.index), fontsize=8)
+    ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(right=max(values["total"]) * 4)
+    else:
+        ax.set_xlim(right=max(values["total"]) * 1.12)
+    ax.set_xlabel(
+        "IP bytes, both directions" + (" (log scale)" if log else "") + "; bars: median, "
+        "whiskers: p5-p95 over the handshakes"
+    )
+    ax.set_title(
+        f"Bytes per exchange at `{data.ref}` ({_profile_text(data.profiles, data.ref)})",
+        fontsize=9,
+    )
+    ax.grid(axis="x", alpha=0.3, which="both" if log else "major")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(series), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
 
 
+def _style(index: int) -> dict[str, Any]:
+    return {
+        "linestyle": _STYLES[index % len(_STYLES)],
+        "marker": _MARKERS[index % len(_MARKERS)],
+    }
+
+
 def _plot_delay(data: _Data, path: Path) -> bool:
-    if len(data.delay_series) < 2:
+    """Mean time to established against one-way delay, one panel per group of profiles
+    that differ only in delay (groups with at least two delays).
+
+    Delays sit at evenly spaced positions and each proposal is shifted a little sideways,
+    so lines with equal values stay apart; thick bars are the 95 % interval of the mean,
+    thin ones p5-p95.
+    """
+    groups = [(label, names) for label, names in data.delay_groups if len(names) > 1]
+    if not groups:
         return False
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    delays = [float(data.profiles.loc[p, "delay_ms"]) for p in data.delay_series]
-    for p in data.proposals:
-        med, low, high, net = [], [], [], []
-        for prof in data.delay_series:
-            ok = _at(data.ok, p, prof)
-            s = describe(ok["time_to_established_s"].tolist())
-            med.append(s["median"] * 1000)
-            low.append((s["median"] - s["p5"]) * 1000)
-            high.append((s["p95"] - s["median"]) * 1000)
-            net.append(_median(ok, "sim_time_s") * 1000)
-        line = ax.errorbar(delays, med, yerr=[low, high], marker="o", capsize=3, label=p)
-        if not all(math.isnan(v) for v in net):
-            ax.plot(delays, net, linestyle=":", color=line[0].get_color(), linewidth=1)
-    ax.set_xlabel("one-way delay (ms)")
-    ax.set_ylabel("time to established (ms)")
-    ax.set_title("Median time to established (bars: p5-p95; dotted: network only)", fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(max(8.0, 5.6 * len(groups)), 4.8), squeeze=False
+    )
+    # A small sideways shift: enough to keep equal points apart, not to mislead the eye.
+    width = 0.32 / max(1, len(data.proposals))
+    for ax, (label, names) in zip(axes.flat, groups, strict=True):
+        everything = []
+        for k, p in enumerate(data.proposals):
+            xs, mean, ci, spread = [], [], [[], []], [[], []]
+            for i, prof in enumerate(names):
+                s = describe(_at(data.ok, p, prof)[_TIME].tolist())
+                if not s["n"]:
+                    continue
+                xs.append(i + (k - (len(data.proposals) - 1) / 2) * width)
+                mean.append(s["mean"] * 1000)
+                lo = s["ci95_low"] if not math.isnan(s["ci95_low"]) else s["mean"]
+                hi = s["ci95_high"] if not math.isnan(s["ci95_high"]) else s["mean"]
+                ci[0].append((s["mean"] - lo) * 1000)
+                ci[1].append((hi - s["mean"]) * 1000)
+                spread[0].append(max(0.0, s["mean"] - s["p5"]) * 1000)
+                spread[1].append(max(0.0, s["p95"] - s["mean"]) * 1000)
+                everything += [s["p5"] * 1000, s["p95"] * 1000]
+            if not xs:
+                continue
+            style = _style(k)
+            line = ax.errorbar(
+                xs,
+                mean,
+                yerr=ci,
+                capsize=4,
+                elinewidth=2.2,
+                markersize=5,
+                label=p,
+                **style,
+            )
+            ax.errorbar(
+                xs,
+                mean,
+                yerr=spread,
+                fmt="none",
+                ecolor=line[0].get_color(),
+                elinewidth=0.8,
+                alpha=0.6,
+                capsize=1.5,
+            )
+        ax.set_xticks(
+            range(len(names)),
+            [f"{_num(data.profiles.loc[n, 'delay_ms'])} ms" for n in names],
+        )
+        ax.set_xlabel("one-way delay")
+        if _log_axis(everything):
+            ax.set_yscale("log")
+        ax.set_ylabel("time to established (ms)")
+        ax.set_title(label, fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8)
+    fig.suptitle(
+        "Mean time to established (thick bars: 95 % CI of the mean; thin: p5-p95)", fontsize=9
+    )
+    rows = math.ceil(len(labels) / 3)
+    fig.tight_layout(rect=(0, 0.05 + 0.04 * rows, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
 
 
 def _plot_cdf(data: _Data, path: Path) -> bool:
-    profiles = [str(p) for p in data.profiles.index]
+    profiles = list(data.names)
     if data.ok.empty:
         return False
     cols = min(3, len(profiles))
     rows = math.ceil(len(profiles) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax, prof in zip(axes.flat, profiles, strict=False):
-        values = data.ok[data.ok["profile"] == prof]["time_to_established_s"].dropna()
-        for p in data.proposals:
-            xs = sorted(
-                data.ok[(data.ok["profile"] == prof) & (data.ok["proposal"] == p)][
-                    "time_to_established_s"
-                ].dropna()
-                * 1000
-            )
+        values = data.ok[data.ok["profile"] == prof][_TIME].dropna()
+        for k, p in enumerate(data.proposals):
+            xs = sorted(_at(data.ok, p, prof)[_TIME].dropna() * 1000)
             if not xs:
                 continue
             ys = [(i + 1) / len(xs) for i in range(len(xs))]
-            ax.step(xs, ys, where="post", label=p)
+            ax.step(xs, ys, where="post", label=p, linestyle=_STYLES[k % len(_STYLES)])
         if len(values) and values.min() > 0 and values.max() / values.min() > 20:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(_profile_text(data.profiles, prof), fontsize=7)
+        ax.set_title(f"{prof}\n{_profile_text(data.profiles, prof)}", fontsize=7)
         ax.set_xlabel("time to established (ms)", fontsize=8)
         ax.set_ylabel("fraction of handshakes", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -577,34 +832,95 @@ def _plot_cdf(data: _Data, path: Path) -> bool:
     return True
 
 
+def _overhead_bars(
+    ax: Any, groups: list[str], bars: list[tuple[str, list[tuple[float, float, float]]]]
+) -> bool:
+    """Grouped bars of ratios with their bootstrap intervals; a bar whose interval holds 1
+    (no difference) is hatched and pale. Ratios reaching ten times the baseline are drawn
+    as ratios on a log axis (1 = the baseline), others as percentages; returns which."""
+    width = 0.8 / max(1, len(bars))
+    # More bars than the default ten colours: tab20, so no two profiles share a colour.
+    palette = plt.get_cmap("tab20").colors if len(bars) > 10 else [None] * len(bars)
+    estimates = [iv[0] for _, vals in bars for iv in vals if not math.isnan(iv[0])]
+    log = bool(estimates) and max(estimates) >= _LOG_SPAN
+    for j, (label, values) in enumerate(bars):
+        xs = [i + (j - (len(bars) - 1) / 2) * width for i in range(len(groups))]
+        heights = [(iv[0] if log else (iv[0] - 1) * 100) for iv in values]
+        err = [
+            [max(0.0, (iv[0] - iv[1]) * (1 if log else 100)) for iv in values],
+            [max(0.0, (iv[2] - iv[0]) * (1 if log else 100)) for iv in values],
+        ]
+        noise = [not outside_noise(iv, ratio=True) for iv in values]
+        drawn = ax.bar(
+            xs,
+            heights,
+            width=width,
+            label=label,
+            yerr=err,
+            capsize=2,
+            error_kw={"elinewidth": 0.8},
+            color=palette[j % len(palette)],
+        )
+        for rect, pale in zip(drawn, noise, strict=True):
+            if pale:
+                rect.set_alpha(0.35)
+                rect.set_hatch("//")
+    ax.set_xticks(range(len(groups)), groups)
+    _rotate(ax)
+    if log:
+        ax.set_yscale("log")
+        ax.axhline(1, color="black", linewidth=0.8)
+    else:
+        ax.axhline(0, color="black", linewidth=0.8)
+    ax.grid(axis="y", alpha=0.3, which="both" if log else "major")
+    return log
+
+
 def _plot_overhead(data: _Data, path: Path) -> bool:
+    """Bytes and mean time to established of every proposal relative to the baseline, in
+    every profile, with 95 % bootstrap intervals (hatched: within the noise)."""
     others = [p for p in data.proposals if p != data.baseline]
     base = _at(data.ok, data.baseline, data.ref)
     if not others or base.empty:
         return False
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    base_bytes = _median(base, "ip_bytes")
-    ratios = [_median(_at(data.ok, p, data.ref), "ip_bytes") / base_bytes - 1 for p in others]
-    left.bar(others, [r * 100 for r in ratios], color="tab:orange")
-    left.set_ylabel(f"IP bytes relative to {data.baseline} (%)")
-    left.set_title(f"Bytes ({_profile_text(data.profiles, data.ref)})", fontsize=8)
-    _rotate(left)
-    width = 0.8 / max(1, len(data.delay_series))
-    for j, prof in enumerate(data.delay_series):
-        b = _median(_at(data.ok, data.baseline, prof), "time_to_established_s")
-        vals = [
-            (_median(_at(data.ok, p, prof), "time_to_established_s") / b - 1) * 100 for p in others
-        ]
-        xs = [i + (j - (len(data.delay_series) - 1) / 2) * width for i in range(len(others))]
-        right.bar(xs, vals, width=width, label=f"{_num(data.profiles.loc[prof, 'delay_ms'])} ms")
-    right.set_xticks(range(len(others)), others)
-    _rotate(right)
-    right.set_ylabel(f"median time to established relative to {data.baseline} (%)")
-    right.set_title("Latency, by one-way delay", fontsize=8)
-    right.legend(fontsize=8, title="one-way delay", title_fontsize=8)
-    for ax in (left, right):
-        ax.axhline(0, color="black", linewidth=0.8)
-        ax.grid(axis="y", alpha=0.3)
+    if len(others) > 6:
+        # Many proposals: one panel above the other, each as wide as its labels need.
+        fig, (left, right) = plt.subplots(2, 1, figsize=(max(10.0, 0.62 * len(others) + 3), 10.5))
+    else:
+        fig, (left, right) = plt.subplots(
+            1, 2, figsize=(12, 5.2), gridspec_kw={"width_ratios": [1, 1.6]}
+        )
+    clean = _clean_handshakes(data, data.ref)
+    byte_ratios = [
+        bootstrap_interval(
+            clean[clean["proposal"] == p]["ip_bytes"].tolist(),
+            clean[clean["proposal"] == data.baseline]["ip_bytes"].tolist(),
+            ratio=True,
+        )
+        for p in others
+    ]
+    log = _overhead_bars(left, others, [(f"`{data.ref}`", byte_ratios)])
+    left.set_ylabel(
+        f"IP bytes relative to {data.baseline}" + (" (ratio, log scale)" if log else " (%)")
+    )
+    left.set_title(f"Bytes at `{data.ref}` (no retransmission)", fontsize=8)
+
+    def judged(p: str, prof: str) -> tuple[float, float, float]:
+        r = _difference(data, p, data.baseline, prof, ratio=True)
+        # Too few handshakes to tell: drawn without an interval, hatched like noise.
+        enough = min(_counts(data, p, data.baseline, prof)) >= _MIN_SAMPLE
+        return r if enough else (r[0], math.nan, math.nan)
+
+    bars = [(prof, [judged(p, prof) for p in others]) for prof in data.names]
+    log = _overhead_bars(right, others, bars)
+    right.set_ylabel(
+        f"mean time to established relative to {data.baseline}"
+        + (" (ratio, log scale)" if log else " (%)")
+    )
+    right.set_title(
+        "Time, by profile (bars: 95 % bootstrap CI; hatched: within the noise)", fontsize=8
+    )
+    right.legend(fontsize=7, title="profile", title_fontsize=7, ncol=1 + len(bars) // 7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -612,37 +928,58 @@ def _plot_overhead(data: _Data, path: Path) -> bool:
 
 
 def _plot_pairs(data: _Data, path: Path) -> bool:
-    """IP bytes and median time to established per proposal, one bar per peer pair."""
+    """IP bytes and mean time to established per proposal, one bar per peer pair, in every
+    profile more than one pair ran; bars carry the 95 % interval of the mean."""
     pairs = list(dict.fromkeys(data.hs_all["pair"]))
     if len(pairs) < 2:
         return False
     ok = data.hs_all[data.hs_all["established"]]
-    profiles = [data.ref] + [p for p in data.delay_series if p != data.ref]
-    panels = [("ip_bytes", data.ref)] + [("time_to_established_s", p) for p in profiles]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
+    shared = [
+        str(p)
+        for p in data.profiles.index
+        if data.hs_all[data.hs_all["profile"] == p]["pair"].nunique() > 1
+    ]
+    if not shared:
+        return False
+    first = data.ref if data.ref in shared else shared[0]
+    panels = [("ip_bytes", first)] + [(_TIME, p) for p in shared]
+    cols = min(4, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.2 * rows), squeeze=False)
     width = 0.8 / len(pairs)
     proposals = list(dict.fromkeys(data.hs_all["proposal"]))
-    for ax, (metric, prof) in zip(axes.flat, panels, strict=True):
+    for ax, (metric, prof) in zip(axes.flat, panels, strict=False):
+        scale = 1000 if metric.endswith("_s") else 1
+        everything = []
         for j, pair in enumerate(pairs):
-            values = []
+            values, err = [], [[], []]
             for p in proposals:
                 at = ok[(ok["proposal"] == p) & (ok["pair"] == pair) & (ok["profile"] == prof)]
-                v = _median(at, metric)
-                values.append(v * 1000 if metric.endswith("_s") else v)
+                s = describe(at[metric].tolist())
+                values.append(s["mean"] * scale)
+                half_low = s["mean"] - s["ci95_low"] if not math.isnan(s["ci95_low"]) else 0
+                half_high = s["ci95_high"] - s["mean"] if not math.isnan(s["ci95_high"]) else 0
+                err[0].append(half_low * scale)
+                err[1].append(half_high * scale)
+                everything.append(s["mean"] * scale)
             xs = [i + (j - (len(pairs) - 1) / 2) * width for i in range(len(proposals))]
-            ax.bar(xs, values, width=width, label=pair)
+            ax.bar(xs, values, width=width, label=pair, yerr=err, capsize=2)
         ax.set_xticks(range(len(proposals)), proposals)
         _rotate(ax)
+        if _log_axis(everything):
+            ax.set_yscale("log")
         if metric == "ip_bytes":
-            ax.set_ylabel("IP bytes per handshake (median)")
+            ax.set_ylabel("IP bytes per handshake (mean)")
             ax.set_title(f"Bytes at `{prof}`", fontsize=9)
         else:
-            ax.set_ylabel("time to established (ms, median)")
-            ax.set_title(f"Time at `{prof}` ({_profile_text(data.profiles, prof)})", fontsize=8)
+            ax.set_ylabel("time to established (ms, mean, 95 % CI)")
+            ax.set_title(f"Time at `{prof}` ({_profile_text(data.profiles, prof)})", fontsize=7)
         ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, 0.08 / rows, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
@@ -671,7 +1008,7 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
         f"seed {meta.get('seed', env.get('seed', '?'))}.",
         f"- {len(hs)} handshakes: {hs['proposal'].nunique()} proposals x "
         f"{hs['pair'].nunique()} peer pair(s) ({', '.join(dict.fromkeys(hs['pair']))}) x "
-        f"{hs['profile'].nunique()} network profiles x up to {reps} repetitions; "
+        f"{len(data.profiles)} network profiles x up to {reps} repetitions; "
         f"{int(hs['established'].sum())} established.",
     ]
     if machine:
@@ -681,96 +1018,65 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
             f"pqike {packages.get('pqike', '?')}, cryptography {packages.get('cryptography', '?')}"
             f" ({env.get('openssl') or 'OpenSSL ?'})."
         )
+    lines.append(
+        "- Profiles: "
+        + "; ".join(f"`{n}` ({_profile_text(data.profiles, n)})" for n in data.profiles.index)
+        + "."
+    )
     lines += [
         f"- Baseline: **{data.baseline}**"
         + (f"; highlighted: **{data.highlight}**" if data.highlight else "")
-        + f". Reference profile: `{data.ref}` ({_profile_text(data.profiles, data.ref)}).",
+        + f". Reference profile for byte counts: `{data.ref}` "
+        f"({_profile_text(data.profiles, data.ref)}), chosen as {data.ref_reason}.",
         "",
         "*Time to established* is the simulated time until both peers are established, with "
         "the CPU each peer really spent on every step added (it varies a little from run to "
         "run); *network-only* time leaves the CPU out and is exact for a given seed. "
-        "Statistics are over the handshakes that established.",
+        "Statistics are over the handshakes that established. Times are given as the mean "
+        "with its 95 % confidence interval in brackets, with the median and p95 beside it: "
+        "under loss the median hides the retransmission tail. A difference between two "
+        "proposals counts as a finding only when the 95 % bootstrap interval of the "
+        f"difference of their means ({BOOTSTRAP_RESAMPLES:,} resamples) excludes zero; "
+        "otherwise it is *within the noise*.",
         "",
         "## Findings",
         "",
     ]
     lines += _findings(data)
-    lines += ["", f"## Configurations at `{data.ref}`", ""]
-    lines.append(
+    lines += [
+        "",
+        "## Configurations",
+        "",
+        f"Per proposal and profile (`{data.pair}` pair); medians unless the column says "
+        "mean. Bytes count every datagram sent by both peers, retransmissions included; "
+        "time to established is in *Latency* below.",
+        "",
         _table(
             [
                 "proposal",
+                "profile",
                 "negotiated",
                 "round trips",
                 "datagrams",
                 "fragments",
                 "IKE bytes",
-                "UDP bytes",
                 "IP bytes",
+                "IP bytes (mean)",
                 "largest IP datagram",
-                "network-only",
-                "time to established",
                 "CPU (both peers)",
+                "with a retransmission",
                 "established",
             ],
             _config_rows(data),
-        )
-    )
-    lines += ["", "Times are medians. Bytes count every datagram sent by both peers.", ""]
-
-    lines += ["## Bytes per exchange", ""]
-    table = _bytes_per_exchange(data)
-    if plots.get("bytes"):
-        lines += [f"![IP bytes per exchange]({plots['bytes']})", ""]
-    if not table.empty:
-        headers = ["proposal", *table.columns, "total"]
-        rows = [
-            [p, *(_bytes(v) for v in table.loc[p]), _bytes(float(table.loc[p].sum()))]
-            for p in table.index
-        ]
-        lines += [_table(headers, rows), ""]
-
+        ),
+        "",
+    ]
+    lines += _bytes_section(data, plots)
     lines += _rounds_section(data)
     lines += _fragmentation_section(data)
     lines += _loss_section(data)
-
-    lines += ["## Latency", ""]
-    if plots.get("delay"):
-        lines += [f"![Time to established against one-way delay]({plots['delay']})", ""]
-    if len(data.delay_series) >= 1:
-        headers = ["proposal"] + [
-            f"{_num(data.profiles.loc[p, 'delay_ms'])} ms" for p in data.delay_series
-        ]
-        rows = []
-        for p in data.proposals:
-            cells = []
-            for prof in data.delay_series:
-                ok = _at(data.ok, p, prof)
-                cells.append(
-                    f"{_time(_median(ok, 'time_to_established_s'))} "
-                    f"({_time(_median(ok, 'sim_time_s'))} network)"
-                )
-            rows.append([p, *cells])
-        lines += [
-            "Median time to established (network-only in brackets) by one-way delay:",
-            "",
-            _table(headers, rows),
-            "",
-        ]
-    if plots.get("cdf"):
-        lines += [
-            "Distribution of the time to established in every profile:",
-            "",
-            f"![Latency CDFs]({plots['cdf']})",
-            "",
-        ]
-    if plots.get("overhead"):
-        lines += [
-            f"## Overhead relative to {data.baseline}",
-            "",
-            f"![Overhead relative to the baseline]({plots['overhead']})",
-            "",
-        ]
+    lines += _latency_section(data, plots)
+    lines += _overhead_section(data, plots)
     if hs["pair"].nunique() > 1:
         lines += _pairs_section(data)
         if plots.get("pairs"):
@@ -794,8 +1100,17 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
         "- Bytes: IKE message, UDP payload (non-ESP marker included) and IP datagram "
         "(UDP + IPv4/IPv6 header); retransmissions are included.",
         "- Round trips: request/response exchanges, not counting retransmissions.",
-        "- Mean ± 95 % confidence interval: Student's t over the established handshakes; "
-        "p5/p95 by linear interpolation. `summary.csv` has every metric per configuration.",
+        "- Mean and its 95 % confidence interval: Student's t over the established "
+        "handshakes; median, p5 and p95 by linear interpolation. `summary.csv` has every "
+        "metric per configuration.",
+        "- Differences between proposals: the percentile bootstrap of the difference (or "
+        f"ratio) of the means, {BOOTSTRAP_RESAMPLES:,} resamples of each side drawn "
+        "independently from a fixed seed, so a rebuilt report gives the same intervals. A "
+        "difference is outside the noise when its 95 % interval excludes 0 (a ratio: 1) "
+        f"and each side has at least {_MIN_SAMPLE} established handshakes. "
+        "The interval covers the spread between handshakes, not drift of the machine "
+        "between cells, which run one after another: where the time is mostly CPU (0 ms "
+        "delay), compare proposals with care.",
         "- Every handshake of a profile and repetition uses the same link seed whatever the "
         "proposal, so proposals are compared on the same random draws.",
     ]
@@ -803,7 +1118,7 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
         lines.append(
             "- strongSwan pairs (`pqike-strongswan`, `strongswan-pqike`, `strongswan`): "
             "charon 6.0.1 and pqike on ports 500/4500 in two network namespaces "
-            "(`interop/lab.py`); the profile is applied on the IP path by "
+            "(`pqike/interop/lab.py`); the profile is applied on the IP path by "
             "`pqike.lab.tun_relay`, which also logs every datagram (no NAT between the "
             "peers). Time to established runs from the first IKE_SA_INIT datagram leaving "
             "the initiator to the last IKE_AUTH response datagram reaching it; CPU is "
@@ -815,45 +1130,76 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
     return "\n".join(lines)
 
 
+def _time_summary(s: dict[str, Any]) -> str:
+    return (
+        f"{_interval(s)} (median {_time(s['median'])}, p95 {_time(s['p95'])}; "
+        f"{_share(s['retransmitted'], s['handshakes'])} with a retransmission"
+        + (
+            f", {_share(s['established'], s['handshakes'])} established"
+            if s["established"] < s["handshakes"]
+            else ""
+        )
+        + ")"
+    )
+
+
+def _latency_findings(data: _Data) -> list[str]:
+    b, h = data.baseline, data.highlight
+    if h is None:
+        out = [f"- **Latency** of {b}, mean time to established [95 % CI] in every profile:"]
+        for prof in data.names:
+            out.append(f"  - `{prof}`: {_time_summary(_stats(data, b, prof))}.")
+        return out
+    out = [
+        f"- **Latency** of {h} against {b}, mean time to established [95 % CI] in every "
+        "profile, and the difference of the means [95 % bootstrap interval]:"
+    ]
+    for prof in data.names:
+        sh, sb = _stats(data, h, prof), _stats(data, b, prof)
+        if not (sh["n"] and sb["n"]):
+            out.append(f"  - `{prof}`: no established handshake of one of the two.")
+            continue
+        d = _difference(data, h, b, prof)
+        rel = d[0] / sb["mean"] if sb["mean"] else math.nan
+        out.append(
+            f"  - `{prof}` ({_profile_text(data.profiles, prof)}): {h} {_time_summary(sh)} "
+            f"against {_time_summary(sb)}: {_signed_time(d[0])} "
+            f"[{_signed_time(d[1])}, {_signed_time(d[2])}] ({_pct(rel)}), "
+            f"**{_verdict(d, (sh['n'], sb['n']))}**."
+        )
+    return out
+
+
 def _findings(data: _Data) -> list[str]:
     out: list[str] = []
     b, h, ref = data.baseline, data.highlight, data.ref
-    base = _at(data.ok, b, ref)
+    base = _at(_clean_handshakes(data, ref), b, ref)
     if h is not None:
-        hi = _at(data.ok, h, ref)
+        hi = _at(_clean_handshakes(data, ref), h, ref)
         if not base.empty and not hi.empty:
             bb, hb = _median(base, "ip_bytes"), _median(hi, "ip_bytes")
             out.append(
-                f"- **Bytes:** {h} sends {_bytes(hb)} IP bytes per handshake against "
-                f"{_bytes(bb)} for {b}: {_bytes(hb - bb)} more ({_pct(hb / bb - 1)}), in "
-                f"{_num(_median(hi, 'datagrams'))} datagrams instead of "
+                f"- **Bytes** at `{ref}`: {h} sends {_bytes(hb)} IP bytes per handshake "
+                f"against {_bytes(bb)} for {b}: {_bytes(hb - bb)} more ({_pct(hb / bb - 1)}), "
+                f"in {_num(_median(hi, 'datagrams'))} datagrams instead of "
                 f"{_num(_median(base, 'datagrams'))} and "
                 f"{_num(_median(hi, 'round_trips'))} round trips instead of "
                 f"{_num(_median(base, 'round_trips'))}."
             )
-            parts = []
-            for prof in data.delay_series:
-                bt = _median(_at(data.ok, b, prof), "time_to_established_s")
-                ht = _median(_at(data.ok, h, prof), "time_to_established_s")
-                bn = _median(_at(data.ok, b, prof), "sim_time_s")
-                hn = _median(_at(data.ok, h, prof), "sim_time_s")
-                parts.append(
-                    f"at {_num(data.profiles.loc[prof, 'delay_ms'])} ms one-way delay "
-                    f"{_time(ht)} against {_time(bt)} ({_pct(ht / bt - 1) if bt else 'n/a'}; "
-                    f"network-only {_time(hn)} against {_time(bn)})"
-                )
-            if parts:
+    out += _latency_findings(data)
+    if h is not None:
+        base, hi = _at(data.ok, b, ref), _at(data.ok, h, ref)
+        if not base.empty and not hi.empty:
+            bcpu = (base["cpu_initiator_s"] + base["cpu_responder_s"]).tolist()
+            hcpu = (hi["cpu_initiator_s"] + hi["cpu_responder_s"]).tolist()
+            d = bootstrap_interval(hcpu, bcpu)
+            if not math.isnan(d[0]):
                 out.append(
-                    f"- **Latency:** median time to established of {h} vs {b}: "
-                    + "; ".join(parts)
-                    + "."
-                )
-            bc = float((base["cpu_initiator_s"] + base["cpu_responder_s"]).median())
-            hc = float((hi["cpu_initiator_s"] + hi["cpu_responder_s"]).median())
-            if not (math.isnan(bc) or math.isnan(hc)):
-                out.append(
-                    f"- **CPU:** both peers together spend {_time(hc)} on a {h} handshake "
-                    f"against {_time(bc)} for {b} (median, this machine)."
+                    f"- **CPU** at `{ref}`: both peers together spend "
+                    f"{_interval(describe(hcpu))} on a {h} handshake against "
+                    f"{_interval(describe(bcpu))} for {b} (this machine): "
+                    f"{_signed_time(d[0])} [{_signed_time(d[1])}, {_signed_time(d[2])}], "
+                    f"**{_verdict(d, (len(hcpu), len(bcpu)))}**."
                 )
     costs = _round_costs(data)
     if not costs.empty:
@@ -862,72 +1208,45 @@ def _findings(data: _Data) -> list[str]:
             f"{m}: {_bytes(r['ip_bytes'])} IP bytes in {_num(r['datagrams'])} datagrams"
             for m, r in per.iterrows()
         ]
-        lat = [
-            f"{_time(r['network'])} at {_num(r['delay_ms'])} ms"
-            for r in _round_latency(data)
-            if not math.isnan(r["network"])
-        ]
-        text = "- **Each added round** (one IKE_INTERMEDIATE exchange) costs " + "; ".join(bits)
-        if lat:
-            text += ", and adds network-only time per round trip of " + ", ".join(lat)
-        out.append(text + " (fitted over the proposals).")
+        out.append(
+            f"- **Each added round** (one IKE_INTERMEDIATE exchange) at `{ref}` costs "
+            + "; ".join(bits)
+            + "; the time it adds in every profile is in *Cost of each added round*."
+        )
     frag = _fragmentation(data)
-    for size in sorted({f["fragment_size"] for f in frag}):
-        rows: dict[str, dict[str, Any]] = {}
-        for f in frag:
-            if f["fragment_size"] == size:
-                rows.setdefault(f["proposal"], f)  # the first (reference-like) MTU
+    for (size, mtu, ipv6), names in data.shape_groups:
+        rows = {
+            f["proposal"]: f
+            for f in frag
+            if (f["fragment_size"], f["mtu"], f["ipv6"]) == (size, mtu, bool(ipv6))
+        }
+        if not rows:
+            continue
 
-        def listed(names: list[str], rows: dict = rows) -> str:
-            return ", ".join(f"{n} ({_bytes(rows[n]['largest_message'])})" for n in names)
+        def listed(props: list[str], rows: dict = rows) -> str:
+            return ", ".join(f"{n} ({_bytes(rows[n]['largest_message'])})" for n in props)
 
         yes = [p for p in data.proposals if p in rows and rows[p]["fragmented"]]
         no = [p for p in data.proposals if p in rows and not rows[p]["fragmented"]]
+        limit = next(iter(rows.values()))["limit"]
         out.append(
-            f"- **Fragmentation** at a fragment size of {size} IP bytes (largest encrypted "
-            "message, unfragmented, in brackets): "
+            f"- **Fragmentation** at a fragment size of {size} IP bytes, MTU {mtu}"
+            + (", IPv6" if ipv6 else "")
+            + f" ({_names_list(names)}): a message of more than {limit:,} IKE bytes is "
+            f"fragmented ({size} - {40 if ipv6 else 20} IP - 8 UDP - 4 for the non-ESP "
+            "marker, which pqike, like strongSwan, reserves on port 500 too). Largest "
+            "encrypted message in IKE bytes in brackets: "
             + (f"{listed(yes)} fragment" if yes else "no proposal fragments")
             + (f"; {listed(no)} do not" if no else "")
             + "."
         )
-    blocked = [f for f in frag if f["sa_init_request"] > f["mtu"]]
-    for f in blocked:
-        out.append(
-            f"- **Unfragmentable IKE_SA_INIT:** {f['proposal']} sends a "
-            f"{_bytes(f['sa_init_request'])}-byte IKE_SA_INIT request, which RFC 7383 cannot "
-            f"fragment; over an MTU of {f['mtu']} it established in "
-            f"{_share(f['established'], f['handshakes'])} handshakes."
-        )
-    for label, names in _loss_groups(data):
-        who = h or b
-        rows = [_loss_row(data, who, n) for n in names]
-        base_row = rows[0]
-        parts = []
-        for r in rows[1:]:
-            parts.append(
-                f"{_num(r['loss'])} % loss: mean {_time(r['mean'])} "
-                f"[{_time(r['ci95_low'])}, {_time(r['ci95_high'])}], p95 {_time(r['p95'])}, "
-                f"{_share(r['retransmitted'], r['handshakes'])} retransmitted, "
-                f"{_share(r['established'], r['handshakes'])} established"
-            )
-        out.append(
-            f"- **Loss** ({label}, {who}): with {_num(base_row['loss'])} % loss the mean time "
-            f"to established is {_time(base_row['mean'])} (p95 {_time(base_row['p95'])}); "
-            + "; ".join(parts)
-            + "."
-        )
-        worst = names[-1]
-        rows = [(p, _loss_row(data, p, worst)) for p in data.proposals]
-        if len(rows) > 1:
+    for f in frag:
+        if f["sa_init_request"] > f["mtu"]:
             out.append(
-                f"  At {_num(data.profiles.loc[worst, 'loss_pct'])} % loss, by proposal: "
-                + "; ".join(
-                    f"{p} needed a retransmission in "
-                    f"{_share(r['retransmitted'], r['handshakes'])} handshakes "
-                    f"(mean {_time(r['mean'])}, p95 {_time(r['p95'])})"
-                    for p, r in rows
-                )
-                + "."
+                f"- **Unfragmentable IKE_SA_INIT:** {f['proposal']} sends a "
+                f"{_bytes(f['sa_init_request'])}-byte IKE_SA_INIT request, which RFC 7383 "
+                f"cannot fragment; over an MTU of {f['mtu']} ({_names_list(f['profiles'])}) "
+                f"it established in {_share(f['established'], f['handshakes'])} handshakes."
             )
     if data.hs_all["pair"].nunique() > 1:
         out += _pair_findings(data)
@@ -939,11 +1258,42 @@ def _findings(data: _Data) -> list[str]:
     return out
 
 
+def _bytes_section(data: _Data, plots: dict[str, str | None]) -> list[str]:
+    lines = ["## Bytes per exchange", ""]
+    if plots.get("bytes"):
+        lines += [f"![IP bytes per exchange]({plots['bytes']})", ""]
+    for shape, names in data.shape_groups:
+        where = _group_reference(data, names)
+        table = _bytes_per_exchange(data, where)
+        if table.empty:
+            continue
+        frag, mtu, ipv6 = shape
+        lines += [
+            f"Median IP bytes per exchange at fragment size {frag}, MTU {mtu}"
+            + (", IPv6" if ipv6 else "")
+            + f", counted at `{where}` over the handshakes without a retransmission; the "
+            f"same in every profile of this shape: {_names_list(names)}.",
+            "",
+        ]
+        headers = ["proposal", *table.columns, "total"]
+        rows = [
+            [p, *(_bytes(v) for v in table.loc[p]), _bytes(float(table.loc[p].sum()))]
+            for p in table.index
+        ]
+        lines += [_table(headers, rows), ""]
+    return lines
+
+
 def _rounds_section(data: _Data) -> list[str]:
     costs = _round_costs(data)
     lines = ["## Cost of each added round", ""]
     if costs.empty:
-        return [*lines, "No proposal has an additional key exchange.", ""]
+        return [
+            *lines,
+            "No proposal has an additional key exchange, in any profile "
+            f"({_names_list(data.names)}).",
+            "",
+        ]
     lines += [
         "Each additional key exchange (RFC 9370) is one IKE_INTERMEDIATE exchange (RFC 9242): "
         "one more round trip before IKE_AUTH. IP bytes of each round (request and response, "
@@ -959,25 +1309,26 @@ def _rounds_section(data: _Data) -> list[str]:
         "",
     ]
     lat = _round_latency(data)
-    if any(not math.isnan(r["network"]) for r in lat):
-        lines += [
-            "Time added per round trip, least-squares slope of the median time against the "
-            "number of round trips over the proposals:",
-            "",
-            _table(
-                ["one-way delay", "network-only", "with CPU", "proposals"],
+    lines += [
+        "Time added per round trip in every profile: least-squares slope of the median time "
+        "against the number of round trips over the proposals (n/a where every proposal "
+        "has as many round trips):",
+        "",
+        _table(
+            ["profile", "one-way delay", "network-only", "with CPU", "proposals"],
+            [
                 [
-                    [
-                        f"{_num(r['delay_ms'])} ms",
-                        _time(r["network"]),
-                        _time(r["with_cpu"]),
-                        r["proposals"],
-                    ]
-                    for r in lat
-                ],
-            ),
-            "",
-        ]
+                    f"`{r['profile']}`",
+                    f"{_num(r['delay_ms'])} ms",
+                    _time(r["network"]),
+                    _time(r["with_cpu"]),
+                    r["proposals"],
+                ]
+                for r in lat
+            ],
+        ),
+        "",
+    ]
     return lines
 
 
@@ -988,14 +1339,22 @@ def _fragmentation_section(data: _Data) -> list[str]:
         "",
         "RFC 7383 fragments only encrypted messages (IKE_INTERMEDIATE, IKE_AUTH), each "
         "fragment at most the fragment size as an IP datagram; IKE_SA_INIT is never "
-        "fragmented. Per proposal and fragment size / MTU (first sends of one handshake):",
+        "fragmented. A message is fragmented when its IKE size exceeds the fragment size "
+        "minus the IP and UDP headers and the 4-byte non-ESP marker: pqike, like "
+        "strongSwan, reserves the marker on port 500 too, where it is not sent, so that one "
+        "fragment size fits both ports (a 1,249-byte message, 1,277 IP bytes unfragmented "
+        "on port 500, is fragmented at 1280). Per proposal and fragment size / MTU (first "
+        "sends of one handshake; *established* counts every handshake in the listed "
+        "profiles):",
         "",
     ]
     rows = [
         [
             f["proposal"],
+            _names_list(f["profiles"]),
             f["fragment_size"],
             f["mtu"],
+            f"{f['limit']:,}",
             _bytes(f["largest_message"]),
             ", ".join(f["fragmented"]) or "none",
             _bytes(f["largest"]),
@@ -1009,20 +1368,178 @@ def _fragmentation_section(data: _Data) -> list[str]:
         _table(
             [
                 "proposal",
+                "profiles",
                 "fragment size",
                 "MTU",
-                "largest encrypted message, unfragmented (IP)",
+                "largest unfragmented message (IKE bytes)",
+                "largest encrypted message (IKE bytes)",
                 "fragmented messages (fragments)",
                 "largest IP datagram",
                 "IKE_SA_INIT req / resp (IP)",
                 "MTU drops",
-                "established (loss-free profiles)",
+                "established",
             ],
             rows,
         ),
         "",
     ]
     return lines
+
+
+def _loss_section(data: _Data) -> list[str]:
+    if not any(_impaired(data.profiles, n) for n in data.names):
+        return []
+    lines = [
+        "## Retransmissions under loss and jitter",
+        "",
+        "A lost datagram is recovered by the initiator's retransmission timer "
+        f"({_retransmit_text(data.meta)}); the responder answers a retransmitted "
+        "request from its cache. Jitter can reorder fragments but costs a retransmission "
+        "only when a datagram arrives after the timer fired. Every profile, the "
+        "unimpaired ones for comparison:",
+        "",
+    ]
+    rows = []
+    for prof in data.names:
+        p = data.profiles.loc[prof]
+        for proposal in data.proposals:
+            s = _stats(data, proposal, prof)
+            rows.append(
+                [
+                    f"`{prof}`",
+                    proposal,
+                    f"{_num(p['loss_pct'])} %",
+                    f"{_num(p['jitter_ms'])} ms",
+                    _share(s["established"], s["handshakes"]),
+                    _share(s["retransmitted"], s["handshakes"]),
+                    _fixed(s["mean_retransmissions"]),
+                    _fixed(s["lost"]),
+                    _bytes(s["ip_bytes_mean"]),
+                    _interval(s),
+                    _time(s["median"]),
+                    _time(s["p95"]),
+                ]
+            )
+    lines += [
+        _table(
+            [
+                "profile",
+                "proposal",
+                "loss",
+                "jitter",
+                "established",
+                "handshakes with a retransmission",
+                "retransmissions (mean)",
+                "datagrams lost (mean)",
+                "IP bytes (mean)",
+                "time to established: mean [95 % CI]",
+                "median",
+                "p95",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    return lines
+
+
+def _latency_section(data: _Data, plots: dict[str, str | None]) -> list[str]:
+    lines = ["## Latency", ""]
+    if plots.get("delay"):
+        lines += [f"![Time to established against one-way delay]({plots['delay']})", ""]
+        single = [n for _, names in data.delay_groups if len(names) == 1 for n in names]
+        if single:
+            lines += [
+                f"The plot has one panel per group of profiles that differ only in delay; "
+                f"{_names_list(single)} have no such partner and are in the table and the "
+                "distributions below.",
+                "",
+            ]
+    rows = []
+    for prof in data.names:
+        for p in data.proposals:
+            s = _stats(data, p, prof)
+            rows.append(
+                [
+                    f"`{prof}`",
+                    p,
+                    _share(s["established"], s["handshakes"]),
+                    _interval(s),
+                    _time(s["median"]),
+                    _time(s["p5"]),
+                    _time(s["p95"]),
+                    _time(s["network"]),
+                    _share(s["retransmitted"], s["handshakes"]),
+                ]
+            )
+    lines += [
+        "Time to established in every profile (network-only: median, without CPU):",
+        "",
+        _table(
+            [
+                "profile",
+                "proposal",
+                "established",
+                "mean [95 % CI]",
+                "median",
+                "p5",
+                "p95",
+                "network-only",
+                "with a retransmission",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    if plots.get("cdf"):
+        lines += [
+            "Distribution of the time to established in every profile:",
+            "",
+            f"![Latency CDFs]({plots['cdf']})",
+            "",
+        ]
+    return lines
+
+
+def _overhead_section(data: _Data, plots: dict[str, str | None]) -> list[str]:
+    others = [p for p in data.proposals if p != data.baseline]
+    if not others:
+        return []
+    lines = [f"## Overhead relative to {data.baseline}", ""]
+    if plots.get("overhead"):
+        lines += [f"![Overhead relative to the baseline]({plots['overhead']})", ""]
+    rows = []
+    for prof in data.names:
+        for p in others:
+            r = _difference(data, p, data.baseline, prof, ratio=True)
+            verdict = _verdict(r, _counts(data, p, data.baseline, prof), ratio=True)
+            rows.append([f"`{prof}`", p, _ratio_text(r), verdict])
+    lines += [
+        f"Mean time to established of each proposal over {data.baseline}'s in every "
+        "profile, with the 95 % bootstrap interval of the ratio:",
+        "",
+        _table(["profile", "proposal", "time relative [95 % CI]", "difference"], rows),
+        "",
+    ]
+    return lines
+
+
+def _pair_comparison(data: _Data) -> list[dict[str, Any]]:
+    """Per configuration: time and bytes of each pair next to the primary pair's."""
+    hs = data.hs_all[data.hs_all["established"]]
+    rows = []
+    for (p, prof), g in hs.groupby(["proposal", "profile"], sort=False):
+        row: dict[str, Any] = {"proposal": p, "profile": prof}
+        for pair, gp in g.groupby("pair", sort=False):
+            row[pair] = {
+                "time": _median(gp, _TIME),
+                "stats": describe(gp[_TIME].tolist()),
+                "ip_bytes": _median(gp, "ip_bytes"),
+                "datagrams": _median(gp, "datagrams"),
+                "n": len(gp),
+            }
+        rows.append(row)
+    return rows
 
 
 def _retransmit_text(meta: dict[str, Any]) -> str:
@@ -1032,73 +1549,6 @@ def _retransmit_text(meta: dict[str, Any]) -> str:
         return "strongSwan's schedule unless the spec changes it"
     # pqike's IkeSa uses strongSwan's back-off: timeout * 1.8**n before try n.
     return f"first after {_num(float(timeout))} s, then 1.8 times longer each try, {tries} tries"
-
-
-def _loss_section(data: _Data) -> list[str]:
-    groups = _loss_groups(data)
-    if not groups:
-        return []
-    lines = [
-        "## Loss and completion time",
-        "",
-        "A lost datagram is recovered by the initiator's retransmission timer "
-        f"({_retransmit_text(data.meta)}); the responder answers a retransmitted "
-        "request from its cache. Time to established, per loss rate:",
-        "",
-    ]
-    for label, names in groups:
-        rows = []
-        for p in data.proposals:
-            for n in names:
-                r = _loss_row(data, p, n)
-                rows.append(
-                    [
-                        p,
-                        f"{_num(r['loss'])} %",
-                        _share(r["established"], r["handshakes"]),
-                        _time(r["median"]),
-                        f"{_time(r['mean'])} [{_time(r['ci95_low'])}, {_time(r['ci95_high'])}]",
-                        _time(r["p95"]),
-                        f"{r['mean_retransmissions']:.2f}",
-                        _share(r["retransmitted"], r["handshakes"]),
-                    ]
-                )
-        lines += [
-            f"### {label}",
-            "",
-            _table(
-                [
-                    "proposal",
-                    "loss",
-                    "established",
-                    "median",
-                    "mean [95 % CI]",
-                    "p95",
-                    "retransmissions (mean)",
-                    "handshakes with a retransmission",
-                ],
-                rows,
-            ),
-            "",
-        ]
-    return lines
-
-
-def _pair_comparison(data: _Data) -> list[dict[str, Any]]:
-    """Per configuration: median time and bytes of each pair next to the primary pair's."""
-    hs = data.hs_all[data.hs_all["established"]]
-    rows = []
-    for (p, prof), g in hs.groupby(["proposal", "profile"], sort=False):
-        row: dict[str, Any] = {"proposal": p, "profile": prof}
-        for pair, gp in g.groupby("pair", sort=False):
-            row[pair] = {
-                "time": _median(gp, "time_to_established_s"),
-                "ip_bytes": _median(gp, "ip_bytes"),
-                "datagrams": _median(gp, "datagrams"),
-                "n": len(gp),
-            }
-        rows.append(row)
-    return rows
 
 
 def _per_datagram_text(values: list[float]) -> str:
@@ -1143,7 +1593,11 @@ def _pairs_section(data: _Data) -> list[str]:
     pairs = list(dict.fromkeys(data.hs_all["pair"]))
     headers = ["proposal", "profile"]
     for pair in pairs:
-        headers += [f"{pair}: time to established", f"{pair}: IP bytes", f"{pair}: established"]
+        headers += [
+            f"{pair}: time to established, mean [95 % CI]",
+            f"{pair}: IP bytes",
+            f"{pair}: established",
+        ]
     all_hs = data.hs_all
     rows = []
     for r in _pair_comparison(data):
@@ -1156,7 +1610,7 @@ def _pairs_section(data: _Data) -> list[str]:
             ]
             m = r.get(pair)
             cells += [
-                _time(m["time"]) if m else "n/a",
+                _interval(m["stats"]) if m else "n/a",
                 _bytes(m["ip_bytes"]) if m else "n/a",
                 _share(int(at["established"].sum()), len(at)),
             ]
@@ -1164,8 +1618,9 @@ def _pairs_section(data: _Data) -> list[str]:
     return [
         "## Peer pairs compared",
         "",
-        f"The sections above use the `{data.pair}` pair. Medians per configuration and pair "
-        "(simulated pairs: virtual time with measured CPU; real pairs: wall-clock time):",
+        f"The sections above use the `{data.pair}` pair. Every configuration and pair "
+        "(simulated pairs: virtual time with measured CPU; real pairs: wall-clock time; "
+        "IP bytes: median):",
         "",
         *_pair_findings(data),
         "",

@@ -18,8 +18,12 @@ A cell directory appears only once the cell is complete (it is written under a
 temporary name and renamed), so an interrupted run leaves whole cells behind and the
 next run with the same spec and ``--repeat`` runs only the missing ones. Once every cell
 is done the combined tables are written, ``run.json`` says ``complete`` and ``cells/``
-is removed; running a complete experiment again only rebuilds the report. A different
-spec (by SHA-256 of its text) or ``--repeat`` discards earlier results in ``out``.
+is removed; running a complete experiment again only rebuilds the report. Unfinished
+cells of a different spec (by SHA-256 of its text) or ``--repeat`` are discarded; a
+*finished* run of another spec, or a directory that holds other files and no run, is
+left alone: ``run_experiment`` refuses with a ``ConfigurationError`` (field ``out``)
+unless ``force=True``. An ``out`` that cannot be a directory (a file, an unwritable
+place) is one ``ConfigurationError`` too.
 
 A pair may hold resources across handshakes (the strongSwan pairs keep their daemons
 running between repetitions); ``run_experiment`` calls its ``close()``, if it has one,
@@ -45,7 +49,8 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from .metrics import datagram_rows, handshake_row, message_rows, payload_rows, summarize
-from .peers import HandshakeCase, PeerPair, default_pairs
+from .peers import HandshakeCase, PeerPair
+from .registry import default_pairs
 from .spec import Cell, ExperimentSpec, load_spec
 
 TABLES = ("handshakes", "messages", "datagrams", "payloads")
@@ -184,6 +189,7 @@ def run_experiment(
     pairs: Mapping[str, PeerPair] | None = None,
     progress: Callable[[Progress], None] | None = None,
     report: bool = True,
+    force: bool = False,
 ) -> ExperimentResult:
     """Run every cell of ``spec`` (a spec or the path of its TOML file).
 
@@ -191,6 +197,8 @@ def run_experiment(
     a rerun resumes (a finished run is not run again: its tables are read back); without
     it nothing is written and the tables are only returned. ``repeat`` forces that many
     repetitions in every cell. Every pair the spec names is checked before anything runs.
+    ``force`` lets a run replace a finished run of another spec (or ``--repeat``) in
+    ``out``, or write into a directory that holds other files.
     """
     if not isinstance(spec, ExperimentSpec):
         spec = load_spec(spec)
@@ -202,7 +210,7 @@ def run_experiment(
     reps = {cell.id: spec.repetitions_for(cell) for cell in cells}
     total_hs = sum(reps.values())
     outdir = Path(out) if out is not None else None
-    discarded, complete = (0, False) if outdir is None else _prepare(outdir, spec, cells)
+    discarded, complete = (0, False) if outdir is None else _prepare(outdir, spec, cells, force)
 
     done_hs = 0
     ran: list[str] = []
@@ -304,16 +312,69 @@ _OUTPUTS = (
     "latency_vs_delay.png",
     "latency_cdf.png",
     "overhead_vs_baseline.png",
+    "pairs_compared.png",
 )
+# What a run leaves in its directory: anything else there means it is not ours.
+_OWN = frozenset({*_OUTPUTS, "run.json", "spec.toml", "cells", ".run.json.tmp"})
 
 
-def _prepare(outdir: Path, spec: ExperimentSpec, cells: list[Cell]) -> tuple[int, bool]:
+def _out_error(outdir: Path, message: str) -> ConfigurationError:
+    return ConfigurationError(f"--out {outdir}: {message}", field="out")
+
+
+def check_out(out: str | os.PathLike[str], spec: ExperimentSpec, *, force: bool = False) -> None:
+    """Raise ``ConfigurationError`` (field ``out``) if ``out`` cannot take ``spec``'s results.
+
+    ``out`` must be a directory or creatable as one, and writable; without ``force`` it
+    must not hold a finished run of another spec (or ``--repeat``), nor other files when
+    it holds no run at all. Nothing is created or changed.
+    """
+    outdir = Path(out)
+    if outdir.exists() and not outdir.is_dir():
+        raise _out_error(outdir, "is a file, not a directory; choose a directory for the results")
+    existing = outdir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise _out_error(outdir, "a part of this path is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "the directory" if existing == outdir else f"{existing}"
+        raise _out_error(outdir, f"{where} is not writable, so the results cannot go there")
+    if force or existing != outdir:
+        return
+    old = _read_json(outdir / "run.json")
+    same = bool(old) and {k: old.get(k) for k in _run_key(spec)} == _run_key(spec)
+    if old and not same and old.get("complete"):
+        what = f"spec {old.get('source', '?')}" + (
+            f" with --repeat {old['repeat']}" if old.get("repeat") else ""
+        )
+        raise _out_error(
+            outdir,
+            f"holds a finished run of {what}, which this run would replace; pass "
+            "--force to replace it or choose another --out",
+        )
+    if not old and any(p.name not in _OWN for p in outdir.iterdir()):
+        raise _out_error(
+            outdir,
+            "holds other files and no experiment run (no run.json); pass --force to "
+            "write the results there anyway or choose another --out",
+        )
+
+
+def _prepare(
+    outdir: Path, spec: ExperimentSpec, cells: list[Cell], force: bool = False
+) -> tuple[int, bool]:
     """Get ``outdir`` ready; return (finished cells discarded, whole run already complete).
 
-    Results of a different spec or ``--repeat`` are removed, so tables of two specs are
-    never mixed.
+    Unfinished results of a different spec or ``--repeat`` are removed, so tables of two
+    specs are never mixed; a finished run of another spec, or other files, only with
+    ``force`` (see ``check_out``).
     """
-    outdir.mkdir(parents=True, exist_ok=True)
+    check_out(outdir, spec, force=force)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _out_error(outdir, f"cannot create the directory ({exc.strerror})") from None
     cells_dir = outdir / "cells"
     old = _read_json(outdir / "run.json")
     same = bool(old) and {k: old.get(k) for k in _run_key(spec)} == _run_key(spec)
@@ -448,7 +509,7 @@ def _cpu_model() -> str:
 
 def _strongswan_version() -> str | None:
     try:
-        from interop.lab import ensure_strongswan
+        from ..interop.lab import ensure_strongswan
 
         install = ensure_strongswan(install=False)
         return install.version()
@@ -460,6 +521,7 @@ __all__ = [
     "CellResult",
     "ExperimentResult",
     "Progress",
+    "check_out",
     "check_pairs",
     "environment",
     "handshake_seed",

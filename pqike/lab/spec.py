@@ -129,13 +129,13 @@ class NetworkProfile:
     description: str = ""
 
     def link(self) -> LinkProfile:
-        """The same profile in SI units for ``pqike.lab.link``."""
-        return LinkProfile(
-            delay=self.delay_ms / 1000.0,
-            jitter=self.jitter_ms / 1000.0,
-            loss=self.loss / 100.0,
+        """The same profile in SI units for ``pqike.lab.link`` (loss as a probability)."""
+        return LinkProfile.from_spec_units(
+            delay_ms=self.delay_ms,
+            jitter_ms=self.jitter_ms,
+            loss_pct=self.loss,
             mtu=self.mtu,
-            bandwidth=self.bandwidth_kbps * 1000.0 if self.bandwidth_kbps else None,
+            bandwidth_kbps=self.bandwidth_kbps,
         )
 
     def as_row(self) -> dict[str, Any]:

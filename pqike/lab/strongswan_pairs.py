@@ -1,7 +1,7 @@
 """The strongSwan peer pairs: ``pqike-strongswan``, ``strongswan-pqike`` and ``strongswan``.
 
 Each handshake runs between two real peers in the interop lab's two network namespaces
-(``interop/lab.py``), the initiator on the left (192.0.2.1 / 2001:db8::1), the responder
+(:mod:`pqike.interop.lab`), the initiator on the left (192.0.2.1 / 2001:db8::1), the responder
 on the right (.2)::
 
     left netns                          TUN relay process                  right netns
@@ -51,7 +51,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import weakref
@@ -60,8 +59,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..constants import IKE_PORT, NAT_T_PORT
 from ..handshake import make_config
 from ..ike.events import Event, IkeSaFailed
+from ..interop.lab import Lab, LabError, StrongSwanConfig, ensure_strongswan, log_dumps
 from ..trace import DatagramRecord, MessageRecord, Trace, payload_names
 from .dissect import KeySchedule, dissect, ike_message, suite_of
 from .link import DatagramFate
@@ -80,11 +81,9 @@ T = TypeVar("T")
 
 LAB_PREFIX = "pqxp"
 """Name prefix of the lab namespaces these pairs create (``pqxp-<hex>-left``...):
-not the lab's default, so ``python -m interop.lab down`` of other runs leaves them alone
-(``python -m interop.lab down --prefix pqxp`` removes leftovers)."""
+not the lab's default, so ``python -m pqike.interop down`` of other runs leaves them alone
+(``python -m pqike.interop down --prefix pqxp`` removes leftovers)."""
 
-IKE_PORT = 500
-NAT_T_PORT = 4500
 ALL_TRAFFIC = "0.0.0.0/0,::/0"
 """Traffic selectors both ways: pqike's default, so TSi/TSr are alike on every pair."""
 
@@ -100,26 +99,6 @@ _FAILURE_LINES = (
     re.compile(r"no proposal found|received proposals unacceptable|no IKE config found.*"),
     re.compile(r"establishing IKE_SA failed.*|initiate failed:.*"),
 )
-
-
-def interop_lab() -> Any:
-    """The ``interop.lab`` module of this source checkout (``None`` when it is absent).
-
-    ``interop/`` is a top-level folder beside the ``pqike`` package, not part of it, so
-    the checkout's root goes on ``sys.path`` when needed (as the interop tests do).
-    """
-    try:
-        import interop.lab as lab
-    except ImportError:
-        root = Path(__file__).resolve().parents[2]
-        if not (root / "interop" / "lab.py").is_file():
-            return None
-        sys.path.insert(0, str(root))
-        try:
-            import interop.lab as lab
-        except ImportError:
-            return None
-    return lab
 
 
 class _NamespaceLoop:
@@ -214,13 +193,9 @@ class _Environment:
     """A lab, its TUN relay and the two peers of one pair kind and ``_Setup``."""
 
     def __init__(self, kinds: tuple[str, str], setup: _Setup, prefix: str, install: bool):
-        lab_module = interop_lab()
-        if lab_module is None:
-            raise OSError("interop/lab.py is not available")
-        self.labmod = lab_module
         self.kinds = kinds
         self.setup = setup
-        self.lab = lab_module.Lab(ipv6=setup.ipv6, prefix=prefix)
+        self.lab = Lab(ipv6=setup.ipv6, prefix=prefix)
         self.relay: TunRelay | None = None
         self.daemons: dict[str, Any] = {}
         self.loops: dict[str, _NamespaceLoop] = {}
@@ -274,7 +249,7 @@ class _Environment:
         ours, theirs = (INITIATOR_ID, RESPONDER_ID)
         if side == "right":
             ours, theirs = theirs, ours
-        return self.labmod.StrongSwanConfig(
+        return StrongSwanConfig(
             ike_proposal=s.ike if side == "left" else s.responder_ike,
             esp_proposal=s.esp,
             psk=PSK.decode(),
@@ -290,7 +265,7 @@ class _Environment:
 
     def _pqike_config(self, side: str) -> Any:
         s = self.setup
-        common = {
+        common: dict[str, Any] = {
             "fragment_size": s.fragment_size,
             "retransmit_timeout": s.retransmit_timeout,
             "retransmit_tries": s.retransmit_tries,
@@ -424,18 +399,18 @@ class _Environment:
         for side in ("left", "right"):
             log = logs.get(side)
             if log:
-                dump = self.labmod.log_dumps
+                dump = log_dumps
                 try:
-                    keys = KeySchedule.from_dumps(
+                    dumped = KeySchedule.from_dumps(
                         dump(log, "Sk_ei secret"),
                         dump(log, "Sk_er secret"),
                         dump(log, "Sk_ai secret"),
                         dump(log, "Sk_ar secret"),
                     )
-                except self.labmod.LabError:
+                except LabError:
                     continue
-                if keys.epochs:
-                    return keys
+                if dumped.epochs:
+                    return dumped
         for events in (initiator_events, responder_events):
             keys = KeySchedule.from_events(events)
             if keys is not None:
@@ -729,13 +704,10 @@ class StrongSwanPair:
             return "ip netns does not work here"
         if not Path("/dev/net/tun").exists():
             return "/dev/net/tun is missing (the impairment relay needs TUN devices)"
-        lab = interop_lab()
-        if lab is None:
-            return "interop/lab.py is not next to the pqike package (use a source checkout)"
         if "strongswan" in self.kinds:
             try:
-                lab.ensure_strongswan(install=self.install)
-            except lab.LabError as exc:
+                ensure_strongswan(install=self.install)
+            except LabError as exc:
                 return str(exc)
         return None
 
@@ -747,10 +719,7 @@ class StrongSwanPair:
         if env is not None and env.setup != setup:
             self.close()
             env = None
-        lab = interop_lab()
-        errors: tuple[type[BaseException], ...] = (OSError, TunRelayError, TimeoutError)
-        if lab is not None:
-            errors += (lab.LabError,)
+        errors = (OSError, TunRelayError, TimeoutError, LabError)
         try:
             if env is None:
                 env = _Environment(self.kinds, setup, self.prefix, self.install)
@@ -788,7 +757,6 @@ def strongswan_pairs(**options: Any) -> dict[str, StrongSwanPair]:
 __all__ = [
     "LAB_PREFIX",
     "StrongSwanPair",
-    "interop_lab",
     "logged_packets",
     "strongswan_pairs",
     "suite_of_records",

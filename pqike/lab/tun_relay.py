@@ -52,6 +52,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..wire.datagram import UdpPacket, parse_ip_udp
 from .link import DELIVERED, LOST, MTU_DROPPED, Channel, LinkProfile, channel_rng
 from .netns import in_namespace
 
@@ -91,50 +92,29 @@ class TunRecord:
         """True for an IPv6 packet."""
         return bool(self.packet) and self.packet[0] >> 4 == 6
 
-    def _udp(self) -> tuple[int, bytes] | None:
-        p = self.packet
-        if self.ipv6:
-            if len(p) < 48 or p[6] != 17:
-                return None
-            return 40, p[40 : 40 + struct.unpack_from("!H", p, 4)[0]]
-        if len(p) < 28 or p[9] != 17 or struct.unpack_from("!H", p, 6)[0] & 0x1FFF:
-            return None
-        ihl = (p[0] & 0x0F) * 4
-        return ihl, p[ihl : struct.unpack_from("!H", p, 2)[0]]
+    def _udp(self) -> UdpPacket | None:
+        return parse_ip_udp(self.packet)
 
     @property
     def is_udp(self) -> bool:
         """True for an unfragmented UDP packet (everything IKE sends here)."""
-        found = self._udp()
-        return found is not None and len(found[1]) >= 8
+        return self._udp() is not None
 
     @property
     def addresses(self) -> tuple[str, int, str, int]:
         """(source, source port, destination, destination port) of a UDP packet."""
-        found = self._udp()
-        if found is None:
+        udp = self._udp()
+        if udp is None:
             raise ValueError("not a UDP packet")
-        p, (_, udp) = self.packet, found
-        if self.ipv6:
-            src, dst = p[8:24], p[24:40]
-        else:
-            src, dst = p[12:16], p[16:20]
-        sport, dport = struct.unpack_from("!HH", udp)
-        return (
-            str(ipaddress.ip_address(src)),
-            sport,
-            str(ipaddress.ip_address(dst)),
-            dport,
-        )
+        return udp.src, udp.sport, udp.dst, udp.dport
 
     @property
     def udp_payload(self) -> bytes:
         """The UDP payload (a non-ESP marker included, if any)."""
-        found = self._udp()
-        if found is None:
+        udp = self._udp()
+        if udp is None:
             raise ValueError("not a UDP packet")
-        udp = found[1]
-        return udp[8 : struct.unpack_from("!H", udp, 4)[0]]
+        return udp.payload
 
 
 # --- the client ------------------------------------------------------------------------

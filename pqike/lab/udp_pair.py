@@ -45,10 +45,34 @@ class _LoopThread:
         self.loop.run_forever()
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            # Ctrl-C (or a timeout) in the calling thread: the coroutine must not run on.
+            future.cancel()
+            raise
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        """Cancel what still runs on the loop, let it unwind, then stop the loop.
+
+        Stopping with tasks pending would leave them to be garbage-collected later with
+        asyncio's "Task was destroyed but it is pending!" and their whole repr.
+        """
+
+        async def finish() -> None:
+            me = asyncio.current_task()
+            pending = [t for t in asyncio.all_tasks() if t is not me]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        if self._thread.is_alive() and not self.loop.is_closed():
+            try:
+                asyncio.run_coroutine_threadsafe(finish(), self.loop).result(5.0)
+            except (TimeoutError, RuntimeError, asyncio.CancelledError):
+                pass  # a task that will not unwind must not keep the run from ending
+            self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5.0)
         if not self._thread.is_alive():
             self.loop.close()
@@ -77,7 +101,7 @@ class UdpPair:
 
         profile = case.profile
         host = "::1" if profile.ipv6 else "127.0.0.1"
-        common = {
+        common: dict[str, Any] = {
             "fragment_size": profile.fragment_size,
             "retransmit_timeout": case.retransmit_timeout,
             "retransmit_tries": case.retransmit_tries,

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from ..constants import (
     GENERIC_PAYLOAD_HEADER_LENGTH,
     IKE_HEADER_LENGTH,
+    ExchangeType,
     PayloadType,
     TsType,
 )
@@ -74,6 +75,9 @@ __all__ = [
 ]
 
 _HEADER = struct.Struct("!8s8sBBBBII")
+# A known exchange type decodes to its ExchangeType member (an int that prints its name);
+# a dict lookup keeps the header path as fast as before.
+_EXCHANGE_TYPES = {int(e): e for e in ExchangeType}
 _GENERIC = struct.Struct("!BBH")
 _PROPOSAL = struct.Struct("!BxHBBBB")
 _TRANSFORM = struct.Struct("!BxHBxH")
@@ -92,7 +96,7 @@ _TRANSFORM_HEADER = 8
 _ATTRIBUTE_TV = 0x8000  # RFC 7296 3.3.5: AF bit set means a 2-byte value follows the type
 _CP_TYPE_MASK = 0x7FFF  # RFC 7296 3.15.1: the top bit is reserved
 # RFC 7296 3.13.1: selector length for each address family (8 fixed bytes + 2 addresses).
-_TS_LENGTH = {TsType.TS_IPV4_ADDR_RANGE: 16, TsType.TS_IPV6_ADDR_RANGE: 40}
+_TS_LENGTH: dict[int, int] = {TsType.TS_IPV4_ADDR_RANGE: 16, TsType.TS_IPV6_ADDR_RANGE: 40}
 _TS_MIN_LENGTH = 16
 _NONCE_MIN, _NONCE_MAX = 16, 256  # RFC 7296 3.9
 
@@ -112,7 +116,8 @@ def decode_header(data: bytes) -> IkeHeader:
 
     Raises ``TruncatedMessage`` if fewer than 28 bytes are given and
     ``InvalidMajorVersion`` unless the major version is 2. The Length field is returned
-    as sent; comparing it with the datagram is ``decode_message``'s job.
+    as sent; comparing it with the datagram is ``decode_message``'s job. The exchange
+    type is an ``ExchangeType`` when the registry knows it, else the plain ``int``.
     """
     if len(data) < IKE_HEADER_LENGTH:
         raise TruncatedMessage(
@@ -130,7 +135,7 @@ def decode_header(data: bytes) -> IkeHeader:
         spi_i=spi_i,
         spi_r=spi_r,
         next_payload=next_payload,
-        exchange_type=exchange,
+        exchange_type=_EXCHANGE_TYPES.get(exchange, exchange),
         flags=flags,
         message_id=message_id,
         length=length,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ..constants import (
     IKE_HEADER_LENGTH,
@@ -344,6 +345,9 @@ Payload = (
     | UnknownPayload
 )
 
+_P = TypeVar("_P")
+"""A payload class, for :meth:`Message.first`."""
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -358,7 +362,7 @@ class Message:
     payloads: tuple[Payload, ...]
     raw: bytes = field(default=b"", repr=False, compare=False)
 
-    def first(self, cls: type) -> Payload | None:
+    def first(self, cls: type[_P]) -> _P | None:
         """The first payload of class ``cls``, or ``None``."""
         for p in self.payloads:
             if isinstance(p, cls):

@@ -271,3 +271,30 @@ def test_key_containers_are_immutable():
     keys = IkeKeys(*(bytes([i]) for i in range(7)))
     with pytest.raises(AttributeError):
         keys.sk_d = b""  # type: ignore[misc]
+
+
+def test_ike_key_schedule_is_init_then_rfc9370_updates():
+    """One epoch per shared secret: RFC 7296 2.14 first, then RFC 9370 2.2.2 each round."""
+    from pqike.crypto.keys import ike_key_schedule, initial_ike_keys, updated_ike_keys
+
+    prf = get_prf(PrfTransform.HMAC_SHA2_256)
+    ni, nr, spi_i, spi_r = b"\x01" * 32, b"\x02" * 32, b"\x03" * 8, b"\x04" * 8
+    secrets = [b"\x05" * 32, b"\x06" * 32, b"\x07" * 32]
+    sizes = {"encr_key_size": 36, "integ_key_size": 0}
+    epochs = ike_key_schedule(prf, secrets, ni, nr, spi_i, spi_r, **sizes)
+    first = derive_ike_keys(
+        prf, skeyseed(prf, ni, nr, secrets[0]), ni, nr, spi_i, spi_r, **sizes
+    )
+    assert epochs[0] == first == initial_ike_keys(prf, secrets[0], ni, nr, spi_i, spi_r, **sizes)
+    second = derive_ike_keys(
+        prf,
+        skeyseed_additional(prf, first.sk_d, secrets[1], ni, nr),
+        ni,
+        nr,
+        spi_i,
+        spi_r,
+        **sizes,
+    )
+    assert epochs[1] == second
+    assert epochs[2] == updated_ike_keys(prf, second, secrets[2], ni, nr, spi_i, spi_r, **sizes)
+    assert ike_key_schedule(prf, [], ni, nr, spi_i, spi_r, **sizes) == []

@@ -12,51 +12,24 @@ import random
 import pytest
 
 from pqike.constants import ExchangeType, NotifyType
-from pqike.handshake import drive_pair, make_config
+from pqike.handshake import drive_pair
 from pqike.ike.events import DatagramDropped
 from pqike.ike.protection import protect
-from pqike.ike.sa import IkeSa
 from pqike.wire.codec import decode_message, encode_message
 from pqike.wire.payloads import IkeHeader, NotifyPayload, UnknownPayload
 
 PROPOSAL = "aes256gcm16-prfsha384-x25519"
+# Where the sa_pair fixture (tests/conftest.py) puts the initiator and the responder.
 I_ADDR, R_ADDR = ("192.0.2.1", 500), ("192.0.2.2", 500)
 
 
-def pair(proposal=PROPOSAL, **kw):
-    ini = IkeSa(
-        make_config(proposal, local_id="alice.example", psk=b"k", **kw),
-        is_initiator=True,
-        local=I_ADDR,
-        remote=R_ADDR,
-    )
-    res = IkeSa(
-        make_config(proposal, local_id="bob.example", psk=b"k", **kw),
-        is_initiator=False,
-        local=R_ADDR,
-        remote=I_ADDR,
-    )
-    return ini, res
-
-
-def answer_to(res, data):
-    res.receive_datagram(data, I_ADDR, now=0.0)
-    out = res.datagrams_to_send(now=0.0)
-    assert len(out) == 1
-    return decode_message(out[0][0])
-
-
-def first_request(ini):
-    ini.initiate(now=0.0)
-    return ini.datagrams_to_send(now=0.0)[0][0]
-
-
-def test_truncated_ike_sa_init_request_gets_invalid_syntax():
-    ini, res = pair()
+def test_truncated_ike_sa_init_request_gets_invalid_syntax(sa_pair, first_request, answer_to):
+    ini, res = sa_pair()
     data = first_request(ini)
     broken = data[:60] + (len(data) - 1).to_bytes(4, "big")[:0] + data[61:]
     broken = broken[:24] + len(broken).to_bytes(4, "big") + broken[28:]
-    reply = answer_to(res, broken)
+    (raw,) = answer_to(res, broken)
+    reply = decode_message(raw)
     assert reply.header.is_response and reply.header.spi_i == data[:8]
     assert [n.notify_type for n in reply.notifies()] == [NotifyType.INVALID_SYNTAX]
     # the responder kept no state: the real request still works
@@ -64,38 +37,43 @@ def test_truncated_ike_sa_init_request_gets_invalid_syntax():
     assert res.state.name == "RESPONDER_EXPECT_AUTH_REQUEST"
 
 
-def test_unknown_critical_payload_gets_unsupported_critical_payload():
-    ini, res = pair()
+def test_unknown_critical_payload_gets_unsupported_critical_payload(
+    sa_pair, first_request, answer_to
+):
+    ini, res = sa_pair()
     msg = decode_message(first_request(ini))
     bad = encode_message(msg.header, [*msg.payloads, UnknownPayload(200, b"x", critical=True)])
-    reply = answer_to(res, bad)
+    (raw,) = answer_to(res, bad)
+    reply = decode_message(raw)
     (n,) = reply.notifies()
     assert n.notify_type == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD and n.data == bytes([200])
 
 
-def test_unknown_non_critical_payload_is_skipped():
-    ini, res = pair()
+def test_unknown_non_critical_payload_is_skipped(sa_pair, first_request, answer_to):
+    ini, res = sa_pair()
     msg = decode_message(first_request(ini))
     ok = encode_message(msg.header, [*msg.payloads, UnknownPayload(200, b"x")])
-    reply = answer_to(res, ok)
+    (raw,) = answer_to(res, ok)
+    reply = decode_message(raw)
     assert reply.first(type(msg.payloads[0])) is not None  # an SA payload: accepted
 
 
-def test_higher_major_version_gets_invalid_major_version():
-    ini, res = pair()
+def test_higher_major_version_gets_invalid_major_version(sa_pair, first_request, answer_to):
+    ini, res = sa_pair()
     data = bytearray(first_request(ini))
     data[17] = 0x30
-    reply = answer_to(res, bytes(data))
+    (raw,) = answer_to(res, bytes(data))
+    reply = decode_message(raw)
     assert [n.notify_type for n in reply.notifies()] == [NotifyType.INVALID_MAJOR_VERSION]
 
 
-def test_bad_protected_request_gets_a_protected_invalid_syntax():
-    ini, res = pair()
+def test_bad_protected_request_gets_a_protected_invalid_syntax(sa_pair, first_request):
+    ini, res = sa_pair()
     res.receive_datagram(first_request(ini), I_ADDR, now=0.0)
     for data, _ in res.datagrams_to_send(now=0.0):
         ini.receive_datagram(data, R_ADDR, now=0.0)
     ini.datagrams_to_send(now=0.0)  # the real IKE_AUTH request is discarded
-    c = ini._crypto
+    c = ini.gen.crypto
     header = IkeHeader(ini.spi_i, ini.spi_r, 0, ExchangeType.IKE_AUTH, 0x08, 1)
     # an IDi payload too short to hold its ID type: malformed inside SK
     garbage = protect(header, [UnknownPayload(35, b"")], c.cipher, c.keys.sk_ei, c.keys.sk_ai)
@@ -116,8 +94,8 @@ def drain(sa):
 @pytest.mark.parametrize(
     "junk", [b"", b"\x00" * 3, os.urandom(27), os.urandom(28), os.urandom(400)]
 )
-def test_garbage_responses_are_dropped_and_counted_then_the_handshake_goes_on(junk):
-    ini, res = pair()
+def test_garbage_responses_are_dropped_and_counted_then_the_handshake_goes_on(junk, sa_pair):
+    ini, res = sa_pair()
 
     def deliver(sender, data, index):
         # junk arrives ahead of every responder datagram
@@ -129,8 +107,8 @@ def test_garbage_responses_are_dropped_and_counted_then_the_handshake_goes_on(ju
     assert any(isinstance(e, DatagramDropped) for e in result.initiator_events)
 
 
-def test_response_with_a_wrong_message_id_is_dropped():
-    ini, res = pair()
+def test_response_with_a_wrong_message_id_is_dropped(sa_pair):
+    ini, res = sa_pair()
 
     def deliver(sender, data, index):
         msg = decode_message(data)
@@ -146,8 +124,8 @@ def test_response_with_a_wrong_message_id_is_dropped():
     assert reasons == ["response to no outstanding request"]
 
 
-def test_request_with_a_future_message_id_is_dropped():
-    ini, res = pair()
+def test_request_with_a_future_message_id_is_dropped(sa_pair):
+    ini, res = sa_pair()
 
     def deliver(sender, data, index):
         if sender == "initiator" and decode_message(data).header.message_id == 1:
@@ -162,8 +140,8 @@ def test_request_with_a_future_message_id_is_dropped():
     assert reasons == ["request message ID 5, expected 1"]
 
 
-def test_tampered_ciphertext_is_dropped_silently_and_the_retransmission_succeeds():
-    ini, res = pair()
+def test_tampered_ciphertext_is_dropped_silently_and_the_retransmission_succeeds(sa_pair):
+    ini, res = sa_pair()
     hit = {"done": False}
 
     def deliver(sender, data, index):
@@ -192,11 +170,11 @@ def _mutate(rnd, data):
     return bytes(mutated)
 
 
-def test_mutated_protected_datagrams_never_stop_the_handshake():
+def test_mutated_protected_datagrams_never_stop_the_handshake(sa_pair):
     """Mutated copies of every protected datagram (fragments included) arrive first."""
     rnd = random.Random(7)
     for trial in range(30):
-        ini, res = pair(PROPOSAL + "-ke1_mlkem768")
+        ini, res = sa_pair(PROPOSAL + "-ke1_mlkem768")
 
         def deliver(sender, data, index, trial=trial):
             if decode_message(data).header.exchange_type == ExchangeType.IKE_SA_INIT:
@@ -209,14 +187,19 @@ def test_mutated_protected_datagrams_never_stop_the_handshake():
         assert ini.stats["dropped"] + res.stats["dropped"] >= 4
 
 
-def test_mutated_datagrams_anywhere_never_raise():
+def test_mutated_datagrams_anywhere_never_raise(sa_pair):
     """IKE_SA_INIT is unauthenticated, so a mutation there may end the SA, but only ever
     through an event: nothing raises, both sides settle, and agreeing keys when both
     establish."""
     rnd = random.Random(11)
     outcomes = set()
-    for _ in range(40):
-        ini, res = pair(PROPOSAL + "-ke1_mlkem768")
+    # About 1 run in 15 establishes (the mutation hits nothing that IKE_SA_INIT keeps):
+    # run until both outcomes were seen, so the test cannot fail by bad luck (at 40 runs
+    # it did, 7 % of the time).
+    for _ in range(400):
+        if outcomes == {True, False}:
+            break
+        ini, res = sa_pair(PROPOSAL + "-ke1_mlkem768")
         result = drive_pair(
             ini, res, deliver=lambda sender, data, index: [_mutate(rnd, data), data]
         )
@@ -232,8 +215,8 @@ def res_keys(result):
     return next(e.keys for e in result.responder_events if type(e).__name__ == "IkeSaEstablished")
 
 
-def test_notify_from_unauthenticated_source_does_not_kill_an_established_sa():
-    ini, res = pair()
+def test_notify_from_unauthenticated_source_does_not_kill_an_established_sa(sa_pair):
+    ini, res = sa_pair()
     result = drive_pair(ini, res)
     assert result.established
     fake = encode_message(

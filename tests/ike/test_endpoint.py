@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from pqike.constants import ExchangeType, NotifyType
 from pqike.errors import LocalProtocolError
-from pqike.handshake import make_config
 from pqike.ike.endpoint import EndpointLimits, IkeEndpoint
 from pqike.ike.events import (
     ChildSaEstablished,
@@ -29,19 +28,6 @@ PROPOSAL = "aes256gcm16-prfsha384-x25519"
 HYBRID = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
 INI = ("192.0.2.1", 500)
 RES = ("192.0.2.2", 500)
-
-
-def initiator_config(proposal=PROPOSAL, **kw):
-    return make_config(
-        proposal,
-        local_id="initiator.pqike.example",
-        remote_id="responder.pqike.example",
-        **kw,
-    )
-
-
-def responder_config(proposal=PROPOSAL, **kw):
-    return make_config(proposal, local_id="responder.pqike.example", **kw)
 
 
 def pump(a, b, *, now=0.0, deliver=None, rounds=64):
@@ -73,7 +59,9 @@ def first_sa_init(endpoint, now=0.0):
     return item
 
 
-def test_one_responder_endpoint_serves_many_ike_sas_routed_by_their_spis():
+def test_one_responder_endpoint_serves_many_ike_sas_routed_by_their_spis(
+    initiator_config, responder_config
+):
     ini, res = IkeEndpoint(), IkeEndpoint(responder_config())
     sas = [ini.initiate(initiator_config(), RES, local=INI, now=0.0) for _ in range(5)]
     pump(ini, res)
@@ -88,7 +76,7 @@ def test_one_responder_endpoint_serves_many_ike_sas_routed_by_their_spis():
     assert res.stats["responder_sas_created"] == 5
 
 
-def test_initiator_events_come_with_their_sa_and_the_child_sa():
+def test_initiator_events_come_with_their_sa_and_the_child_sa(initiator_config, responder_config):
     ini, res = IkeEndpoint(), IkeEndpoint(responder_config())
     sa = ini.initiate(initiator_config(), RES, local=INI, now=0.0)
     pump(ini, res)
@@ -96,7 +84,9 @@ def test_initiator_events_come_with_their_sa_and_the_child_sa():
     assert IkeSaEstablished in kinds and ChildSaEstablished in kinds
 
 
-def test_retransmitted_ike_sa_init_goes_to_the_sa_that_answered_it():
+def test_retransmitted_ike_sa_init_goes_to_the_sa_that_answered_it(
+    initiator_config, responder_config
+):
     ini, res = IkeEndpoint(), IkeEndpoint(responder_config())
     ini.initiate(initiator_config(), RES, local=INI, now=0.0)
     data, local, remote = first_sa_init(ini)
@@ -109,7 +99,7 @@ def test_retransmitted_ike_sa_init_goes_to_the_sa_that_answered_it():
     assert sa.stats["retransmitted_requests"] == 1
 
 
-def test_the_same_spi_from_another_peer_is_another_ike_sa():
+def test_the_same_spi_from_another_peer_is_another_ike_sa(initiator_config, responder_config):
     ini, res = IkeEndpoint(), IkeEndpoint(responder_config())
     ini.initiate(initiator_config(), RES, local=INI, now=0.0)
     data, local, remote = first_sa_init(ini)
@@ -119,7 +109,9 @@ def test_the_same_spi_from_another_peer_is_another_ike_sa():
     assert res.stats["responder_sas_created"] == 2
 
 
-def test_cookie_exchange_keeps_no_state_until_the_cookie_comes_back():
+def test_cookie_exchange_keeps_no_state_until_the_cookie_comes_back(
+    initiator_config, responder_config
+):
     ini, res = IkeEndpoint(), IkeEndpoint(responder_config(require_cookie=True))
     sa = ini.initiate(initiator_config(), RES, local=INI, now=0.0)
     data, local, remote = first_sa_init(ini)
@@ -134,7 +126,9 @@ def test_cookie_exchange_keeps_no_state_until_the_cookie_comes_back():
     assert res.stats["stateless_replies"] == 1
 
 
-def test_invalid_ke_payload_answer_keeps_no_state_and_the_retry_succeeds():
+def test_invalid_ke_payload_answer_keeps_no_state_and_the_retry_succeeds(
+    initiator_config, responder_config
+):
     ini = IkeEndpoint()
     res = IkeEndpoint(responder_config("aes256gcm16-prfsha384-ecp256"))
     sa = ini.initiate(
@@ -145,7 +139,7 @@ def test_invalid_ke_payload_answer_keeps_no_state_and_the_retry_succeeds():
     assert len(res) == 1 and res.stats["stateless_replies"] == 1
 
 
-def test_no_proposal_chosen_is_reported_but_the_sa_is_not_kept():
+def test_no_proposal_chosen_is_reported_but_the_sa_is_not_kept(initiator_config, responder_config):
     ini = IkeEndpoint()
     res = IkeEndpoint(responder_config("aes128gcm16-prfsha256-ecp256"))
     sa = ini.initiate(initiator_config(), RES, local=INI, now=0.0)
@@ -156,7 +150,9 @@ def test_no_proposal_chosen_is_reported_but_the_sa_is_not_kept():
     assert failed.notify == NotifyType.NO_PROPOSAL_CHOSEN
 
 
-def test_junk_esp_keepalives_and_unknown_spis_are_dropped_and_counted():
+def test_junk_esp_keepalives_and_unknown_spis_are_dropped_and_counted(
+    initiator_config, responder_config
+):
     res = IkeEndpoint(responder_config())
     marker_ports = (("198.51.100.7", 4500), ("192.0.2.2", 4500))
     peer, local = marker_ports
@@ -195,14 +191,14 @@ junk = st.one_of(
 
 @settings(max_examples=400, deadline=None)
 @given(junk, st.sampled_from([500, 4500]))
-def test_junk_never_raises_and_never_leaves_state_behind(data, port):
+def test_junk_never_raises_and_never_leaves_state_behind(responder_config, data, port):
     res = IkeEndpoint(responder_config())
     res.receive_datagram(data, ("198.51.100.7", port), local=("192.0.2.2", port), now=0.0)
     assert len(res) == 0 and res.half_open == 0 and res.get_timer() is None
     assert len(res.datagrams_to_send(now=0.0)) <= 1  # at most one stateless error notify
 
 
-def test_stateless_replies_on_marker_ports_carry_the_marker():
+def test_stateless_replies_on_marker_ports_carry_the_marker(initiator_config, responder_config):
     res = IkeEndpoint(responder_config(require_cookie=True))
     ini = IkeEndpoint()
     ini.initiate(initiator_config(), ("192.0.2.2", 15500), local=("192.0.2.1", 15600), now=0.0)
@@ -214,7 +210,7 @@ def test_stateless_replies_on_marker_ports_carry_the_marker():
     assert decode_message(reply[4:]).notifies()[0].notify_type == NotifyType.COOKIE
 
 
-def test_an_initiator_only_endpoint_ignores_ike_sa_init_requests():
+def test_an_initiator_only_endpoint_ignores_ike_sa_init_requests(initiator_config):
     a, b = IkeEndpoint(), IkeEndpoint()
     a.initiate(initiator_config(), RES, local=INI, now=0.0)
     data, src, dst = first_sa_init(a)
@@ -222,7 +218,9 @@ def test_an_initiator_only_endpoint_ignores_ike_sa_init_requests():
     assert len(b) == 0 and b.stats["dropped_no_config"] == 1
 
 
-def test_config_for_chooses_per_local_address_and_may_refuse_a_peer():
+def test_config_for_chooses_per_local_address_and_may_refuse_a_peer(
+    initiator_config, responder_config
+):
     v4 = responder_config()
     seen = []
 
@@ -239,33 +237,36 @@ def test_config_for_chooses_per_local_address_and_may_refuse_a_peer():
     assert res.stats["dropped_no_config"] == 1
 
 
-def send_sa_inits(res, count, peer_ip=lambda n: "192.0.2.1"):
-    """Start ``count`` handshakes against ``res`` and deliver only their IKE_SA_INIT."""
+def send_sa_inits(res, count, config, peer_ip=lambda n: "192.0.2.1"):
+    """Start ``count`` handshakes with ``config`` against ``res``; deliver only their
+    IKE_SA_INIT."""
     ini = IkeEndpoint()
     for n in range(count):
-        ini.initiate(initiator_config(), RES, local=(peer_ip(n), 500), now=0.0)
+        ini.initiate(config, RES, local=(peer_ip(n), 500), now=0.0)
     for data, src, dst in ini.datagrams_to_send(now=0.0):
         res.receive_datagram(data, src, local=dst, now=0.0)
     return ini
 
 
-def test_half_open_sas_are_capped():
+def test_half_open_sas_are_capped(initiator_config, responder_config):
     res = IkeEndpoint(responder_config(), limits=EndpointLimits(max_half_open=2))
-    send_sa_inits(res, 3)
+    send_sa_inits(res, 3, initiator_config())
     assert res.half_open == 2 and len(res) == 2
     assert res.stats["dropped_half_open_limit"] == 1
 
 
-def test_half_open_sas_are_capped_per_peer_address():
+def test_half_open_sas_are_capped_per_peer_address(initiator_config, responder_config):
     res = IkeEndpoint(responder_config(), limits=EndpointLimits(max_half_open_per_peer=1))
-    send_sa_inits(res, 4, peer_ip=lambda n: f"192.0.2.{10 + n // 2}")
+    send_sa_inits(res, 4, initiator_config(), peer_ip=lambda n: f"192.0.2.{10 + n // 2}")
     assert res.half_open == 2
     assert res.stats["dropped_peer_limit"] == 2
 
 
-def test_cookies_are_demanded_once_the_threshold_of_half_open_sas_is_reached():
+def test_cookies_are_demanded_once_the_threshold_of_half_open_sas_is_reached(
+    initiator_config, responder_config
+):
     res = IkeEndpoint(responder_config(), limits=EndpointLimits(cookie_threshold=1))
-    send_sa_inits(res, 1)
+    send_sa_inits(res, 1, initiator_config())
     assert res.half_open == 1
     ini = IkeEndpoint()
     late = ini.initiate(initiator_config(), RES, local=("192.0.2.20", 500), now=0.0)
@@ -279,10 +280,10 @@ def test_cookies_are_demanded_once_the_threshold_of_half_open_sas_is_reached():
     assert late.is_established
 
 
-def test_half_open_sas_time_out_and_closed_sas_are_forgotten():
+def test_half_open_sas_time_out_and_closed_sas_are_forgotten(initiator_config, responder_config):
     limits = EndpointLimits(closed_linger=10.0)
     res = IkeEndpoint(responder_config(half_open_timeout=30.0), limits=limits)
-    send_sa_inits(res, 1)
+    send_sa_inits(res, 1, initiator_config())
     res.datagrams_to_send(now=0.0)
     assert res.get_timer() == 30.0
     res.handle_timer(now=30.0)
@@ -294,7 +295,7 @@ def test_half_open_sas_time_out_and_closed_sas_are_forgotten():
     assert res.stats["sas_forgotten"] == 1
 
 
-def test_a_lost_ike_sa_init_is_retransmitted_on_the_endpoint_timer():
+def test_a_lost_ike_sa_init_is_retransmitted_on_the_endpoint_timer(initiator_config):
     ini = IkeEndpoint()
     config = initiator_config(retransmit_timeout=2.0)
     ini.initiate(config, RES, local=INI, now=0.0)
@@ -307,7 +308,9 @@ def test_a_lost_ike_sa_init_is_retransmitted_on_the_endpoint_timer():
     assert ini.get_timer() == 2.0 + 2.0 * 1.8
 
 
-def test_lost_ike_auth_response_is_answered_again_from_the_cache():
+def test_lost_ike_auth_response_is_answered_again_from_the_cache(
+    initiator_config, responder_config
+):
     ini, res = IkeEndpoint(), IkeEndpoint(responder_config())
     sa = ini.initiate(initiator_config(retransmit_timeout=1.0), RES, local=INI, now=0.0)
     auth_responses = []
@@ -327,7 +330,9 @@ def test_lost_ike_auth_response_is_answered_again_from_the_cache():
     assert auth_responses[0] == auth_responses[1]
 
 
-def test_delete_through_the_endpoint_and_both_sides_forget_the_sa():
+def test_delete_through_the_endpoint_and_both_sides_forget_the_sa(
+    initiator_config, responder_config
+):
     limits = EndpointLimits(closed_linger=5.0)
     ini = IkeEndpoint(limits=limits)
     res = IkeEndpoint(responder_config(), limits=limits)
@@ -343,7 +348,9 @@ def test_delete_through_the_endpoint_and_both_sides_forget_the_sa():
     assert len(ini) == 0 and len(res) == 0
 
 
-def test_after_nat_t_floating_datagrams_leave_from_the_nat_t_port():
+def test_after_nat_t_floating_datagrams_leave_from_the_nat_t_port(
+    initiator_config, responder_config
+):
     ini = IkeEndpoint()
     res = IkeEndpoint(responder_config(force_nat_t=True))
     sa = ini.initiate(initiator_config(force_nat_t=True), RES, local=INI, now=0.0)
@@ -357,7 +364,7 @@ def test_after_nat_t_floating_datagrams_leave_from_the_nat_t_port():
     assert responder.local == ("192.0.2.2", 4500)
 
 
-def test_hybrid_handshake_with_fragments_through_endpoints():
+def test_hybrid_handshake_with_fragments_through_endpoints(initiator_config, responder_config):
     ini = IkeEndpoint()
     res = IkeEndpoint(responder_config(HYBRID))
     sa = ini.initiate(initiator_config(HYBRID), RES, local=INI, now=0.0)
@@ -373,7 +380,9 @@ def test_hybrid_handshake_with_fragments_through_endpoints():
     assert len(carried) == 7
 
 
-def test_established_responder_sas_do_not_keep_the_half_open_index():
+def test_established_responder_sas_do_not_keep_the_half_open_index(
+    initiator_config, responder_config
+):
     res = IkeEndpoint(responder_config())
     ini = IkeEndpoint()
     sa = ini.initiate(initiator_config(), RES, local=INI, now=0.0)
@@ -397,16 +406,18 @@ def ini_answers(res, request, *, now):
     return res.datagrams_to_send(now=now)
 
 
-def test_an_endpoint_refuses_to_delete_a_foreign_sa():
+def test_an_endpoint_refuses_to_delete_a_foreign_sa(initiator_config):
     a, b = IkeEndpoint(), IkeEndpoint()
     sa = a.initiate(initiator_config(), RES, local=INI, now=0.0)
     with pytest.raises(LocalProtocolError):
         b.delete(sa, now=0.0)
 
 
-def test_a_cookie_threshold_of_zero_demands_a_cookie_from_every_new_peer():
+def test_a_cookie_threshold_of_zero_demands_a_cookie_from_every_new_peer(
+    initiator_config, responder_config
+):
     res = IkeEndpoint(responder_config(), limits=EndpointLimits(cookie_threshold=0))
-    ini = send_sa_inits(res, 3)
+    ini = send_sa_inits(res, 3, initiator_config())
     replies = res.datagrams_to_send(now=0.0)
     assert len(replies) == 3 and len(res) == 0
     for data, _, _ in replies:
@@ -417,9 +428,9 @@ def test_a_cookie_threshold_of_zero_demands_a_cookie_from_every_new_peer():
     assert len(res) == 3 and all(sa.is_established for sa in res)
 
 
-def test_notify_payloads_in_stateless_replies_are_unprotected():
+def test_notify_payloads_in_stateless_replies_are_unprotected(initiator_config, responder_config):
     res = IkeEndpoint(responder_config(require_cookie=True))
-    send_sa_inits(res, 1)
+    send_sa_inits(res, 1, initiator_config())
     (reply, _, _) = res.datagrams_to_send(now=0.0)[0]
     message = decode_message(reply)
     assert message.header.spi_r == b"\x00" * 8

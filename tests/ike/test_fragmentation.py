@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pqike.constants import ExchangeType
-from pqike.handshake import make_config, run_handshake
+from pqike.handshake import run_handshake
 from pqike.ike.protection import protect
-from pqike.ike.sa import IkeSa
 from pqike.wire.payloads import KePayload, VendorIdPayload
 
 HYBRID = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
@@ -22,13 +21,14 @@ def test_every_datagram_fits_the_fragment_size(size, ipv6):
     assert protected and all(d.ip_bytes <= size for d in protected)
     inter = [m for m in result.trace.messages if m.exchange == "IKE_INTERMEDIATE"]
     # The 1184-byte encapsulation key makes a 1249-byte IKE message (1277/1297 bytes as an
-    # IPv4/IPv6 datagram, lab-facts): fragmented below that, whole at 1500.
+    # IPv4/IPv6 datagram): fragmented below that, whole at 1500.
     whole = 1249 + (40 if ipv6 else 20) + 8 + 4
     assert (inter[0].fragments >= 2) == (whole > size)
 
 
 def test_strongswan_datagram_shape_at_1280():
-    """lab-facts.md: s248 r281 s1248 s66 r1153 s310 r241 for strongSwan <-> strongSwan."""
+    """strongSwan <-> strongSwan at 1280, IPv4 only (IKE bytes): s248 r281 s1248 s66 r1153
+    s310 r241; interop/README.md has the lab's capture."""
     result = run_handshake(HYBRID, fragment_size=1280)
     t = result.trace
     assert len(t.datagrams) == 7
@@ -81,19 +81,13 @@ def test_single_fragment_faults_still_establish(size, ipv6, kind):
         assert result.established, (kind, victim, result.failures)
 
 
-def test_hundreds_of_kilobytes_in_one_message():
+def test_hundreds_of_kilobytes_in_one_message(sa_pair):
     """300 kB of payloads (a payload holds at most 64 kB) go through fragmentation and back."""
-    ini = IkeSa(make_config(HYBRID, local_id="a.example", psk=b"k"), is_initiator=True)
-    res = IkeSa(
-        make_config(HYBRID, local_id="b.example", psk=b"k"),
-        is_initiator=False,
-        local=("192.0.2.2", 500),
-        remote=("192.0.2.1", 500),
-    )
+    ini, res = sa_pair(HYBRID)
     from pqike.handshake import drive_pair
 
     drive_pair(ini, res)
-    c = ini._crypto
+    c = ini.gen.crypto
     big = [VendorIdPayload(bytes([i]) * 60_000) for i in range(5)]
     pm = protect(
         _header(ini, ExchangeType.INFORMATIONAL, 9),
@@ -108,7 +102,8 @@ def test_hundreds_of_kilobytes_in_one_message():
 
     out = None
     for m in reversed(pm.messages):  # arrives backwards
-        out = res._reassembler.add(decode_message(m), c.cipher, c.keys.sk_ei, c.keys.sk_ai, now=0.0)
+        message = decode_message(m)
+        out = res.gen.reassembler.add(message, c.cipher, c.keys.sk_ei, c.keys.sk_ai, now=0.0)
     assert out is not None and out.plaintext == pm.plaintext
 
 
@@ -118,23 +113,17 @@ def _header(sa, exchange, mid):
     return IkeHeader(sa.spi_i, sa.spi_r, 0, exchange, 0x08, mid)
 
 
-def test_abusive_fragment_stream_stays_bounded():
+def test_abusive_fragment_stream_stays_bounded(sa_pair):
     """Too many fragments, too big a message, and stale partials are dropped and counted."""
     from pqike.errors import InvalidSyntax
     from pqike.ike.protection import Reassembler, ReassemblyLimits
     from pqike.wire.codec import decode_message
 
-    ini = IkeSa(make_config(HYBRID, local_id="a.example", psk=b"k"), is_initiator=True)
-    res = IkeSa(
-        make_config(HYBRID, local_id="b.example", psk=b"k"),
-        is_initiator=False,
-        local=("192.0.2.2", 500),
-        remote=("192.0.2.1", 500),
-    )
+    ini, res = sa_pair(HYBRID)
     from pqike.handshake import drive_pair
 
     drive_pair(ini, res)
-    c = ini._crypto
+    c = ini.gen.crypto
     k = c.keys
     limits = ReassemblyLimits(max_fragments=128, max_message_size=40_000, timeout=5.0)
     r = Reassembler(limits)
@@ -203,7 +192,8 @@ def test_classic_mceliece_key_over_a_lossy_link_establishes():
 
 def test_split_ke_payloads_must_be_one_value():
     from pqike.errors import InvalidSyntax
-    from pqike.ike.sa import MAX_KE_DATA, _joined_ke
+    from pqike.ike.exchanges.common import MAX_KE_DATA
+    from pqike.ike.exchanges.common import joined_ke as _joined_ke
 
     whole = _joined_ke([KePayload(1120, bytes(MAX_KE_DATA)), KePayload(1120, b"xy")])
     assert whole == KePayload(1120, bytes(MAX_KE_DATA) + b"xy")

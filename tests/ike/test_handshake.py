@@ -136,9 +136,7 @@ def test_message_ids_count_up_and_the_trace_names_exchanges():
 
 def test_force_nat_t_moves_both_peers_to_port_4500_with_the_marker():
     """RFC 7296 2.23 / RFC 3948 2.2: after IKE_SA_INIT every message carries the marker."""
-    result = run_handshake(
-        "aes256gcm16-prfsha384-x25519", initiator_options={"force_nat_t": True}
-    )
+    result = run_handshake("aes256gcm16-prfsha384-x25519", initiator_options={"force_nat_t": True})
     assert result.established
     assert result.initiator.local[1] == 4500 and result.responder.local[1] == 4500
     assert result.responder.remote[1] == 4500
@@ -149,6 +147,7 @@ def test_force_nat_t_moves_both_peers_to_port_4500_with_the_marker():
 
 
 def test_a_refused_responder_still_knows_the_initiators_spi():
-    result = run_handshake("aes256gcm16-prfsha384-x25519",
-                           responder_proposal="aes128gcm16-prfsha256-ecp256")
+    result = run_handshake(
+        "aes256gcm16-prfsha384-x25519", responder_proposal="aes128gcm16-prfsha256-ecp256"
+    )
     assert result.responder.spi_i == result.initiator.spi_i

@@ -6,13 +6,13 @@ import pytest
 
 from pqike.constants import KeyExchangeMethod as KE
 from pqike.constants import NotifyType, TransformType
-from pqike.handshake import drive_pair, make_config, run_handshake
+from pqike.handshake import drive_pair, run_handshake
 from pqike.ike.events import IkeSaEstablished, IkeSaFailed, KeyExchangeCompleted
 from pqike.ike.protection import protect, unprotect
-from pqike.ike.sa import IkeSa
 from pqike.wire.codec import decode_message, decode_payloads, encode_message
 from pqike.wire.payloads import KePayload, NotifyPayload, Proposal, SaPayload
 
+X25519_MLKEM768 = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
 HYBRID = {
     "aes256gcm16-prfsha384-x25519-ke1_mlkem768": [(0, KE.CURVE25519), (1, KE.ML_KEM_768)],
     "aes256gcm16-prfsha512-x25519-ke1_mlkem1024": [(0, KE.CURVE25519), (1, KE.ML_KEM_1024)],
@@ -124,26 +124,10 @@ def test_required_round_against_a_classical_responder_is_no_proposal_chosen():
 # --- an attacker with the keys -----------------------------------------------------------
 
 
-def _pair(proposal, **opts):
-    ini = IkeSa(
-        make_config(proposal, local_id="alice.example", psk=b"k", **opts),
-        is_initiator=True,
-        local=("192.0.2.1", 500),
-        remote=("192.0.2.2", 500),
-    )
-    res = IkeSa(
-        make_config(proposal, local_id="bob.example", psk=b"k", **opts),
-        is_initiator=False,
-        local=("192.0.2.2", 500),
-        remote=("192.0.2.1", 500),
-    )
-    return ini, res
-
-
 def reprotect(data, sa, from_initiator, mutate):
     """Decrypt a protected datagram with the SA's current keys, mutate, protect again."""
     msg = decode_message(data)
-    c = sa._crypto
+    c = sa.gen.crypto
     k = c.keys
     sk_e, sk_a = (k.sk_ei, k.sk_ai) if from_initiator else (k.sk_er, k.sk_ar)
     plain = unprotect(msg, c.cipher, sk_e, sk_a)
@@ -152,8 +136,9 @@ def reprotect(data, sa, from_initiator, mutate):
     return protect(msg.header, inner, c.cipher, sk_e, sk_a).messages[0]
 
 
-def tamper(exchange_index, from_initiator, mutate, proposal):
-    ini, res = _pair(proposal, fragment_size=9000)
+def tamper(pair, exchange_index, from_initiator, mutate):
+    """Drive ``pair`` (unfragmented: ``fragment_size=9000``), mutating one IKE_INTERMEDIATE."""
+    ini, res = pair
     seen = {"n": 0}
 
     def deliver(sender, data, index):
@@ -173,10 +158,11 @@ def add_notify(inner):
 
 @pytest.mark.parametrize("from_initiator", [True, False])
 @pytest.mark.parametrize("which", [1, 2])
-def test_changing_any_intermediate_message_makes_auth_fail_on_both_sides(from_initiator, which):
-    result = tamper(
-        which, from_initiator, add_notify, "aes256gcm16-prfsha384-ecp256-ke1_mlkem768-ke2_mlkem1024"
-    )
+def test_changing_any_intermediate_message_makes_auth_fail_on_both_sides(
+    from_initiator, which, sa_pair
+):
+    proposal = "aes256gcm16-prfsha384-ecp256-ke1_mlkem768-ke2_mlkem1024"
+    result = tamper(sa_pair(proposal, fragment_size=9000), which, from_initiator, add_notify)
     assert not result.established
     for events in (result.initiator_events, result.responder_events):
         assert [e.notify for e in events if isinstance(e, IkeSaFailed)] == [
@@ -184,13 +170,13 @@ def test_changing_any_intermediate_message_makes_auth_fail_on_both_sides(from_in
         ]
 
 
-def test_bad_encapsulation_key_is_invalid_syntax_in_that_round():
+def test_bad_encapsulation_key_is_invalid_syntax_in_that_round(sa_pair):
     def break_ek(inner):
         ke = inner[0]
         bad = bytes([0xFF, 0xFF]) + ke.data[2:]  # a 12-bit coefficient of 4095 >= q
         return [KePayload(ke.method, bad)]
 
-    result = tamper(1, True, break_ek, "aes256gcm16-prfsha384-x25519-ke1_mlkem768")
+    result = tamper(sa_pair(X25519_MLKEM768, fragment_size=9000), 1, True, break_ek)
     assert not result.established
     for events in (result.initiator_events, result.responder_events):
         failed = [e for e in events if isinstance(e, IkeSaFailed)]
@@ -198,12 +184,12 @@ def test_bad_encapsulation_key_is_invalid_syntax_in_that_round():
     assert not any(m.exchange == "IKE_AUTH" for m in result.trace.messages)
 
 
-def test_short_ciphertext_ends_the_initiator_without_ike_auth():
+def test_short_ciphertext_ends_the_initiator_without_ike_auth(sa_pair):
     def cut(inner):
         ke = inner[0]
         return [KePayload(ke.method, ke.data[:-1])]
 
-    result = tamper(1, False, cut, "aes256gcm16-prfsha384-x25519-ke1_mlkem768")
+    result = tamper(sa_pair(X25519_MLKEM768, fragment_size=9000), 1, False, cut)
     failed = [e for e in result.initiator_events if isinstance(e, IkeSaFailed)]
     assert [(f.notify, f.round) for f in failed] == [(NotifyType.INVALID_SYNTAX, 1)]
     assert "ciphertext" in failed[0].reason or "length" in failed[0].reason
@@ -213,8 +199,8 @@ def test_short_ciphertext_ends_the_initiator_without_ike_auth():
     assert res_failed.round == 1 and "no IKE_AUTH within 30 s" in res_failed.reason
 
 
-def test_a_responder_that_drops_a_required_round_is_refused():
-    ini, res = _pair("aes256gcm16-prfsha384-x25519-ke1_mlkem768")
+def test_a_responder_that_drops_a_required_round_is_refused(sa_pair):
+    ini, res = sa_pair(X25519_MLKEM768)
 
     def downgrade(sender, data, index):
         msg = decode_message(data)

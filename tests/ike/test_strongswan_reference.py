@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from interop.lab import log_dumps
 from pqike.constants import PrfTransform
 from pqike.crypto import auth
 from pqike.crypto.keys import derive_ike_keys, skeyseed, skeyseed_additional
 from pqike.crypto.prf import get_prf
 from pqike.crypto.protect import get_cipher
 from pqike.ike.protection import Reassembler, ReassemblyLimits, unprotect
+from pqike.interop.lab import log_dumps
 from pqike.wire.codec import decode_message, decode_payloads
 from pqike.wire.payloads import AuthPayload, IdiPayload, IdrPayload
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from interop.lab import log_dumps
 from pqike.constants import NotifyType, PayloadType
 from pqike.crypto.protect import get_cipher
 from pqike.handshake import drive_pair, make_config
 from pqike.ike.protection import Reassembler, ReassemblyLimits, unprotect
 from pqike.ike.sa import IkeSa
+from pqike.interop.lab import log_dumps
 from pqike.wire.codec import decode_message, decode_payloads, encode_payloads
 from pqike.wire.payloads import NotifyPayload, TrafficSelector
 
@@ -43,23 +43,51 @@ def strongswan_messages():
     req = r.add(decode_message(raw["04"]), cipher, ei[0], b"", now=0)
     resp = unprotect(decode_message(raw["05"]), cipher, er[0], b"")
     for u in (req, resp):
-        out.append(("IKE_INTERMEDIATE", u.header.is_response, u.ike_bytes,
-                    list(decode_payloads(u.first_inner, u.plaintext))))
+        out.append(
+            (
+                "IKE_INTERMEDIATE",
+                u.header.is_response,
+                u.ike_bytes,
+                list(decode_payloads(u.first_inner, u.plaintext)),
+            )
+        )
     for name, key in (("06", ei[1]), ("07", er[1])):
         u = unprotect(decode_message(raw[name]), cipher, key, b"")
-        out.append(("IKE_AUTH", u.header.is_response, u.ike_bytes,
-                    list(decode_payloads(u.first_inner, u.plaintext))))
+        out.append(
+            (
+                "IKE_AUTH",
+                u.header.is_response,
+                u.ike_bytes,
+                list(decode_payloads(u.first_inner, u.plaintext)),
+            )
+        )
     return out
 
 
 def pqike_messages():
-    left, right = (TrafficSelector.from_network("192.0.2.1/32"),), (
-        TrafficSelector.from_network("192.0.2.2/32"),)
-    ini = IkeSa(make_config(PROPOSAL, local_id="left.pqike.test", remote_id="right.pqike.test",
-                            psk=b"k", local_ts=left, remote_ts=right), is_initiator=True)
-    res = IkeSa(make_config(PROPOSAL, local_id="right.pqike.test", psk=b"k", local_ts=right,
-                            remote_ts=left), is_initiator=False,
-                local=("192.0.2.2", 500), remote=("192.0.2.1", 500))
+    left, right = (
+        (TrafficSelector.from_network("192.0.2.1/32"),),
+        (TrafficSelector.from_network("192.0.2.2/32"),),
+    )
+    ini = IkeSa(
+        make_config(
+            PROPOSAL,
+            local_id="left.pqike.test",
+            remote_id="right.pqike.test",
+            psk=b"k",
+            local_ts=left,
+            remote_ts=right,
+        ),
+        is_initiator=True,
+    )
+    res = IkeSa(
+        make_config(
+            PROPOSAL, local_id="right.pqike.test", psk=b"k", local_ts=right, remote_ts=left
+        ),
+        is_initiator=False,
+        local=("192.0.2.2", 500),
+        remote=("192.0.2.1", 500),
+    )
     result = drive_pair(ini, res)
     assert result.established
     return [(m.exchange, m.is_response, m.ike_bytes) for m in result.trace.messages]
@@ -76,15 +104,29 @@ def kind(p):
 
 EXTRA = {
     ("IKE_SA_INIT", False): {"SIGNATURE_HASH_ALGORITHMS", "REDIRECT_SUPPORTED"},
-    ("IKE_SA_INIT", True): {"CERTREQ", "SIGNATURE_HASH_ALGORITHMS", "CHILDLESS_IKEV2_SUPPORTED",
-                            "MULTIPLE_AUTH_SUPPORTED"},
+    ("IKE_SA_INIT", True): {
+        "CERTREQ",
+        "SIGNATURE_HASH_ALGORITHMS",
+        "CHILDLESS_IKEV2_SUPPORTED",
+        "MULTIPLE_AUTH_SUPPORTED",
+    },
     ("IKE_INTERMEDIATE", False): set(),
     ("IKE_INTERMEDIATE", True): set(),
-    ("IKE_AUTH", False): {"INITIAL_CONTACT", "CERTREQ", "ESP_TFC_PADDING_NOT_SUPPORTED",
-                          "MOBIKE_SUPPORTED", "ADDITIONAL_IP6_ADDRESS", "MULTIPLE_AUTH_SUPPORTED",
-                          "EAP_ONLY_AUTHENTICATION", "IKEV2_MESSAGE_ID_SYNC_SUPPORTED"},
-    ("IKE_AUTH", True): {"ESP_TFC_PADDING_NOT_SUPPORTED", "MOBIKE_SUPPORTED",
-                         "ADDITIONAL_IP6_ADDRESS"},
+    ("IKE_AUTH", False): {
+        "INITIAL_CONTACT",
+        "CERTREQ",
+        "ESP_TFC_PADDING_NOT_SUPPORTED",
+        "MOBIKE_SUPPORTED",
+        "ADDITIONAL_IP6_ADDRESS",
+        "MULTIPLE_AUTH_SUPPORTED",
+        "EAP_ONLY_AUTHENTICATION",
+        "IKEV2_MESSAGE_ID_SYNC_SUPPORTED",
+    },
+    ("IKE_AUTH", True): {
+        "ESP_TFC_PADDING_NOT_SUPPORTED",
+        "MOBIKE_SUPPORTED",
+        "ADDITIONAL_IP6_ADDRESS",
+    },
 }
 
 

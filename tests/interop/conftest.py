@@ -1,7 +1,4 @@
-"""The interop tests' setup: import path, the no-skip switch, and the closing count.
-
-``interop/`` is a top-level folder, not part of the installed ``pqike`` package,
-and pytest's default import mode only puts this test folder on ``sys.path``.
+"""The interop tests' setup: the no-skip switch and the closing count.
 
 The tests marked ``interop`` run real daemons in network namespaces. They skip only
 where that is impossible (not root, no ``ip netns``), and say why. With
@@ -11,15 +8,11 @@ At the end of the session one line tells how many interop cases ran, e.g.
 """
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
+from pqike.interop.lab import LabError, ensure_strongswan
+from pqike.interop.peer import lab_unavailable
 
 _INTEROP_IDS = pytest.StashKey[set]()
 
@@ -30,16 +23,12 @@ def pytest_collection_modifyitems(config, items):
     config.stash[_INTEROP_IDS] = interop
     if not interop or os.environ.get("PQIKE_INTEROP_REQUIRED", "") in ("", "0"):
         return
-    from interop.pqike_peer import lab_unavailable
-
     reason = lab_unavailable()
     if reason is not None:
         raise pytest.UsageError(f"PQIKE_INTEROP_REQUIRED is set, but {reason}")
 
 
 def _strongswan_version() -> str:
-    from interop.lab import LabError, ensure_strongswan
-
     try:
         return ensure_strongswan(install=False).version() or "strongSwan (unknown version)"
     except (LabError, OSError):

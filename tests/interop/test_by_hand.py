@@ -1,6 +1,6 @@
 """interop/README.md, "pqike against strongSwan by hand", as a test.
 
-``python -m interop.lab up --strongswan-side right`` leaves a charon on the right and a
+``python -m pqike.interop up --strongswan-side right`` leaves a charon on the right and a
 pqike configuration for the left; the ``pqike initiate`` command it prints must bring
 the IKE SA up, and its pcap must dissect in tshark without expert warnings.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from interop.lab import parse_list_sas
-from interop.pqike_peer import REPO, charon_errors, lab_unavailable
+from pqike.interop.lab import parse_list_sas
+from pqike.interop.peer import REPO, charon_errors, lab_unavailable
 
 pytestmark = pytest.mark.interop
 _SKIP = lab_unavailable()
@@ -29,7 +29,7 @@ HYBRID = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
 
 def lab_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "interop.lab", *args],
+        [sys.executable, "-m", "pqike.interop", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from interop.lab import Lab, ensure_strongswan
+from pqike.interop.lab import Lab, ensure_strongswan
 
 pytestmark = pytest.mark.interop
 

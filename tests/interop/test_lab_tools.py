@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from interop.lab import (
+from pqike.interop.lab import (
     Algorithms,
     Datagram,
     LabError,

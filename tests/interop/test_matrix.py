@@ -1,7 +1,7 @@
 """pqike against strongSwan 6.0.1 over real UDP, in both directions.
 
 Every case runs twice: pqike initiates to a strongSwan responder, and strongSwan
-initiates to a pqike responder, each peer in its own network namespace (interop/lab.py)
+initiates to a pqike responder, each peer in its own network namespace (pqike.interop.lab)
 and pqike as the process a person runs (``pqike initiate`` / ``pqike respond`` with
 ``--events``). A case passes when
 
@@ -11,7 +11,7 @@ and pqike as the process a person runs (``pqike initiate`` / ``pqike respond`` w
 - the IKE SPIs and the Child SA's ESP SPIs agree;
 - the keys are identical: SK_d, SK_a, SK_e, SK_p as charon derived them last (level-4
   log) against pqike's, and the Child SA's KEYMAT (RFC 7296 2.17) likewise;
-- charon's log holds no error line (``interop.pqike_peer.charon_errors``);
+- charon's log holds no error line (``pqike.interop.peer.charon_errors``);
 - on the wire (captured in the initiator's namespace) there is one IKE_INTERMEDIATE
   exchange per additional key exchange (RFC 9370) and no datagram after IKE_SA_INIT is
   larger than the fragment size (RFC 7383; IKE_SA_INIT cannot be fragmented).
@@ -30,8 +30,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from interop.lab import Lab, ensure_strongswan
-from interop.pqike_peer import (
+from pqike.constants import ProtocolId
+from pqike.interop.lab import Lab, ensure_strongswan
+from pqike.interop.peer import (
     PqikeResponder,
     charon_errors,
     lab_unavailable,
@@ -41,7 +42,6 @@ from interop.pqike_peer import (
     strongswan_suite,
     write_pqike_config,
 )
-from pqike.constants import ProtocolId
 from pqike.proposal import NegotiatedSuite, parse_proposals
 
 pytestmark = pytest.mark.interop
@@ -155,7 +155,7 @@ def strongswan():
 class Outcome:
     """What both sides said about one handshake."""
 
-    sa: object  # interop.lab.IkeSaStatus, strongSwan's view
+    sa: object  # pqike.interop.lab.IkeSaStatus, strongSwan's view
     log: str
     ike: dict  # pqike's ike_sa_established record
     child: dict  # pqike's child_sa_established record

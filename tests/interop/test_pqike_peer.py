@@ -1,4 +1,4 @@
-"""interop/pqike_peer.py without namespaces or daemons (no root needed).
+"""pqike.interop.peer without namespaces or daemons (no root needed).
 
 The readers of strongSwan's side run on the reference run in tests/data/strongswan/
 (two charons, hybrid x25519 + ML-KEM-768) and on log lines charon 6.0.1 wrote in
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from interop.lab import Algorithms, LabError, log_dumps, parse_list_sas
-from interop.pqike_peer import (
+from pqike.interop.lab import Algorithms, LabError, log_dumps, parse_list_sas
+from pqike.interop.peer import (
     charon_errors,
     strongswan_child_keys,
     strongswan_ike_keys,

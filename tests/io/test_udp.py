@@ -13,7 +13,6 @@ import socket
 import pytest
 
 from pqike.constants import ExchangeType
-from pqike.handshake import make_config
 from pqike.ike.endpoint import EndpointLimits, IkeEndpoint
 from pqike.ike.events import IkeSaDeleted, IkeSaEstablished, MessageSent
 from pqike.io.udp import UdpEndpoint
@@ -22,19 +21,25 @@ CLASSICAL = "aes256gcm16-prfsha384-x25519"
 HYBRID = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
 
 
-def initiator_config(proposal, **kw):
-    kw.setdefault("retransmit_timeout", 0.5)
-    return make_config(
-        proposal,
-        local_id="initiator.pqike.example",
-        remote_id="responder.pqike.example",
-        fragment_size=1280,
-        **kw,
-    )
+@pytest.fixture(scope="module")
+def initiator_config(initiator_config):
+    """The shared one (tests/conftest.py) with 1280-byte fragments and a short timer."""
+
+    def config(proposal, **kw):
+        kw.setdefault("retransmit_timeout", 0.5)
+        return initiator_config(proposal, fragment_size=1280, **kw)
+
+    return config
 
 
-def responder_config(proposal, **kw):
-    return make_config(proposal, local_id="responder.pqike.example", fragment_size=1280, **kw)
+@pytest.fixture(scope="module")
+def responder_config(responder_config):
+    """The shared one (tests/conftest.py) with 1280-byte fragments."""
+
+    def config(proposal, **kw):
+        return responder_config(proposal, fragment_size=1280, **kw)
+
+    return config
 
 
 def keys_of(watch_or_events):
@@ -42,17 +47,17 @@ def keys_of(watch_or_events):
     return next(e.keys for e in events if isinstance(e, IkeSaEstablished))
 
 
-async def responder(host, proposal, *, limits=None, **kw):
-    return await UdpEndpoint.open(
-        IkeEndpoint(responder_config(proposal, **kw), limits=limits), [host], port=0, nat_t_port=0
-    )
+async def responder(host, config, *, limits=None):
+    return await UdpEndpoint.open(IkeEndpoint(config, limits=limits), [host], port=0, nat_t_port=0)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 @pytest.mark.parametrize("proposal", [CLASSICAL, HYBRID])
-def test_initiator_and_responder_establish_over_udp(host, proposal):
+def test_initiator_and_responder_establish_over_udp(
+    host, proposal, initiator_config, responder_config
+):
     async def main():
-        res = await responder(host, proposal)
+        res = await responder(host, responder_config(proposal))
         res_events = []
         res.on_event = lambda sa, e: res_events.append(e)
         ini = await UdpEndpoint.open(IkeEndpoint(), [host], port=0, nat_t_port=0)
@@ -79,7 +84,7 @@ def test_initiator_and_responder_establish_over_udp(host, proposal):
     assert res_stats["datagrams_sent"] == ini_stats["datagrams_received"]
 
 
-def test_both_peers_initiate_to_each_other_at_once():
+def test_both_peers_initiate_to_each_other_at_once(initiator_config, responder_config):
     async def main():
         a = await UdpEndpoint.open(
             IkeEndpoint(responder_config(HYBRID)), ["127.0.0.1"], port=0, nat_t_port=0
@@ -103,13 +108,13 @@ def test_both_peers_initiate_to_each_other_at_once():
     assert a.endpoint.find(ba.spi_r).spi_i == ba.spi_i
 
 
-def test_fifty_concurrent_ike_sas_against_one_responder():
+def test_fifty_concurrent_ike_sas_against_one_responder(initiator_config, responder_config):
     # Fifty at once from one address is what the per-peer defaults (strongSwan's
     # block_threshold 5) refuse: this responder trusts its one busy peer.
     trusting = EndpointLimits(max_half_open_per_peer=None, cookie_threshold_per_peer=None)
 
     async def main():
-        res = await responder("127.0.0.1", HYBRID, limits=trusting)
+        res = await responder("127.0.0.1", responder_config(HYBRID), limits=trusting)
         ini = await UdpEndpoint.open(IkeEndpoint(), ["127.0.0.1"], port=0, nat_t_port=0)
         try:
             sas = [
@@ -154,11 +159,13 @@ class LossyRelay(asyncio.DatagramProtocol):
 
 
 @pytest.mark.parametrize("victim", [0, 1, 2, 3])
-def test_a_lost_datagram_is_retransmitted_and_the_handshake_completes(victim):
+def test_a_lost_datagram_is_retransmitted_and_the_handshake_completes(
+    victim, initiator_config, responder_config
+):
     """Datagrams 0..3 are IKE_SA_INIT request/response and IKE_AUTH request/response."""
 
     async def main():
-        res = await responder("127.0.0.1", CLASSICAL)
+        res = await responder("127.0.0.1", responder_config(CLASSICAL))
         loop = asyncio.get_running_loop()
         relay_transport, relay = await loop.create_datagram_endpoint(
             lambda: LossyRelay(("127.0.0.1", res.port), {victim}), local_addr=("127.0.0.1", 0)
@@ -186,9 +193,9 @@ def test_a_lost_datagram_is_retransmitted_and_the_handshake_completes(victim):
     assert res_sa.stats.get("retransmitted_requests", 0) == int(lost_response)
 
 
-def test_invalid_ke_payload_retry_works_on_custom_ports():
+def test_invalid_ke_payload_retry_works_on_custom_ports(initiator_config, responder_config):
     async def main():
-        res = await responder("127.0.0.1", "aes256gcm16-prfsha384-ecp256")
+        res = await responder("127.0.0.1", responder_config("aes256gcm16-prfsha384-ecp256"))
         ini = await UdpEndpoint.open(IkeEndpoint(), ["127.0.0.1"], port=0, nat_t_port=0)
         try:
             config = initiator_config(
@@ -204,9 +211,9 @@ def test_invalid_ke_payload_retry_works_on_custom_ports():
     assert asyncio.run(main()).is_established
 
 
-def test_close_with_delete_tells_the_peer():
+def test_close_with_delete_tells_the_peer(initiator_config, responder_config):
     async def main():
-        res = await responder("127.0.0.1", CLASSICAL)
+        res = await responder("127.0.0.1", responder_config(CLASSICAL))
         seen = []
         res.on_event = lambda sa, e: seen.append(e)
         ini = await UdpEndpoint.open(IkeEndpoint(), ["127.0.0.1"], port=0, nat_t_port=0)
@@ -221,7 +228,7 @@ def test_close_with_delete_tells_the_peer():
     assert any(isinstance(e, IkeSaDeleted) and e.by_peer for e in seen)
 
 
-def test_an_unanswered_initiator_times_out_through_the_loop_timer():
+def test_an_unanswered_initiator_times_out_through_the_loop_timer(initiator_config):
     async def main():
         # A bound socket that never answers: every request is lost.
         silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -244,7 +251,9 @@ def test_an_unanswered_initiator_times_out_through_the_loop_timer():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="ports 500 and 4500 need root")
-def test_on_ports_500_the_sas_float_to_4500_and_send_from_that_socket():
+def test_on_ports_500_the_sas_float_to_4500_and_send_from_that_socket(
+    initiator_config, responder_config
+):
     """RFC 7296 2.23 with force_nat_t: IKE_AUTH leaves from the NAT-T socket."""
 
     async def main():
@@ -273,11 +282,11 @@ def test_on_ports_500_the_sas_float_to_4500_and_send_from_that_socket():
     ]
 
 
-def test_peers_on_wildcard_sockets_use_their_real_addresses():
+def test_peers_on_wildcard_sockets_use_their_real_addresses(initiator_config, responder_config):
     """NAT detection hashes our address: 0.0.0.0 would look like a NAT to both sides."""
 
     async def main():
-        res = await responder("0.0.0.0", CLASSICAL)
+        res = await responder("0.0.0.0", responder_config(CLASSICAL))
         seen = []
         res.on_event = lambda sa, e: seen.append((sa, e))
         ini = await UdpEndpoint.open(IkeEndpoint(), ["0.0.0.0"], port=0, nat_t_port=0)

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from interop.lab import log_dumps
-from pqike.handshake import drive_pair, make_config
-from pqike.ike.sa import IkeSa
+from pqike.handshake import drive_pair
+from pqike.interop.lab import log_dumps
 from pqike.lab.dissect import HEADER, SK_OPAQUE, SK_OVERHEAD, KeySchedule, dissect
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "strongswan"
@@ -108,24 +107,15 @@ def test_a_datagram_sent_again_is_a_retransmission():
     assert messages[1].datagrams == (1,)
 
 
-def pqike_handshake(proposal):
+def pqike_handshake(pair):
+    """Drive ``pair`` (from the ``sa_pair`` fixture); the result and every datagram sent."""
     sent = []
 
     def deliver(sender, data, index):
         sent.append((sender, data))
         return [data]
 
-    config = {"psk": b"k", "fragment_size": 1280}
-    initiator = IkeSa(
-        make_config(proposal, local_id="i.example", remote_id="r.example", **config),
-        is_initiator=True,
-    )
-    responder = IkeSa(
-        make_config(proposal, local_id="r.example", **config),
-        is_initiator=False,
-        local=("192.0.2.2", 500),
-        remote=("192.0.2.1", 500),
-    )
+    initiator, responder = pair
     result = drive_pair(initiator, responder, deliver=deliver)
     assert result.established
     return result, sent
@@ -134,8 +124,8 @@ def pqike_handshake(proposal):
 @pytest.mark.parametrize(
     "proposal", [HYBRID, "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024"]
 )
-def test_keys_recomputed_from_pqike_events_decrypt_every_round(proposal):
-    result, sent = pqike_handshake(proposal)
+def test_keys_recomputed_from_pqike_events_decrypt_every_round(proposal, sa_pair):
+    result, sent = pqike_handshake(sa_pair(proposal, fragment_size=1280))
     keys = KeySchedule.from_events(result.initiator_events)
 
     messages = dissect(sent, keys)
@@ -150,8 +140,8 @@ def test_keys_recomputed_from_pqike_events_decrypt_every_round(proposal):
     assert names(auth_request) == [HEADER, SK_OVERHEAD, "IDi", "IDr", "AUTH", "SA", "TSi", "TSr"]
 
 
-def test_an_unfinished_handshake_takes_nonces_and_spis_from_its_ike_sa_init():
-    result, sent = pqike_handshake(HYBRID)
+def test_an_unfinished_handshake_takes_nonces_and_spis_from_its_ike_sa_init(sa_pair):
+    result, sent = pqike_handshake(sa_pair(HYBRID, fragment_size=1280))
     before_auth = [e for e in result.initiator_events if type(e).__name__ != "IkeSaEstablished"]
 
     assert KeySchedule.from_events(before_auth) is None

@@ -83,3 +83,40 @@ def test_list_shows_the_shipped_specs():
     out = runner.invoke(app, ["experiment", "list", "--dir", str(shipped)])
     assert out.exit_code == 0
     assert "hybrid-vs-classical.toml  Hybrid ML-KEM" in out.output
+
+
+def test_a_finished_run_of_another_spec_needs_force(tmp_path):
+    spec = tmp_path / "quick.toml"
+    spec.write_text(SPEC)
+    other = tmp_path / "other.toml"
+    other.write_text(SPEC.replace("a quick look", "another look"))
+    out = tmp_path / "res"
+    runner.invoke(app, ["experiment", "run", str(spec), "--out", str(out), "--quiet"])
+    refused = runner.invoke(app, ["experiment", "run", str(other), "--out", str(out), "--quiet"])
+    assert refused.exit_code == 2
+    assert refused.output.startswith(f"error: --out {out}: holds a finished run of spec {spec}")
+    assert len(refused.output.strip().splitlines()) == 1
+    forced = runner.invoke(
+        app, ["experiment", "run", str(other), "--out", str(out), "--quiet", "--force"]
+    )
+    assert forced.exit_code == 0, forced.output
+    assert "another look" in (out / "report.md").read_text()
+
+
+def test_bad_out_paths_are_one_sentence(tmp_path):
+    spec = tmp_path / "quick.toml"
+    spec.write_text(SPEC)
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "sub", Path("/proc/nope")):
+        result = runner.invoke(app, ["experiment", "run", str(spec), "--out", str(out)])
+        assert result.exit_code == 2
+        assert result.output.startswith(f"error: --out {out}: ")
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert "Traceback" not in result.output
+
+
+def test_list_finds_the_shipped_specs_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = runner.invoke(app, ["experiment", "list"])
+    assert out.exit_code == 0, out.output
+    assert "hybrid-vs-classical.toml" in out.output and "Hybrid ML-KEM" in out.output

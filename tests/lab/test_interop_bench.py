@@ -8,16 +8,16 @@ import struct
 import pytest
 from typer.testing import CliRunner
 
-from interop.lab import Datagram
-from interop.pqike_peer import lab_unavailable
 from pqike.cli import app
-from pqike.lab.interop_bench import (
+from pqike.interop.bench import (
     ANCHOR,
     PAIRS,
     PairResult,
     bench_interop,
     wire_handshakes,
 )
+from pqike.interop.lab import Datagram
+from pqike.interop.peer import lab_unavailable
 
 IKE_SA_INIT, IKE_AUTH, INFORMATIONAL, IKE_INTERMEDIATE = 34, 35, 37, 43
 

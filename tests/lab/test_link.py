@@ -10,8 +10,6 @@ import random
 
 import pytest
 
-from pqike.handshake import INITIATOR_ADDRESS, RESPONDER_ADDRESS, make_config
-from pqike.ike.sa import IkeSa
 from pqike.lab.link import (
     DELIVERED,
     LOST,
@@ -28,40 +26,32 @@ MLKEM1024 = "aes256gcm16-prfsha512-x25519-ke1_mlkem1024"
 MLKEM_ONLY = "aes256gcm16-prfsha384-mlkem768"
 
 
-def pair(proposal: str, fragment_size: int = 1280) -> tuple[IkeSa, IkeSa]:
-    initiator = IkeSa(
-        make_config(
+@pytest.fixture(scope="module")
+def run(sa_pair):
+    """``run(proposal, profile, seed=0, fragment_size=1280, **simulate_handshake keywords)``."""
+
+    def run(proposal: str, profile: LinkProfile, seed: int = 0, fragment_size: int = 1280, **kw):
+        ini, res = sa_pair(
             proposal,
-            local_id="initiator.example",
-            remote_id="responder.example",
+            # Short IDs: the sizes these tests expect were measured with them.
+            initiator_id="initiator.example",
+            responder_id="responder.example",
             fragment_size=fragment_size,
-        ),
-        is_initiator=True,
-        local=INITIATOR_ADDRESS[4],
-        remote=RESPONDER_ADDRESS[4],
-    )
-    responder = IkeSa(
-        make_config(proposal, local_id="responder.example", fragment_size=fragment_size),
-        is_initiator=False,
-        local=RESPONDER_ADDRESS[4],
-        remote=INITIATOR_ADDRESS[4],
-    )
-    return initiator, responder
+        )
+        return simulate_handshake(ini, res, forward=profile, seed=seed, **kw)
 
-
-def run(proposal: str, profile: LinkProfile, seed: int = 0, fragment_size: int = 1280, **kw):
-    return simulate_handshake(*pair(proposal, fragment_size), forward=profile, seed=seed, **kw)
+    return run
 
 
 @pytest.mark.parametrize(("proposal", "round_trips"), [(X25519, 2), (HYBRID, 3)])
-def test_each_round_trip_costs_two_one_way_delays(proposal, round_trips):
+def test_each_round_trip_costs_two_one_way_delays(proposal, round_trips, run):
     result = run(proposal, LinkProfile(delay=0.05))
     assert result.established
     assert result.trace.totals()["round_trips"] == round_trips
     assert result.established_at == pytest.approx(round_trips * 2 * 0.05, abs=1e-12)
 
 
-def test_cpu_time_is_added_on_its_own_clock():
+def test_cpu_time_is_added_on_its_own_clock(run):
     result = run(HYBRID, LinkProfile(delay=0.05))
     extra = result.established_at_cpu - result.established_at
     # Every step on the path to "established" spent some CPU, and no more than both
@@ -69,7 +59,7 @@ def test_cpu_time_is_added_on_its_own_clock():
     assert 0 < extra <= result.cpu_initiator + result.cpu_responder + 1e-9
 
 
-def test_a_slow_link_serialises_each_datagram():
+def test_a_slow_link_serialises_each_datagram(run):
     rate = 1_000_000.0  # bit/s
     result = run(X25519, LinkProfile(bandwidth=rate))
     # No delay: x25519 is four datagrams, each sent after the previous one arrived.
@@ -89,7 +79,7 @@ def test_back_to_back_datagrams_queue_behind_each_other():
     assert channel.transmit(0, 0.0, 1000, sent) == pytest.approx(5.01)
 
 
-def test_fragments_of_a_large_message_are_serialised_in_turn():
+def test_fragments_of_a_large_message_are_serialised_in_turn(run):
     rate = 1_000_000.0
     result = run(HYBRID, LinkProfile(bandwidth=rate))
     frags = [d for d in result.trace.datagrams if d.fragment]
@@ -98,7 +88,7 @@ def test_fragments_of_a_large_message_are_serialised_in_turn():
     assert second.arrival - first.arrival == pytest.approx(frags[1].ip_bytes * 8 / rate)
 
 
-def test_an_unfragmentable_ike_sa_init_above_the_mtu_never_arrives():
+def test_an_unfragmentable_ike_sa_init_above_the_mtu_never_arrives(run):
     result = run(MLKEM_ONLY, LinkProfile(delay=0.05, mtu=1280))
     assert not result.established
     assert result.failure == "initiator: no response to IKE_SA_INIT after 5 retransmissions"
@@ -106,14 +96,14 @@ def test_an_unfragmentable_ike_sa_init_above_the_mtu_never_arrives():
     assert result.trace.datagrams[0].ip_bytes > 1280
 
 
-def test_fragments_within_the_mtu_pass():
+def test_fragments_within_the_mtu_pass(run):
     result = run(HYBRID, LinkProfile(delay=0.05, mtu=1280))
     assert result.established
     assert max(d.ip_bytes for d in result.trace.datagrams) <= 1280
     assert result.established_at == pytest.approx(0.3)
 
 
-def test_a_fragment_size_above_the_mtu_loses_the_fragments():
+def test_a_fragment_size_above_the_mtu_loses_the_fragments(run):
     result = run(MLKEM1024, LinkProfile(mtu=1280), fragment_size=1500)
     assert not result.established
     assert "IKE_INTERMEDIATE" in result.failure
@@ -133,19 +123,19 @@ def _sizes_and_times(result):
     )
 
 
-def test_the_same_seed_gives_the_same_run():
+def test_the_same_seed_gives_the_same_run(run):
     profile = LinkProfile(delay=0.02, jitter=0.01, loss=0.15)
     runs = [run(HYBRID, profile, seed=42) for _ in range(2)]
     assert _sizes_and_times(runs[0]) == _sizes_and_times(runs[1])
 
 
-def test_different_seeds_give_different_runs_under_loss():
+def test_different_seeds_give_different_runs_under_loss(run):
     profile = LinkProfile(delay=0.02, jitter=0.01, loss=0.15)
     outcomes = {repr(_sizes_and_times(run(HYBRID, profile, seed=s))) for s in range(6)}
     assert len(outcomes) > 1
 
 
-def test_jitter_stays_within_its_bounds():
+def test_jitter_stays_within_its_bounds(run):
     times = [
         run(X25519, LinkProfile(delay=0.05, jitter=0.01), seed=s).established_at for s in range(5)
     ]
@@ -153,7 +143,7 @@ def test_jitter_stays_within_its_bounds():
     assert len(set(times)) > 1
 
 
-def test_a_lost_request_is_retransmitted_after_the_timeout():
+def test_a_lost_request_is_retransmitted_after_the_timeout(run):
     # Among a few seeds at 10 % loss, a run that lost only the first IKE_SA_INIT request
     # ends exactly one retransmission timeout (4 s) later than a clean one.
     found = 0
@@ -169,7 +159,7 @@ def test_a_lost_request_is_retransmitted_after_the_timeout():
     assert found
 
 
-def test_a_dead_link_fails_after_every_retransmission():
+def test_a_dead_link_fails_after_every_retransmission(run):
     result = run(X25519, LinkProfile(delay=0.05, loss=1.0))
     assert not result.established
     assert result.trace.totals()["retransmissions"] == 5
@@ -177,7 +167,7 @@ def test_a_dead_link_fails_after_every_retransmission():
     assert result.end_time == pytest.approx(sum(4.0 * 1.8**k for k in range(6)))
 
 
-def test_max_time_stops_a_run():
+def test_max_time_stops_a_run(run):
     result = run(X25519, LinkProfile(delay=0.05, loss=1.0), max_time=10.0)
     assert not result.established
     assert result.timed_out

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from pqike.lab import parse_spec, run_experiment
-from pqike.lab.peers import MemoryPair, default_pairs
+from pqike.lab.peers import MemoryPair
+from pqike.lab.registry import default_pairs
 
 SPEC = """
 [experiment]

@@ -116,18 +116,29 @@ def test_the_report_states_the_cost_in_numbers_from_the_tables(results):
         "2,500 more (+250 %)" in text
     )
     assert "3 round trips instead of 2" in text
-    assert "at 50 ms one-way delay 301.0 ms against 201.0 ms (+50 %" in text
-    # One more round trip at 50 ms one-way is 100 ms of network time.
-    assert "| 50 ms | 100.0 ms | 100.0 ms | 2 |" in text
+    assert "`p50` (50 ms one-way delay, MTU 1500, fragment size 1280): hybrid 301.0 ms" in text
+    assert "against 201.0 ms [201.0 ms, 201.0 ms]" in text
+    assert "+100.0 ms [+100.0 ms, +100.0 ms] (+50 %)" in text
+    # One more round trip at 50 ms one-way is 100 ms of network time, in every profile.
+    assert "| `p50` | 50 ms | 100.0 ms | 100.0 ms | 2 |" in text
+    assert "| `p50loss` | 50 ms | 100.0 ms | 100.0 ms | 2 |" in text
     assert "mlkem768: 2,500 IP bytes" in text
+
+
+def test_three_handshakes_are_too_few_to_call_a_difference(results):
+    text = build_report(results).read_text()
+    assert "**too few handshakes to tell (fewer than 10)**" in text
+    assert "outside the noise" not in text.split("## Findings")[1].split("## Configurations")[0]
 
 
 def test_the_report_shows_how_loss_changes_completion_time(results):
     text = build_report(results).read_text()
-    # hybrid at 5 % loss: 0.301, 0.301 and 4.301 s: mean 1.634 s.
-    assert "5 % loss: mean 1.634 s" in text
-    assert "1 of 3 retransmitted" in text
-    assert "| hybrid | 5 % | 3 of 3 | 301.0 ms |" in text
+    # hybrid at 5 % loss: 0.301, 0.301 and 4.301 s: mean 1.634 s, median 301 ms.
+    assert "hybrid 1.634 s [" in text
+    assert "(median 301.0 ms, p95 3.901 s; 1 of 3 with a retransmission)" in text
+    assert "| `p50loss` | hybrid | 5 % | 0 ms | 3 of 3 | 1 of 3 | 0.33 |" in text
+    # The loss-free profiles are in the same table, for comparison.
+    assert "| `p0` | classic | 0 % | 0 ms | 3 of 3 | 0 of 3 | 0.00 |" in text
 
 
 def test_the_report_embeds_the_plots_it_drew(results):

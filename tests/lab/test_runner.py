@@ -9,7 +9,8 @@ import pytest
 
 from pqike.errors import ConfigurationError
 from pqike.lab import load_spec, parse_spec, run_cell, run_experiment
-from pqike.lab.peers import UnavailablePair, default_pairs
+from pqike.lab.peers import UnavailablePair
+from pqike.lab.registry import default_pairs
 
 SPEC = """
 [experiment]
@@ -185,9 +186,54 @@ def test_repeat_overrides_every_cell_and_is_part_of_the_resume_key(tmp_path):
     spec = write_spec(tmp_path)
     out = tmp_path / "out"
     run_experiment(spec, out, report=False)
-    result = run_experiment(spec, out, repeat=1, report=False)
+    result = run_experiment(spec, out, repeat=1, report=False, force=True)
     assert len(result.cells_run) == 4
     assert len(result.handshakes) == 4
+
+
+def test_a_finished_run_of_another_spec_is_kept_unless_forced(tmp_path):
+    spec = write_spec(tmp_path)
+    out = tmp_path / "out"
+    run_experiment(spec, out, report=False)
+    before = (out / "handshakes.csv").read_bytes()
+    for other in (
+        {"spec": write_spec(tmp_path, SPEC.replace("seed = 3", "seed = 9"), name="other")},
+        {"spec": spec, "repeat": 1},
+    ):
+        with pytest.raises(ConfigurationError) as err:
+            run_experiment(other["spec"], out, repeat=other.get("repeat"), report=False)
+        assert err.value.field == "out"
+        assert str(err.value).startswith(f"--out {out}: holds a finished run of spec ")
+        assert "pass --force to replace it" in str(err.value)
+        assert (out / "handshakes.csv").read_bytes() == before
+    # The same spec resumes (here: finds everything done) without --force.
+    assert run_experiment(spec, out, report=False).cells_run == []
+
+
+def test_a_directory_of_other_files_is_not_written_into_unless_forced(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigurationError, match="holds other files and no experiment run"):
+        run_experiment(write_spec(tmp_path), out, report=False)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    run_experiment(write_spec(tmp_path), out, report=False, force=True)
+    assert (out / "notes.txt").read_text() == "keep me" and (out / "run.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("file", "is a file, not a directory"),
+        ("file/sub", "a part of this path is a file, not a directory"),
+    ],
+)
+def test_an_out_that_cannot_be_a_directory_is_one_error(tmp_path, where, message):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigurationError) as err:
+        run_experiment(write_spec(tmp_path), tmp_path / where, report=False)
+    assert str(err.value).startswith(f"--out {tmp_path / where}: {message}")
+    assert "\n" not in str(err.value)
 
 
 def test_datagrams_can_be_left_out(tmp_path):

@@ -16,10 +16,11 @@ import subprocess
 import pandas as pd
 import pytest
 
+from pqike.interop.lab import ensure_strongswan
 from pqike.lab import HandshakeCase, NetworkProfile, ProposalSpec, parse_spec, run_experiment
 from pqike.lab.compare import payload_differences
-from pqike.lab.peers import default_pairs
-from pqike.lab.strongswan_pairs import StrongSwanPair, interop_lab, strongswan_pairs
+from pqike.lab.registry import default_pairs
+from pqike.lab.strongswan_pairs import StrongSwanPair, strongswan_pairs
 
 pytestmark = pytest.mark.interop
 
@@ -67,7 +68,7 @@ PREFIX = f"pqxt{os.getpid()}"
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    interop_lab().ensure_strongswan(install=True)
+    ensure_strongswan(install=True)
     out = tmp_path_factory.mktemp("strongswan-peers")
     pairs = {**default_pairs(), **strongswan_pairs(prefix=PREFIX)}
     spec = parse_spec(SPEC, source="test-strongswan-peers.toml")
@@ -183,7 +184,7 @@ def test_the_same_messages_in_bytes_whichever_side_the_lab_measures(results):
 
 
 def test_a_datagram_too_big_for_the_path_fails_and_the_next_handshake_starts_afresh():
-    interop_lab().ensure_strongswan(install=True)
+    ensure_strongswan(install=True)
     pair = StrongSwanPair("strongswan", "strongswan", "strongswan", prefix=PREFIX)
     proposal = ProposalSpec("pq", "aes256gcm16-prfsha384-mlkem768", "aes256gcm16")
     try:

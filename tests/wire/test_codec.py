@@ -350,6 +350,15 @@ def test_decode_header_reads_the_length_field_without_checking_it():
     assert header.next_payload == PayloadType.SA
 
 
+def test_decode_header_names_a_known_exchange_type_and_keeps_an_unknown_number():
+    header = decode_header(bytes.fromhex(SA_INIT_HEX)[:28])
+    assert header.exchange_type is ExchangeType.IKE_SA_INIT
+    assert header.exchange_type.name == "IKE_SA_INIT"
+    odd = IkeHeader(SPI_I, SPI_R, 0, 240, HeaderFlag.INITIATOR, 0, 28)
+    decoded = decode_header(encode_header(odd))
+    assert decoded.exchange_type == 240 and type(decoded.exchange_type) is int
+
+
 def test_encode_header_takes_next_payload_and_length_verbatim():
     header = IkeHeader(SPI_I, SPI_R, 46, ExchangeType.IKE_AUTH, HeaderFlag.RESPONSE, 1, 1234)
     data = encode_header(header)

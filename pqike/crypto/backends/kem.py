@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from ...errors import ConfigurationError, InvalidSyntax, LocalProtocolError
 from ..kex import KeyExchange
@@ -192,11 +192,17 @@ class KemExchange(KeyExchange):
 class Probe(Protocol):
     """What a library probe found: its KEM implementations by keyword, or why none."""
 
-    reason: str | None
-    impls: Mapping[str, Any]
+    @property
+    def reason(self) -> str | None: ...
+
+    @property
+    def impls(self) -> Mapping[str, Any]: ...
 
 
-class LazyKemBackend:
+P = TypeVar("P", bound=Probe)
+
+
+class LazyKemBackend(Generic[P]):
     """A backend on an optional library that is probed (imported) on first use only.
 
     Subclasses name themselves, list their KEM keywords and implement ``_probe``; this
@@ -211,12 +217,12 @@ class LazyKemBackend:
     def __init__(self, keywords: Iterable[str], id_overrides: Mapping[str, int] | None) -> None:
         ids = kem_ids(id_overrides)
         self._keywords: Mapping[int, str] = MappingProxyType({ids[k]: k for k in keywords})
-        self._loaded: Probe | None = None
+        self._loaded: P | None = None
 
-    def _probe(self) -> Probe:
+    def _probe(self) -> P:
         raise NotImplementedError
 
-    def _load(self) -> Probe:
+    def _load(self) -> P:
         # Probed once per backend object: a library does not come or go mid-process.
         if self._loaded is None:
             self._loaded = self._probe()
@@ -240,7 +246,7 @@ class LazyKemBackend:
         loaded = self._load()
         return loaded.reason is not None or keyword in loaded.impls
 
-    def _implementation(self, method: int) -> tuple[str, Any | None, Probe]:
+    def _implementation(self, method: int) -> tuple[str, Any | None, P]:
         """``(keyword, implementation or None, probe)`` for ``create``; raises
         ``ConfigurationError`` for a method this backend never offers or an absent library."""
         keyword = self._keywords.get(method)

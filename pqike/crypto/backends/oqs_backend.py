@@ -133,7 +133,7 @@ class _Loaded:
     version: str | None = None
 
 
-class OqsBackend(LazyKemBackend):
+class OqsBackend(LazyKemBackend[_Loaded]):
     """Key exchanges on liboqs via liboqs-python, probed and imported on first use.
 
     ``id_overrides`` changes private-use transform IDs as

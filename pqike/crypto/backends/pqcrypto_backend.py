@@ -79,7 +79,7 @@ class _Loaded:
     reason: str | None
 
 
-class PqcryptoBackend(LazyKemBackend):
+class PqcryptoBackend(LazyKemBackend[_Loaded]):
     """Key exchanges on the ``pqcrypto`` wheel, imported on first use.
 
     ``id_overrides`` changes private-use transform IDs as

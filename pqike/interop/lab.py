@@ -27,15 +27,14 @@ Two daemons from one build: charon's PID file directory is fixed at build time
 daemon has a private PID file (and load-tester socket) while everything else it
 sees is the host's file system.
 
-Standard library only, so it runs with any Python 3.11 as root. The CLI is
-``python -m interop.lab up|down|run`` (see ``--help``).
+The build comes from ``interop/install-strongswan.sh`` in the source checkout (see
+:func:`install_script`). The CLI is ``python -m pqike.interop up|down|run`` (see
+``--help`` and :mod:`pqike.interop.__main__`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import ipaddress
 import os
 import re
 import secrets
@@ -45,7 +44,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -53,9 +51,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..constants import IKE_HEADER_LENGTH, ExchangeType, HeaderFlag, PayloadType
+from ..wire import datagram as udp
+
 __all__ = [
     "DEFAULT_PREFIX",
     "DEFAULT_PSK",
+    "IPV4_ADDRESSES",
+    "IPV6_ADDRESSES",
+    "KERNEL_BACKENDS",
     "SIDES",
     "Algorithms",
     "Capture",
@@ -71,17 +75,22 @@ __all__ = [
     "cleanup",
     "datagram_sequence",
     "ensure_strongswan",
+    "install_script",
     "log_dumps",
-    "main",
     "parse_list_sas",
     "parse_vici_raw",
     "read_pcap",
     "render_strongswan_conf",
     "render_swanctl_conf",
+    "repository_root",
 ]
 
-INTEROP_DIR = Path(__file__).resolve().parent
-INSTALL_SCRIPT = INTEROP_DIR / "install-strongswan.sh"
+INSTALL_SCRIPT_ENV = "PQIKE_STRONGSWAN_INSTALLER"
+"""Environment variable naming ``install-strongswan.sh`` when pqike is not run from a
+source checkout (the script is not part of the installed package)."""
+CACHE_ENV = "PQIKE_STRONGSWAN_CACHE"
+"""Environment variable naming the strongSwan build's cache directory (the script reads
+it too); default ``<checkout>/interop/.cache/strongswan``."""
 
 #: Name prefix of everything the lab creates (namespaces, run directories).
 DEFAULT_PREFIX = "pqike"
@@ -90,8 +99,9 @@ SIDES = ("left", "right")
 #: Pre-shared key used unless told otherwise. Lab use only.
 DEFAULT_PSK = "pqike-interop-lab-psk"
 
-_IPV4 = {"left": "192.0.2.1", "right": "192.0.2.2"}
-_IPV6 = {"left": "2001:db8::1", "right": "2001:db8::2"}
+#: Each side's lab address per family (documentation prefixes, RFC 5737 and RFC 3849).
+IPV4_ADDRESSES = {"left": "192.0.2.1", "right": "192.0.2.2"}
+IPV6_ADDRESSES = {"left": "2001:db8::1", "right": "2001:db8::2"}
 _IFACE = "lab0"
 # Inner (tunnelled) addresses for kernel-libipsec: other documentation prefixes.
 _TS4 = {"left": "203.0.113.1/32", "right": "203.0.113.2/32"}
@@ -109,6 +119,8 @@ _KERNEL_PLUGINS = {
     "libipsec": "kernel-libipsec kernel-netlink",
 }
 _OTHER_PLUGINS = "socket-default vici updown eap-identity eap-md5 counters"
+#: The values of ``StrongSwanConfig.kernel``.
+KERNEL_BACKENDS = tuple(sorted(_KERNEL_PLUGINS))
 
 
 class LabError(RuntimeError):
@@ -152,26 +164,49 @@ class StrongSwanInstall:
         return (out.stdout or out.stderr).strip()
 
 
+def repository_root() -> Path:
+    """The source checkout this ``pqike`` package lives in (an editable install or a
+    checkout on the path); a site-packages install has no ``interop/`` folder beside it."""
+    return Path(__file__).resolve().parents[2]
+
+
+def install_script() -> Path:
+    """``install-strongswan.sh``: ``$PQIKE_STRONGSWAN_INSTALLER`` if set, else
+    ``interop/install-strongswan.sh`` in :func:`repository_root`."""
+    override = os.environ.get(INSTALL_SCRIPT_ENV)
+    if override:
+        return Path(override)
+    return repository_root() / "interop" / "install-strongswan.sh"
+
+
 def _default_install() -> StrongSwanInstall:
-    cache = os.environ.get("PQIKE_STRONGSWAN_CACHE")
-    base = Path(cache) if cache else INTEROP_DIR / ".cache" / "strongswan"
+    cache = os.environ.get(CACHE_ENV)
+    base = Path(cache) if cache else repository_root() / "interop" / ".cache" / "strongswan"
     return StrongSwanInstall(base / "install")
 
 
 def ensure_strongswan(install: bool = True) -> StrongSwanInstall:
     """Return the lab's strongSwan build, running ``install-strongswan.sh`` if it is missing.
 
-    With ``install=False`` a missing build raises :class:`LabError` instead.
+    With ``install=False`` a missing build raises :class:`LabError` instead, as does a
+    missing script (pqike not run from a source checkout and ``$PQIKE_STRONGSWAN_INSTALLER``
+    unset).
     """
     sw = _default_install()
     if sw.is_installed():
         return sw
+    script = install_script()
     if not install:
-        raise LabError(f"strongSwan is not installed in {sw.prefix}; run {INSTALL_SCRIPT}")
-    proc = subprocess.run(["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True)
+        raise LabError(f"strongSwan is not installed in {sw.prefix}; run {script}")
+    if not script.is_file():
+        raise LabError(
+            f"strongSwan is not installed in {sw.prefix} and {script} does not exist: run "
+            f"pqike from a source checkout or set {INSTALL_SCRIPT_ENV} (and {CACHE_ENV})"
+        )
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     if proc.returncode != 0 or not sw.is_installed():
         raise LabError(
-            f"{INSTALL_SCRIPT.name} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+            f"{script.name} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
         )
     return sw
 
@@ -261,7 +296,7 @@ def render_strongswan_conf(config: StrongSwanConfig, *, vici_socket: Path, log_p
     else:
         kernel = ""
     return f"""\
-# Generated by interop/lab.py for one lab daemon. Lab use only.
+# Generated by pqike.interop.lab for one lab daemon. Lab use only.
 charon {{
   load = {load}
   port = {config.port}
@@ -304,7 +339,7 @@ def render_swanctl_conf(config: StrongSwanConfig) -> str:
     remote_port = config.remote_port or config.port
     yes_no = {True: "yes", False: "no"}
     return f"""\
-# Generated by interop/lab.py. Lab use only.
+# Generated by pqike.interop.lab. Lab use only.
 connections {{
   {config.conn} {{
     version = 2
@@ -555,16 +590,6 @@ def log_dumps(log: str, label: str) -> list[bytes]:
 # captures
 
 
-_EXCHANGE_NAMES = {
-    34: "IKE_SA_INIT",
-    35: "IKE_AUTH",
-    36: "CREATE_CHILD_SA",
-    37: "INFORMATIONAL",
-    43: "IKE_INTERMEDIATE",
-    44: "IKE_FOLLOWUP_KE",
-}
-
-
 @dataclass(frozen=True)
 class Datagram:
     """One captured UDP datagram."""
@@ -579,24 +604,19 @@ class Datagram:
 
     @property
     def has_non_esp_marker(self) -> bool:
-        """True when the payload starts with the 4-byte non-ESP marker (RFC 3948 / 7296 2.23).
+        """True when the payload carries the 4-byte non-ESP marker (RFC 3948 / 7296 2.23).
 
         strongSwan adds it to every IKE message when neither port is 500.
         """
-        return 500 not in (self.sport, self.dport) and self.payload[:4] == b"\0\0\0\0"
+        return (
+            udp.uses_marker(self.sport, self.dport)
+            and udp.classify(self.payload, self.sport, self.dport) is udp.PayloadKind.IKE
+        )
 
     @property
     def ike_message(self) -> bytes | None:
         """The IKE message without marker, or None for ESP and keepalives."""
-        if 500 in (self.sport, self.dport):
-            data = self.payload
-        elif self.has_non_esp_marker:
-            data = self.payload[4:]
-        else:
-            return None  # ESP (a non-zero SPI) on a NAT-T port
-        if len(data) < 28:
-            return None  # NAT-T keepalive (0xff) or garbage
-        return data
+        return udp.ike_message(self.payload, (self.sport, self.dport))
 
     @property
     def exchange(self) -> str | None:
@@ -604,34 +624,44 @@ class Datagram:
         msg = self.ike_message
         if msg is None:
             return None
-        return _EXCHANGE_NAMES.get(msg[18], f"EXCHANGE_{msg[18]}")
+        try:
+            return ExchangeType(msg[_EXCHANGE_TYPE]).name
+        except ValueError:
+            return f"EXCHANGE_{msg[_EXCHANGE_TYPE]}"
 
     @property
     def from_original_initiator(self) -> bool:
         """The IKE header's I flag (RFC 7296 3.1): sent by the original initiator."""
         msg = self.ike_message
-        return bool(msg is not None and msg[19] & 0x08)
+        return bool(msg is not None and msg[_FLAGS] & HeaderFlag.INITIATOR)
 
     @property
     def is_response(self) -> bool:
         """The IKE header's R flag."""
         msg = self.ike_message
-        return bool(msg is not None and msg[19] & 0x20)
+        return bool(msg is not None and msg[_FLAGS] & HeaderFlag.RESPONSE)
 
     @property
     def message_id(self) -> int | None:
         """The IKE header's Message ID."""
         msg = self.ike_message
-        return None if msg is None else struct.unpack_from("!I", msg, 20)[0]
+        return None if msg is None else struct.unpack_from("!I", msg, _MESSAGE_ID)[0]
 
     @property
     def fragment(self) -> tuple[int, int] | None:
         """(Fragment Number, Total Fragments) when the message is an SKF fragment (RFC 7383)."""
         msg = self.ike_message
-        if msg is None or msg[16] != 53 or len(msg) < 36:
+        if msg is None or msg[_NEXT_PAYLOAD] != PayloadType.SKF or len(msg) < _SKF_END:
             return None
-        number, total = struct.unpack_from("!HH", msg, 32)
+        number, total = struct.unpack_from("!HH", msg, _SKF_NUMBERS)
         return number, total
+
+
+# Offsets in the IKE header (RFC 7296 3.1) and of the SKF payload's numbers right after
+# it (RFC 7383 2.5: generic header, then Fragment Number and Total Fragments).
+_NEXT_PAYLOAD, _EXCHANGE_TYPE, _FLAGS, _MESSAGE_ID = 16, 18, 19, 20
+_SKF_NUMBERS = IKE_HEADER_LENGTH + 4
+_SKF_END = _SKF_NUMBERS + 4
 
 
 def read_pcap(path: str | os.PathLike[str]) -> list[Datagram]:
@@ -684,28 +714,15 @@ def _decode_frame(frame: bytes, linktype: int, when: float) -> Datagram | None:
     else:
         raise LabError(f"unsupported pcap link type {linktype}")
     ip = frame[off:]
-    if ethertype == 0x0800 and len(ip) >= 20:
-        ihl = (ip[0] & 0x0F) * 4
-        frag = struct.unpack_from("!H", ip, 6)[0] & 0x1FFF
-        if ip[9] != 17 or frag:
-            return None
-        src, dst = _ntop(ip[12:16]), _ntop(ip[16:20])
-        udp = ip[ihl : struct.unpack_from("!H", ip, 2)[0]]
-    elif ethertype == 0x86DD and len(ip) >= 40:
-        if ip[6] != 17:
-            return None  # extension headers (fragments) are not used in the lab
-        src, dst = _ntop(ip[8:24]), _ntop(ip[24:40])
-        udp = ip[40 : 40 + struct.unpack_from("!H", ip, 4)[0]]
-    else:
+    if ethertype not in (_ETHERTYPE_IPV4, _ETHERTYPE_IPV6):
         return None
-    if len(udp) < 8:
+    packet = udp.parse_ip_udp(ip)
+    if packet is None:
         return None
-    sport, dport, length = struct.unpack_from("!HHH", udp)
-    return Datagram(when, src, sport, dst, dport, bytes(udp[8:length]))
+    return Datagram(when, packet.src, packet.sport, packet.dst, packet.dport, packet.payload)
 
 
-def _ntop(raw: bytes) -> str:
-    return str(ipaddress.ip_address(raw))
+_ETHERTYPE_IPV4, _ETHERTYPE_IPV6 = 0x0800, 0x86DD
 
 
 def datagram_sequence(datagrams: Sequence[Datagram], initiator: str) -> str:
@@ -1094,9 +1111,10 @@ class Lab:
         )
         for side, ns in self.namespaces.items():
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
-            _run(["ip", "-n", ns, "addr", "add", f"{_IPV4[side]}/24", "dev", _IFACE])
+            v4, v6 = IPV4_ADDRESSES[side], IPV6_ADDRESSES[side]
+            _run(["ip", "-n", ns, "addr", "add", f"{v4}/24", "dev", _IFACE])
             # nodad: the address is usable at once instead of after duplicate detection.
-            _run(["ip", "-n", ns, "-6", "addr", "add", f"{_IPV6[side]}/64", "dev", _IFACE, "nodad"])
+            _run(["ip", "-n", ns, "-6", "addr", "add", f"{v6}/64", "dev", _IFACE, "nodad"])
             # No duplicate address detection for the link-local address either.
             _run(
                 [
@@ -1158,7 +1176,7 @@ class Lab:
     def address(self, side: str) -> str:
         """The side's lab address in the family the lab uses."""
         self._check_side(side)
-        return (_IPV6 if self.ipv6 else _IPV4)[side]
+        return (IPV6_ADDRESSES if self.ipv6 else IPV4_ADDRESSES)[side]
 
     def peer_of(self, side: str) -> str:
         """The other side."""
@@ -1281,193 +1299,3 @@ def cleanup(prefix: str = DEFAULT_PREFIX, keep_workdirs: bool = False) -> list[s
         for d in base.glob(f"{prefix}-*"):
             shutil.rmtree(d, ignore_errors=True)
     return removed
-
-
-# ---------------------------------------------------------------------------
-# CLI
-
-
-def _config_from_args(args: argparse.Namespace) -> StrongSwanConfig:
-    return StrongSwanConfig(
-        ike_proposal=args.ike_proposal,
-        esp_proposal=args.esp_proposal,
-        psk=args.psk,
-        port=args.port,
-        port_nat_t=args.port_nat_t,
-        fragment_size=args.fragment_size,
-        kernel=args.kernel,
-        send_certreq=not args.no_certreq,
-    )
-
-
-def _add_config_args(p: argparse.ArgumentParser) -> None:
-    d = StrongSwanConfig()
-    p.add_argument("--ipv6", action="store_true", help="talk over IPv6 (2001:db8::1/2)")
-    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="name prefix (default %(default)s)")
-    p.add_argument("--ike-proposal", default=d.ike_proposal)
-    p.add_argument("--esp-proposal", default=d.esp_proposal)
-    p.add_argument("--psk", default=d.psk)
-    p.add_argument("--port", type=int, default=d.port, help="IKE port of both daemons")
-    p.add_argument("--port-nat-t", type=int, default=d.port_nat_t)
-    p.add_argument("--fragment-size", type=int, default=d.fragment_size)
-    p.add_argument("--kernel", choices=sorted(_KERNEL_PLUGINS), default=d.kernel)
-    p.add_argument("--no-certreq", action="store_true", help="send_certreq = no")
-
-
-def _cmd_up(args: argparse.Namespace) -> int:
-    lab = Lab(ipv6=args.ipv6, prefix=args.prefix, keep_workdir=True)
-    try:
-        lab.up()
-        config = _config_from_args(args)
-        sides = () if args.no_strongswan else SIDES
-        if args.strongswan_side and not args.no_strongswan:
-            sides = (args.strongswan_side,)
-        daemons = [lab.start_strongswan(s, config) for s in sides]
-        pqike_side = lab.peer_of(sides[0]) if len(sides) == 1 else None
-        pqike_config = None
-        if pqike_side is not None:
-            # The other side is for a pqike peer: the same settings as pqike TOML.
-            from .pqike_peer import write_pqike_config
-
-            pqike_config = write_pqike_config(
-                lab.workdir / pqike_side / "pqike.toml",
-                lab,
-                pqike_side,
-                ike_proposal=config.ike_proposal,
-                esp_proposal=config.esp_proposal,
-                psk=config.psk,
-                fragment_size=config.fragment_size,
-                port=config.port,
-                nat_t_port=config.port_nat_t,
-            )
-    except BaseException:
-        lab.down()
-        raise
-    print(f"lab {lab.id} is up (workdir {lab.workdir})")
-    for side in SIDES:
-        print(f"  {side:5}  netns {lab.namespaces[side]}  {_IPV4[side]}  {_IPV6[side]}")
-    for d in daemons:
-        print(f"\n# {d.side}: charon pid {d.process.pid if d.process else '?'}, log {d.log_path}")
-        env = f"STRONGSWAN_CONF={d.strongswan_conf}"
-        print(f"{env} {d.install.swanctl} --list-sas --uri {d.vici_uri}")
-    if daemons:
-        d = daemons[0]
-        print(f"\n# initiate from {d.side}:")
-        print(
-            f"STRONGSWAN_CONF={d.strongswan_conf} {d.install.swanctl} --initiate "
-            f"--ike {d.config.conn} --child {d.config.child} --uri {d.vici_uri}"
-        )
-    if pqike_side is not None and pqike_config is not None:
-        venv_pqike = INTEROP_DIR.parent / ".venv" / "bin" / "pqike"
-        pqike = str(venv_pqike) if venv_pqike.exists() else "pqike"
-        ns = " ".join(lab.ns_prefix(pqike_side))
-        out = lab.workdir / pqike_side
-        print(f"\n# {pqike_side}: pqike, configuration {pqike_config}")
-        print(
-            f"{ns} {pqike} initiate --config {pqike_config} --pcap {out}/pqike.pcap "
-            f"--keylog {out}/pqike.keys"
-        )
-        print(f"{ns} {pqike} respond --config {pqike_config} --events {out}/events.jsonl")
-    print(f"\n# tear down:\npython -m interop.lab down --prefix {args.prefix}")
-    return 0
-
-
-def _cmd_down(args: argparse.Namespace) -> int:
-    removed = cleanup(args.prefix, keep_workdirs=args.keep_workdirs)
-    print(f"removed {len(removed)} namespace(s)" + (": " + " ".join(removed) if removed else ""))
-    return 0
-
-
-def _save_run(
-    out: Path, datagrams: Sequence[Datagram], left: StrongSwan, right: StrongSwan
-) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.hex"):
-        old.unlink()
-    for n, d in enumerate(datagrams, 1):
-        role = "i" if d.from_original_initiator else "r"
-        frag = f"-frag{d.fragment[0]}of{d.fragment[1]}" if d.fragment else ""
-        name = f"{n:02d}-{role}-{d.exchange or 'ESP'}{frag}.hex"
-        (out / name).write_text(d.payload.hex() + "\n")
-    (out / "left.log").write_text(left.log())
-    (out / "right.log").write_text(right.log())
-    (out / "left-strongswan.conf").write_text(left.strongswan_conf.read_text())
-    (out / "left-swanctl.conf").write_text(left.swanctl_conf.read_text())
-    (out / "right-strongswan.conf").write_text(right.strongswan_conf.read_text())
-    (out / "right-swanctl.conf").write_text(right.swanctl_conf.read_text())
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    config = _config_from_args(args)
-    with Lab(ipv6=args.ipv6, prefix=args.prefix) as lab:
-        cap = lab.capture("left")
-        left = lab.start_strongswan("left", config)
-        right = lab.start_strongswan("right", config)
-        result = left.initiate(timeout=args.timeout, check=False)
-        time.sleep(0.2)  # let the last datagram reach the capture
-        cap.stop()
-        datagrams = [d for d in cap.datagrams() if d.ike_message is not None]
-        print(
-            f"{config.ike_proposal} / {config.esp_proposal} over "
-            f"{'IPv6' if args.ipv6 else 'IPv4'}: "
-            f"{'ESTABLISHED' if result.established else 'FAILED'} in {result.elapsed:.3f} s"
-        )
-        if result.established:
-            sa = result.ike_sa
-            print(f"  IKE   {sa.algorithms}")
-            for child in sa.children:
-                print(f"  CHILD {child.algorithms}")
-        seq = datagram_sequence(datagrams, lab.address("left"))
-        total = sum(len(d.payload) for d in datagrams)
-        print(f"  {len(datagrams)} datagrams, {total} bytes: {seq}")
-        for d in datagrams:
-            marker = "+marker" if d.has_non_esp_marker else ""
-            frag = f" frag {d.fragment[0]}/{d.fragment[1]}" if d.fragment else ""
-            print(
-                f"    {d.src}:{d.sport} -> {d.dst}:{d.dport} {len(d.payload):5} "
-                f"{d.exchange} mid {d.message_id}{' resp' if d.is_response else ''}"
-                f"{frag} {marker}"
-            )
-        if args.save:
-            _save_run(Path(args.save), datagrams, left, right)
-            print(f"  saved datagrams and logs to {args.save}")
-        if not result.established:
-            print(result.output.strip()[-2000:], file=sys.stderr)
-            return 1
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m interop.lab up|down|run``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m interop.lab", description=__doc__.split("\n")[0]
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_up = sub.add_parser("up", help="bring a lab up with a charon on each side and leave it")
-    _add_config_args(p_up)
-    p_up.add_argument("--no-strongswan", action="store_true", help="namespaces only")
-    p_up.add_argument(
-        "--strongswan-side",
-        choices=SIDES,
-        help="charon on this side only; the other side gets a pqike configuration",
-    )
-    p_up.set_defaults(func=_cmd_up)
-    p_down = sub.add_parser("down", help="remove every lab with the prefix (leftovers)")
-    p_down.add_argument("--prefix", default=DEFAULT_PREFIX)
-    p_down.add_argument("--keep-workdirs", action="store_true")
-    p_down.set_defaults(func=_cmd_down)
-    p_run = sub.add_parser("run", help="one strongSwan<->strongSwan case, captured")
-    _add_config_args(p_run)
-    p_run.add_argument("--timeout", type=float, default=15.0)
-    p_run.add_argument("--save", metavar="DIR", help="write datagrams (.hex), logs and configs")
-    p_run.set_defaults(func=_cmd_run)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except LabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

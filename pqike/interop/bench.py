@@ -1,7 +1,7 @@
 """``pqike bench interop``: handshake time of pqike and strongSwan 6 in the lab.
 
 Four pairs run the same proposal over real UDP, each in its own pair of network
-namespaces (``interop/lab.py``), interleaved run by run with the order rotated, so
+namespaces (:mod:`pqike.interop.lab`), interleaved run by run with the order rotated, so
 load on the machine hits all of them alike:
 
 - strongSwan -> strongSwan (the anchor),
@@ -27,19 +27,17 @@ warm-up and not counted.
 
 from __future__ import annotations
 
-import importlib
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
-from typing import Any
 
-from ..constants import ProtocolId
+from ..constants import ExchangeType, HeaderFlag, ProtocolId
 from ..proposal import parse_proposals
+from .lab import Datagram, Lab, StrongSwanConfig, ensure_strongswan
+from .peer import PqikeResponder, lab_unavailable, run_pqike_initiator, write_pqike_config
 
 #: The pairs in the order they are reported; (name, initiator, responder).
 PAIRS: tuple[tuple[str, str, str], ...] = (
@@ -56,35 +54,14 @@ DEFAULT_PROPOSALS = (
     "aes256gcm16-prfsha384-x25519",
 )
 _PREFIX = "pqbench"
-_IKE_SA_INIT, _IKE_AUTH, _IKE_INTERMEDIATE = 34, 35, 43
+_IKE_SA_INIT, _IKE_AUTH = ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH
+_IKE_INTERMEDIATE = ExchangeType.IKE_INTERMEDIATE
+# Offsets in the IKE header (RFC 7296 3.1).
+_SPI_I_END, _EXCHANGE_TYPE, _FLAGS = 8, 18, 19
 
 
 class LabUnavailable(RuntimeError):
-    """The strongSwan lab cannot run here (not root, no namespaces, no lab checkout)."""
-
-
-def _interop_modules() -> tuple[Any, Any]:
-    """``interop.lab`` and ``interop.pqike_peer`` from the source checkout pqike runs from.
-
-    ``interop/`` is not part of the installed package: it is found next to the
-    ``pqike`` folder (an editable install or a checkout on ``sys.path``).
-    """
-    try:
-        return (
-            importlib.import_module("interop.lab"),
-            importlib.import_module("interop.pqike_peer"),
-        )
-    except ImportError:
-        pass
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "interop" / "lab.py").is_file():
-        raise LabUnavailable(
-            "the strongSwan lab (interop/lab.py) is not next to this pqike; "
-            "run from a source checkout"
-        ) from None
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return importlib.import_module("interop.lab"), importlib.import_module("interop.pqike_peer")
+    """The strongSwan lab cannot run here (not root, no network namespaces)."""
 
 
 @dataclass(frozen=True)
@@ -100,10 +77,10 @@ class WireHandshake:
     steps: tuple[tuple[str, float], ...] = ()
 
 
-def wire_handshakes(datagrams: Sequence[Any]) -> list[WireHandshake]:
+def wire_handshakes(datagrams: Sequence[Datagram]) -> list[WireHandshake]:
     """The handshakes in a capture, in the order they started.
 
-    ``datagrams`` are ``interop.lab.Datagram`` objects (``time``, ``ike_message``). A
+    ``datagrams`` are :class:`pqike.interop.lab.Datagram` objects. A
     handshake is every IKE_SA_INIT, IKE_INTERMEDIATE and IKE_AUTH datagram with one
     initiator SPI (retransmissions and fragments included); it is complete once an
     IKE_AUTH response was seen, and timed from its first IKE_SA_INIT datagram to its
@@ -112,13 +89,17 @@ def wire_handshakes(datagrams: Sequence[Any]) -> list[WireHandshake]:
     seen: dict[bytes, list[tuple[float, bool, int]]] = {}
     for d in datagrams:
         msg = d.ike_message
-        if msg is None or msg[18] not in (_IKE_SA_INIT, _IKE_INTERMEDIATE, _IKE_AUTH):
-            continue  # ESP, keepalives, and INFORMATIONAL exchanges after the handshake
-        spi_i = bytes(msg[:8])
-        if msg[18] != _IKE_SA_INIT and spi_i not in seen:
+        if msg is None:
+            continue  # ESP and keepalives
+        exchange = msg[_EXCHANGE_TYPE]
+        if exchange not in (_IKE_SA_INIT, _IKE_INTERMEDIATE, _IKE_AUTH):
+            continue  # INFORMATIONAL exchanges after the handshake
+        spi_i = bytes(msg[:_SPI_I_END])
+        if exchange != _IKE_SA_INIT and spi_i not in seen:
             continue  # the capture started in the middle of this handshake
         # The R flag (RFC 7296 3.1) tells a response from a request.
-        seen.setdefault(spi_i, []).append((d.time, bool(msg[19] & 0x20), msg[18]))
+        response = bool(msg[_FLAGS] & HeaderFlag.RESPONSE)
+        seen.setdefault(spi_i, []).append((d.time, response, exchange))
     out = []
     for spi_i, rows in seen.items():
         auth = [i for i, (_, _, exchange) in enumerate(rows) if exchange == _IKE_AUTH]
@@ -235,8 +216,6 @@ class _Pair:
     def __init__(
         self,
         stack: ExitStack,
-        lab_mod: Any,
-        peer_mod: Any,
         name: str,
         initiator: str,
         responder: str,
@@ -244,22 +223,21 @@ class _Pair:
         esp: str,
     ) -> None:
         self.name = name
-        self.peer_mod = peer_mod
-        lab = stack.enter_context(lab_mod.Lab(prefix=_PREFIX))
+        lab = stack.enter_context(Lab(prefix=_PREFIX))
         self.lab = lab
         # Level 1 everywhere: charon's default, no key dumps (see the module doc).
-        sw_config = lab_mod.StrongSwanConfig(
+        sw_config = StrongSwanConfig(
             ike_proposal=proposal, esp_proposal=esp, log_levels={"default": 1}
         )
         if responder == "strongswan":
             lab.start_strongswan("right", sw_config)
         else:
-            config = peer_mod.write_pqike_config(
+            config = write_pqike_config(
                 lab.workdir / "right.toml", lab, "right", ike_proposal=proposal, esp_proposal=esp
             )
-            peer_mod.PqikeResponder(lab, "right", config, lab.workdir / "right.jsonl").start()
+            PqikeResponder(lab, "right", config, lab.workdir / "right.jsonl").start()
         self.charon = lab.start_strongswan("left", sw_config) if initiator == "strongswan" else None
-        self.config = peer_mod.write_pqike_config(
+        self.config = write_pqike_config(
             lab.workdir / "left.toml", lab, "left", ike_proposal=proposal, esp_proposal=esp
         )
         self.capture = lab.capture("left")
@@ -275,7 +253,7 @@ class _Pair:
             self.charon.swanctl("--terminate", "--ike", "conn", "--timeout", "10", timeout=30)
             return
         events = self.lab.workdir / f"left-{self.count}.jsonl"
-        run = self.peer_mod.run_pqike_initiator(self.lab, "left", self.config, events, delete=True)
+        run = run_pqike_initiator(self.lab, "left", self.config, events, delete=True)
         if run.returncode != 0:
             raise RuntimeError(f"{self.name}: pqike initiate failed: {run.stderr.strip()}")
 
@@ -307,17 +285,16 @@ def bench_interop(
     for text in proposals:
         parse_proposals(text, protocol=ProtocolId.IKE)  # a clear error before any setup
     parse_proposals(esp, protocol=ProtocolId.ESP)
-    lab_mod, peer_mod = _interop_modules()
-    reason = peer_mod.lab_unavailable()
+    reason = lab_unavailable()
     if reason is not None:
         raise LabUnavailable(f"pqike bench interop needs the lab: {reason}")
-    strongswan = lab_mod.ensure_strongswan(install=True).version()
+    strongswan = ensure_strongswan(install=True).version()
     started = time.monotonic()
     results: dict[str, tuple[PairResult, ...]] = {}
     for proposal in proposals:
         with ExitStack() as stack:
             pairs = [
-                _Pair(stack, lab_mod, peer_mod, name, ini, resp, proposal, esp)
+                _Pair(stack, name, ini, resp, proposal, esp)
                 for name, ini, resp in PAIRS
             ]
             for n in range(runs + 1):  # run 0 is the warm-up

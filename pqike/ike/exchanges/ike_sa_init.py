@@ -1,0 +1,238 @@
+"""IKE_SA_INIT (RFC 7296 1.2): algorithms, the first key exchange, nonces, NAT detection.
+
+    HDR, [N(COOKIE)], SAi1, KEi, Ni, N(NATD_S), N(NATD_D), [N(FRAG_SUP)], [N(INT_SUP)]  -->
+                  <--  HDR, SAr1, KEr, Nr, N(NATD_S), N(NATD_D), [N(FRAG_SUP)], [N(INT_SUP)]
+
+Errors here are answered without keeping state (RFC 7296 2.6): a COOKIE request,
+INVALID_KE_PAYLOAD naming the method we want, INVALID_SYNTAX or NO_PROPOSAL_CHOSEN.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from ...constants import ADDKE_TYPES, ExchangeType, NotifyType, TransformType, name_of
+from ...crypto import auth as crypto_auth
+from ...crypto.prf import get_prf
+from ...errors import InvalidSyntax, NoProposalChosen, PeerError, ProtocolError
+from ...proposal import NegotiatedSuite, check_selected, select_proposal
+from ...wire.payloads import KePayload, NoncePayload, NotifyPayload, Payload, SaPayload
+from ..context import Inbound
+from ..events import KeyExchangeCompleted
+from ..states import Ignore, Outcome
+from . import intermediate
+from .common import check_nonce, error_notify, first, notify
+
+if TYPE_CHECKING:
+    from ..sa import IkeSa
+
+ZERO_SPI = b"\x00" * 8
+
+
+def send_request(sa: IkeSa, now: float) -> None:
+    """Queue the IKE_SA_INIT request (again, after a COOKIE or INVALID_KE_PAYLOAD)."""
+    hs = sa.hs
+    assert hs.kex is not None and hs.ke_method is not None
+    payloads: list[Payload] = []
+    if hs.cookie:
+        # RFC 7296 2.6: the COOKIE notify comes first.
+        payloads.append(NotifyPayload(NotifyType.COOKIE, hs.cookie))
+    payloads += [
+        SaPayload(sa.config.ike_proposals),
+        KePayload(hs.ke_method, hs.kex.public_data()),
+        NoncePayload(hs.nonce_i),
+    ]
+    payloads += sa.nat_notifies(ZERO_SPI)
+    if sa.config.fragmentation:
+        payloads.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+    if any(t.type in ADDKE_TYPES for p in sa.config.ike_proposals for t in p.transforms):
+        # RFC 9370 2.2.1 / RFC 9242 3.1: additional key exchanges need IKE_INTERMEDIATE.
+        payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
+    sa.gen.my_mid = 0  # a retried IKE_SA_INIT is still message 0
+    hs.sa_init_request = sa.send_request(
+        ExchangeType.IKE_SA_INIT, payloads, now=now, protected=False
+    )
+
+
+def start(sa: IkeSa, now: float) -> None:
+    """The initiator's first step: a nonce, the first proposal's KE method, the request."""
+    hs = sa.hs
+    hs.nonce_i = os.urandom(sa.config.nonce_size)
+    proposal = sa.config.ike_proposals[0]
+    method = next((t.id for t in proposal.transforms if t.type == TransformType.KE), None)
+    assert method is not None  # IkeSa.initiate checked it
+    hs.ke_method = method
+    hs.kex = sa.new_kex(method)
+    send_request(sa, now)
+
+
+def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
+    """The responder: select, answer and derive the first keys, or refuse statelessly."""
+    payloads = msg.payloads
+    hdr = msg.header
+    hs = sa.hs
+    sa.received(msg, now)
+    if hdr.spi_r != ZERO_SPI:
+        sa.drop(now, "IKE_SA_INIT request with a responder SPI", msg.udp_len)
+        return Outcome.STATELESS
+    sa.remote = msg.source
+    sa.gen.spi_i = hdr.spi_i  # so even a refusal below is reported under the peer's SPI
+    nonce = first(payloads, NoncePayload)
+    if sa.config.require_cookie:
+        expected = crypto_auth.cookie(
+            sa.config.cookie_secret,
+            nonce.data if nonce is not None else b"",
+            msg.source[0],
+            hdr.spi_i,
+        )
+        got = payloads[0] if payloads else None
+        if not (
+            isinstance(got, NotifyPayload)
+            and got.notify_type == NotifyType.COOKIE
+            and got.data == expected
+        ):
+            sa.stateless_reply(hdr, [NotifyPayload(NotifyType.COOKIE, expected)], now)
+            return Outcome.STATELESS
+    sa_payload = first(payloads, SaPayload)
+    ke = first(payloads, KePayload)
+    if sa_payload is None or ke is None or nonce is None:
+        sa.stateless_reply(hdr, [NotifyPayload(NotifyType.INVALID_SYNTAX)], now)
+        sa.bump("bad_requests")
+        return Outcome.STATELESS
+    selected = select_proposal(sa_payload.proposals, sa.config.ike_proposals, prefer_ke=ke.method)
+    suite = NegotiatedSuite.from_proposal(selected)
+    if suite.ke != ke.method:
+        # RFC 7296 1.2: tell the initiator which method we selected.
+        assert suite.ke is not None
+        wanted = suite.ke.to_bytes(2, "big")
+        sa.stateless_reply(hdr, [NotifyPayload(NotifyType.INVALID_KE_PAYLOAD, wanted)], now)
+        sa.bump("invalid_ke_sent")
+        return Outcome.STATELESS
+    if suite.prf is None:
+        raise NoProposalChosen("the selected IKE proposal has no PRF")
+    check_nonce(nonce.data, get_prf(suite.prf).key_size, "Ni")
+    peer_intermediate = notify(payloads, NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
+    if suite.rounds and not peer_intermediate:
+        # RFC 9370 2.2.1: ADDKE without IKE_INTERMEDIATE support cannot work.
+        raise NoProposalChosen(
+            "additional key exchanges offered without INTERMEDIATE_EXCHANGE_SUPPORTED"
+        )
+    hs.nonce_i = nonce.data
+    hs.nonce_r = os.urandom(sa.config.nonce_size)
+    sa.peer_fragmentation = notify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+    sa.check_nat(payloads, ZERO_SPI, msg.source)
+    hs.ke_method = ke.method
+    kex = sa.new_kex(ke.method)
+    try:
+        ke_data, secret = kex.respond(ke.data)
+    except ProtocolError as exc:
+        raise InvalidSyntax(f"bad KEi: {exc}", round=0) from exc
+    sa.emit(KeyExchangeCompleted(ke.method, 0, secret))
+    sa.gen.spi_r = sa.reserved_spi  # the SPI goes on the wire with this response
+    out: list[Payload] = [
+        SaPayload((selected,)),
+        KePayload(ke.method, ke_data),
+        NoncePayload(hs.nonce_r),
+    ]
+    out += sa.nat_notifies(sa.gen.spi_r)
+    if sa.config.fragmentation and sa.peer_fragmentation:
+        out.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+    if peer_intermediate and suite.rounds:
+        out.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
+    sa.install_first_keys(suite, secret)
+    hs.rounds.pending = suite.rounds
+    hs.sa_init_request = msg.message.raw
+    hs.sa_init_response = sa.send_response(
+        ExchangeType.IKE_SA_INIT,
+        out,
+        message_id=0,
+        now=now,
+        protected=False,
+        request_raw=msg.message.raw,
+    )
+    hs.half_open_deadline = now + sa.config.half_open_timeout
+    return Outcome.ROUNDS if suite.rounds else Outcome.AUTH
+
+
+def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
+    """The initiator: retry on COOKIE / INVALID_KE_PAYLOAD, else derive the first keys."""
+    payloads = msg.payloads
+    hdr = msg.header
+    hs = sa.hs
+    cookie = notify(payloads, NotifyType.COOKIE)
+    if cookie is not None:
+        sa.received(msg, now)
+        hs.cookie = cookie.data
+        sa.bump("cookies_received")
+        send_request(sa, now)
+        return Outcome.RETRY
+    invalid_ke = notify(payloads, NotifyType.INVALID_KE_PAYLOAD)
+    if invalid_ke is not None:
+        sa.received(msg, now)
+        data = invalid_ke.data
+        wanted = int.from_bytes(data[:2], "big") if len(data) >= 2 else -1
+        offered = {
+            t.id
+            for p in sa.config.ike_proposals
+            for t in p.transforms
+            if t.type == TransformType.KE
+        }
+        if wanted not in offered or wanted == hs.ke_method:
+            raise PeerError(
+                NotifyType.INVALID_KE_PAYLOAD,
+                f"responder asked for key exchange method {wanted}, which we did not offer",
+            )
+        # RFC 7296 1.2: retry with the method the responder asked for.
+        sa.bump("invalid_ke_received")
+        hs.ke_method = wanted
+        hs.kex = sa.new_kex(wanted)
+        send_request(sa, now)
+        return Outcome.RETRY
+    err = error_notify(payloads)
+    if err is not None:
+        sa.received(msg, now)
+        name = name_of(NotifyType, err.notify_type)
+        raise PeerError(err.notify_type, f"responder answered {name}")
+    sa_payload = first(payloads, SaPayload)
+    ke = first(payloads, KePayload)
+    nonce = first(payloads, NoncePayload)
+    if (
+        sa_payload is None
+        or ke is None
+        or nonce is None
+        or len(sa_payload.proposals) != 1
+        or hdr.spi_r == ZERO_SPI
+    ):
+        raise Ignore("IKE_SA_INIT response without SA, KE and Nonce")
+    try:
+        suite = check_selected(sa.config.ike_proposals, sa_payload.proposals[0])
+    except NoProposalChosen as exc:
+        sa.received(msg, now)
+        raise NoProposalChosen(f"responder chose badly: {exc}") from exc
+    if ke.method != hs.ke_method or suite.ke != hs.ke_method:
+        raise Ignore("KEr method differs from KEi's")
+    sa.received(msg, now)
+    if suite.prf is None:
+        raise NoProposalChosen("the responder chose no PRF")
+    check_nonce(nonce.data, get_prf(suite.prf).key_size, "Nr")
+    sa.gen.spi_r = hdr.spi_r
+    assert hs.kex is not None
+    try:
+        secret = hs.kex.complete(ke.data)
+    except ProtocolError as exc:
+        raise InvalidSyntax(f"bad KEr in IKE_SA_INIT: {exc}", round=0) from exc
+    sa.emit(KeyExchangeCompleted(ke.method, 0, secret))
+    hs.nonce_r = nonce.data
+    hs.sa_init_response = msg.message.raw
+    sa.peer_fragmentation = notify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+    peer_intermediate = notify(payloads, NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
+    if suite.rounds and not peer_intermediate:
+        raise NoProposalChosen(
+            "responder chose additional key exchanges without IKE_INTERMEDIATE support"
+        )
+    sa.check_nat(payloads, sa.gen.spi_r, msg.source)
+    sa.float_to_nat_t()
+    sa.install_first_keys(suite, secret)
+    hs.rounds.pending = suite.rounds
+    return intermediate.send_next(sa, now)
