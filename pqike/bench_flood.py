@@ -496,7 +496,7 @@ def bench_flood(
         legit_completed=len(latencies),
         latencies=latencies,
         responder=stats,
-        budget=int(extra.get("reassembly_budget", 56 << 20)),
+        budget=int(extra.get("reassembly_budget", 48 << 20)),
     )
 
 

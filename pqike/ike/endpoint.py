@@ -130,10 +130,10 @@ class EndpointLimits:
     replay_cache_size: int = 2048
     """Most IKE_SA_INIT responses kept for ``replay_window``; the oldest go first."""
 
-    reassembly_total: int = 56 << 20
+    reassembly_total: int = 48 << 20
     """Bytes all partial fragmented messages of all IKE SAs may hold together (RFC 7383
-    2.6); beyond it the oldest partial messages are evicted. 56 MiB leaves room for the
-    ``max_half_open`` SAs themselves (about 7 KiB each) within 64 MiB of growth.
+    2.6); beyond it the oldest partial messages are evicted. 48 MiB leaves room for the
+    ``max_half_open`` SAs themselves (about 8 KiB each) within 64 MiB of growth.
     strongSwan bounds each reassembled message by ``max_packet`` (10000 bytes) and has
     no global bound."""
 

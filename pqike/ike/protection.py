@@ -187,7 +187,7 @@ class _Assembly:
     first_inner: int = 0
 
 
-FRAGMENT_OVERHEAD = 256
+FRAGMENT_OVERHEAD = 320
 """Bytes of overhead charged per stored fragment on top of its data (a ``bytes`` object's
 header and malloc's, two dict slots, an int; measured with ``pqike bench flood --mode
 fragments``): a flood of tiny fragments is bounded too."""
@@ -225,7 +225,7 @@ class ReassemblyBudget:
 
     def __init__(
         self,
-        total_bytes: int = 56 << 20,
+        total_bytes: int = 48 << 20,
         *,
         per_peer_bytes: int | None = 16 << 20,
         half_open_bytes: int | None = 1536 << 10,

@@ -342,7 +342,7 @@ def test_responder_defaults_protect_like_strongswan():
     limits = parse_peer_config(MINIMAL).limits
     assert (limits.max_half_open, limits.max_half_open_per_peer) == (1000, 5)
     assert (limits.cookie_threshold, limits.cookie_threshold_per_peer) == (30, 3)
-    assert (limits.reassembly_total, limits.reassembly_per_peer) == (56 << 20, 16 << 20)
+    assert (limits.reassembly_total, limits.reassembly_per_peer) == (48 << 20, 16 << 20)
     # x25519 alone: no big key exchange payload, a half-open SA gets 64 KiB and a bit.
     assert limits.reassembly_half_open == (64 << 10) + 32
     mceliece = parse_peer_config(
