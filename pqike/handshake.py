@@ -148,6 +148,36 @@ def make_config(
     )
 
 
+INITIATOR_ID = "initiator.pqike.example"
+RESPONDER_ID = "responder.pqike.example"
+
+
+def auth_options(auth: str, *, intermediates: int = 1) -> tuple[dict, dict]:
+    """Initiator and responder options for ``auth``: ``psk`` (nothing to add) or a key
+    type of ``pqike.pki.KEY_TYPES``, for which a test PKI (a CA, ``intermediates``
+    intermediate CAs, both peers' certificates) is made on the fly in a temporary
+    directory and loaded."""
+    if auth == "psk":
+        return {}, {}
+    import tempfile
+
+    from .crypto.certs import Credential, TrustStore
+    from .pki import make_pki
+
+    with tempfile.TemporaryDirectory(prefix="pqike-pki-") as tmp:
+        pki = make_pki(
+            tmp, [INITIATOR_ID, RESPONDER_ID], key_type=auth, intermediates=intermediates
+        )
+    trust = TrustStore((pki.ca,))
+    return tuple(  # type: ignore[return-value]
+        {
+            "credential": Credential(pki.entities[ident].key, pki.chain(ident)),
+            "trust": trust,
+        }
+        for ident in (INITIATOR_ID, RESPONDER_ID)
+    )
+
+
 def make_pair(
     proposal: str = "aes256gcm16-prfsha384-x25519",
     esp: str = "aes256gcm16",
@@ -176,8 +206,8 @@ def make_pair(
         make_config(
             proposal,
             esp,
-            local_id="initiator.pqike.example",
-            remote_id="responder.pqike.example",
+            local_id=INITIATOR_ID,
+            remote_id=RESPONDER_ID,
             psk=psk,
             **{**options, **(initiator_options or {})},
         ),
@@ -189,7 +219,7 @@ def make_pair(
         make_config(
             responder_proposal or proposal,
             responder_esp or esp,
-            local_id="responder.pqike.example",
+            local_id=RESPONDER_ID,
             psk=responder_psk if responder_psk is not None else psk,
             **{**options, **(responder_options or {})},
         ),
@@ -215,6 +245,7 @@ def run_handshake(
     max_time: float = 600.0,
     responder_esp: str | None = None,
     then: Sequence[str] = (),
+    auth: str = "psk",
 ) -> HandshakeResult:
     """Run IKE_SA_INIT, any IKE_INTERMEDIATE rounds and IKE_AUTH between two pqike peers,
     then the phases of ``then`` one after the other: ``child`` (Child SA rekey), ``ike``
@@ -225,9 +256,13 @@ def run_handshake(
     accepts ``responder_proposal`` (default: the same). ``esp`` is the ESP proposal
     (KE and ADDKE keywords apply to CREATE_CHILD_SA, as in strongSwan's
     ``esp_proposals``); the responder's is ``responder_esp`` (default: the same).
+    ``auth`` is ``psk`` or a key type (``p256``, ``ed25519``, ``rsa3072``, ``mldsa65``,
+    ...): both peers then authenticate with certificates of a test PKI made on the fly
+    (``auth_options``); ``initiator_options``/``responder_options`` still win.
     Returns a ``HandshakeResult`` with one ``PhaseResult`` per phase; never raises for
     a failed handshake or rekey (see ``result.failures`` and ``result.phases``).
     """
+    ini_auth, res_auth = auth_options(auth)
     initiator, responder = make_pair(
         proposal,
         esp,
@@ -236,8 +271,8 @@ def run_handshake(
         psk=psk,
         responder_psk=responder_psk,
         ipv6=ipv6,
-        initiator_options=initiator_options,
-        responder_options=responder_options,
+        initiator_options={**ini_auth, **(initiator_options or {})},
+        responder_options={**res_auth, **(responder_options or {})},
         fragment_size=fragment_size,
     )
     return drive_pair(

@@ -43,16 +43,25 @@ from ..errors import IntegrityCheckFailed, LocalProtocolError, NoProposalChosen,
 from ..proposal import NegotiatedSuite
 from ..wire.codec import decode_message, decode_payloads, encode_message
 from ..wire.datagram import add_marker, marker_length, strip_marker
-from ..wire.payloads import IkeHeader, Message, NotifyPayload, Payload, SkfPayload
+from ..wire.payloads import (
+    IkeHeader,
+    Message,
+    NotifyPayload,
+    Payload,
+    SkfPayload,
+    VendorIdPayload,
+)
 from .child import ChildSa, ChildState
 from .config import Identity, IkeConfiguration
 from .context import ChildExchange, HandshakeContext, Inbound, NewChild
 from .events import (
+    ChildKeysDerived,
     ChildSaDeleted,
     ChildSaEstablished,
     CreateChildSaFailed,
     DatagramDropped,
     Event,
+    IkeKeysDerived,
     IkeSaEstablished,
     IkeSaFailed,
     IkeSaRekeyed,
@@ -752,16 +761,31 @@ class IkeSa:
             integ_key_size=cipher.integ_key_size,
         )
         self.gen.crypto = Crypto(suite, prf, cipher, keys)
+        assert hs.ke_method is not None
+        self._events.append(
+            IkeKeysDerived(
+                self.gen.spi_i,
+                self.gen.spi_r,
+                ExchangeType.IKE_SA_INIT,
+                0,
+                hs.nonce_i,
+                hs.nonce_r,
+                ((hs.ke_method, secret),),
+                keys,
+                suite.prf,
+            )
+        )
 
     def update_first_keys(self, secret: bytes) -> None:
         """RFC 9370 2.2.2: SKEYSEED(n) = prf(SK_d(n-1), SK(n) | Ni | Nr), then prf+ again,
         always with the IKE_SA_INIT nonces."""
         c = self.gen.crypto
         hs = self.hs
-        assert c is not None
+        assert c is not None and c.suite.prf is not None
+        previous = c.keys
         c.keys = updated_ike_keys(
             c.prf,
-            c.keys,
+            previous,
             secret,
             hs.nonce_i,
             hs.nonce_r,
@@ -771,6 +795,21 @@ class IkeSa:
             integ_key_size=c.cipher.integ_key_size,
         )
         hs.intermediate_exchanges += 1
+        _, method = hs.rounds.current
+        self._events.append(
+            IkeKeysDerived(
+                self.gen.spi_i,
+                self.gen.spi_r,
+                ExchangeType.IKE_INTERMEDIATE,
+                hs.intermediate_exchanges,
+                hs.nonce_i,
+                hs.nonce_r,
+                ((method, secret),),
+                c.keys,
+                c.suite.prf,
+                previous_sk_d=previous.sk_d,
+            )
+        )
 
     def established(self, now: float, peer: Identity) -> None:
         """Both peers authenticated: report it, arm the lifetimes, drop the handshake."""
@@ -863,6 +902,25 @@ class IkeSa:
         )
         self.children[spi_in] = child
         exchanges = len(additional_secrets) + (1 if shared_secret else 0)
+        # The methods in the order RFC 9370 2.2.4 feeds their secrets to KEYMAT.
+        methods = ([suite.ke] if shared_secret and suite.ke is not None else []) + [
+            m for _, m in suite.rounds
+        ]
+        secrets = ((shared_secret,) if shared_secret else ()) + tuple(additional_secrets)
+        self._events.append(
+            ChildKeysDerived(
+                self.gen.spi_i,
+                self.gen.spi_r,
+                new.spi_i,
+                new.spi_r,
+                purpose,
+                nonce_i,
+                nonce_r,
+                tuple(zip(methods, secrets, strict=False)),
+                c.keys.sk_d,
+                keys,
+            )
+        )
         self._events.append(
             ChildSaEstablished(
                 new.spi_i,
@@ -1086,8 +1144,24 @@ class IkeSa:
                 if (self.config.fragmentation and self.peer_fragmentation)
                 else None
             )
+            impairments = self.config.impairments
+            clear: tuple[Payload, ...] = ()
+            if (
+                impairments
+                and "unencrypted-payload" in impairments
+                and exchange == ExchangeType.IKE_INTERMEDIATE
+            ):
+                clear = (VendorIdPayload(b"pqike impairment: a payload in clear"),)
             pm = protect(
-                header, payloads, c.cipher, sk_e, sk_a, fragment_size=frag, ipv6=self._ipv6
+                header,
+                payloads,
+                c.cipher,
+                sk_e,
+                sk_a,
+                fragment_size=frag,
+                ipv6=self._ipv6,
+                unprotected=clear,
+                impairments=impairments,
             )
             if exchange == ExchangeType.IKE_INTERMEDIATE and self._hs is not None:
                 # RFC 9242 3.3.2: the sender chains IntAuth over what it protected.
@@ -1160,6 +1234,10 @@ class IkeSa:
         gen.response = CachedResponse(message_id, exchange, datagrams, event, request_raw)
         gen.peer_mid = message_id + 1
         return raw
+
+    def emit_raw(self, message: bytes) -> None:
+        """Queue an IKE message as given, unrecorded (an impairment's extra datagram)."""
+        self._emit_datagrams([add_marker(message, self.local[1], self.remote[1])])
 
     def stateless_reply(self, hdr: IkeHeader, payloads: list[Payload], now: float) -> None:
         """Answer an IKE_SA_INIT request with an unprotected notify and keep no state."""
