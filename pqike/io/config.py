@@ -56,7 +56,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..clock import utc_now
 from ..constants import ADDKE_TYPES, ProtocolId, TransformType
@@ -148,7 +148,9 @@ class PeerConfig:
     ike: IkeConfiguration
     limits: EndpointLimits
     allow_insecure_permissions: bool = False
-    """``[peer] allow_insecure_permissions``: accept a PSK file others may read."""
+    """``[peer] allow_insecure_permissions``: accept a PSK or key file others may read."""
+    private_key_file: Path | None = None
+    """``[auth] key``: our private key's file, whose permissions are checked too."""
 
     @property
     def remote(self) -> Address:
@@ -208,14 +210,30 @@ def load_peer_config(
     except UnicodeDecodeError:
         raise ConfigurationError(f"{path}: is not UTF-8 text", field="file") from None
     peer = parse_peer_config(text, source=str(path), registry=registry, base=path.parent)
-    if mode & 0o077 and not (allow_insecure_permissions or peer.allow_insecure_permissions):
-        raise ConfigurationError(
-            f"{path}: holds a pre-shared key but is readable by group or others "
-            f"(mode {stat.S_IMODE(mode):04o}); run 'chmod 600 {path}' or pass "
-            "--allow-insecure-permissions",
-            field="file",
-        )
+    if allow_insecure_permissions or peer.allow_insecure_permissions:
+        return peer
+    if (peer.ike.psk or peer.ike.ppk) and mode & 0o077:
+        _refuse_readable(path, mode, "holds a pre-shared key")
+    key = peer.private_key_file
+    if key is not None:
+        try:
+            key_mode = key.stat().st_mode
+        except OSError as exc:  # loaded a moment ago: only a race gets here
+            raise ConfigurationError(
+                f"{key}: cannot be read ({exc.strerror or exc})", field="auth.key"
+            ) from None
+        if key_mode & 0o077:
+            _refuse_readable(key, key_mode, "is a private key")
     return peer
+
+
+def _refuse_readable(path: Path, mode: int, what: str) -> NoReturn:
+    """As ssh does for its keys: a secret others can read is refused."""
+    raise ConfigurationError(
+        f"{path}: {what} but is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
+        f"run 'chmod 600 {path}' or pass --allow-insecure-permissions",
+        field="file",
+    )
 
 
 def parse_peer_config(
@@ -244,6 +262,7 @@ class _Reader:
         self.source = source
         self.data = data
         self.registry = registry
+        self.key_file: Path | None = None
         for section, value in data.items():
             if section not in _SCHEMA:
                 raise ConfigurationError(
@@ -484,8 +503,9 @@ class _Reader:
                 missing = "key" if key is None else "certificate"
                 raise self.error("auth", missing, "is required with the other of key/certificate")
             if key is not None:
+                self.key_file = self.path("auth", "key", key)
                 out["credential"] = Credential.load(
-                    self.path("auth", "key", key),
+                    self.key_file,
                     self.path("auth", "certificate", cert),
                     *self.paths("auth", "chain"),
                 )
@@ -672,6 +692,7 @@ class _Reader:
             ike=ike,
             limits=limits,
             allow_insecure_permissions=self.boolean("peer", "allow_insecure_permissions", False),
+            private_key_file=self.key_file,
         )
 
     def half_open_default(self, proposals: tuple[Proposal, ...]) -> int:

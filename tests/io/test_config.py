@@ -474,3 +474,23 @@ def test_a_psk_file_readable_by_others_is_refused_unless_allowed(tmp_path):
     path.write_text(with_keys("peer", "allow_insecure_permissions = true"))
     path.chmod(0o644)
     assert load_peer_config(path).allow_insecure_permissions
+
+
+def test_a_private_key_file_others_can_read_is_refused(tmp_path):
+    from pqike.io.config import load_peer_config
+    from pqike.pki import make_pki
+
+    pki = make_pki(tmp_path, ["a.example", "b.example"], key_type="p256", intermediates=0)
+    key = pki.entities["a.example"].key_path
+    cert = pki.entities["a.example"].cert_path
+    conf = tmp_path / "peer.toml"
+    conf.write_text(
+        "[peer]\nlocal = \"192.0.2.1\"\nlocal_id = \"a.example\"\n"
+        f"[auth]\nkey = \"{key}\"\ncertificate = \"{cert}\"\ncacerts = \"{pki.ca_path}\"\n"
+    )
+    conf.chmod(0o644)  # no secret in the file itself: fine
+    assert load_peer_config(conf).private_key_file == key
+    key.chmod(0o644)
+    with pytest.raises(ConfigurationError, match="is a private key but is readable by group"):
+        load_peer_config(conf)
+    assert load_peer_config(conf, allow_insecure_permissions=True).ike.credential is not None
