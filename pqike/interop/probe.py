@@ -179,6 +179,17 @@ def _rekey_outcome(events: Sequence[dict]) -> str:
     for e in events:
         if e["event"] == "child_sa_failed":
             return f"rekey failed: {e.get('notify_name') or 'no notify'} ({e.get('reason', '')})"
+    answered = sum(
+        1
+        for e in events
+        if e["event"] == "message"
+        and e.get("exchange") == "CREATE_CHILD_SA"
+        and e.get("direction") == "sent"
+        and e.get("response")
+    )
+    followups = sum(1 for e in events if e.get("exchange") == "IKE_FOLLOWUP_KE")
+    if answered and not followups:
+        return f"no rekey result: answered {answered} CREATE_CHILD_SA, no IKE_FOLLOWUP_KE came"
     return "no rekey result"
 
 
@@ -211,14 +222,22 @@ def _charon_rekeys_child(
         charon.rekey_child(timeout=12)
     except LabError:
         pass  # the outcome is read from charon's state and log below
-    events = responder.wait_for(lambda ev: _rekey_outcome(ev) != "no rekey result", timeout=8)
-    # charon may still be deleting what it refused: give it a moment to settle.
+    events = responder.wait_for(
+        lambda ev: not _rekey_outcome(ev).startswith("no rekey result"), timeout=8
+    )
+    # charon may still be deleting the Child SA it replaced: give it a moment to settle.
     deadline = time.monotonic() + 5
     new = installed() - before
     while not new and time.monotonic() < deadline:
         time.sleep(0.2)
         new = installed() - before
-    return bool(new), _charon_state(charon.list_sas()), events
+    sas = charon.list_sas()
+    while time.monotonic() < deadline and any(
+        c.state != "INSTALLED" for sa in sas for c in sa.children
+    ):
+        time.sleep(0.2)
+        sas = charon.list_sas()
+    return bool(new), _charon_state(sas), events
 
 
 def probe_one(lab: Lab, case: ProbeCase, role: str, workdir: Path) -> ProbeRow:
@@ -303,9 +322,13 @@ def run_probe(
             except LabError as exc:
                 row = ProbeRow(name, role, None, "", "", "", "", f"lab error: {exc}"[:300])
             rows.append(row)
+            did, did_not = (
+                ("installed the rekeyed Child SA", "did not install the rekeyed Child SA")
+                if case.rekey_child
+                else ("established", "did not establish")
+            )
             progress(
-                f"{name} ({role}): strongSwan "
-                f"{'established' if row.strongswan_established else 'did not establish'}"
+                f"{name} ({role}): strongSwan {did if row.strongswan_established else did_not}"
                 f"{'; notify ' + row.strongswan_notify if row.strongswan_notify else ''}"
             )
     return rows
