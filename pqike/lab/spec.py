@@ -15,6 +15,7 @@
     x25519 = "aes256gcm16-prfsha384-x25519"
     "x25519+mlkem768" = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
     mismatch = { ike = "aes256gcm16-prfsha384-x25519", responder = "aes256gcm16-prfsha384-ecp256" }
+    bad-intauth = { ike = "aes256gcm16-prfsha384-x25519-ke1_mlkem768", impair = ["wrong-int-auth"] }
 
     [profiles.wan]
     delay_ms = [0, 50]              # a list expands into one profile per value
@@ -40,6 +41,7 @@ from ..constants import ADDKE_TYPES, ProtocolId, TransformType
 from ..crypto.kex import DEFAULT_REGISTRY, KeyExchangeRegistry
 from ..errors import ConfigurationError
 from ..handshake import PHASES, parse_phase
+from ..ike.impair import IMPAIRMENTS
 from ..proposal import parse_proposals
 from .link import LinkProfile
 
@@ -71,7 +73,9 @@ _EXPERIMENT_KEYS = (
     "record_payloads",
     "phases",
 )
-_PROPOSAL_KEYS = ("ike", "esp", "responder", "description")
+_PROPOSAL_KEYS = ("ike", "esp", "responder", "description", "impair", "responder_impair")
+IMPAIR_PAIRS: tuple[str, ...] = ("memory", "udp")
+"""Peer pairs that apply a proposal's ``impair`` and ``responder_impair`` (two pqike peers)."""
 _PROFILE_KEYS = (
     "delay_ms",
     "jitter_ms",
@@ -97,6 +101,10 @@ class ProposalSpec:
     responder: str | None = None
     """The responder's IKE proposal when it differs (default: ``ike``)."""
     description: str = ""
+    impair: frozenset[str] = frozenset()
+    """Impairments of the initiator (``pqike.ike.impair``), applied by the pqike pairs."""
+    responder_impair: frozenset[str] = frozenset()
+    """Impairments of the responder."""
 
 
 @dataclass(frozen=True)
@@ -292,6 +300,16 @@ def parse_spec(
                     f"profiles.{profile.name}.pairs",
                     f"peer pair {pair!r} is not in experiment.pairs ({', '.join(pairs)})",
                 )
+    for proposal in proposals:
+        if proposal.impair or proposal.responder_impair:
+            other = [pair for pair in pairs if pair not in IMPAIR_PAIRS]
+            if other:
+                key = "impair" if proposal.impair else "responder_impair"
+                v.fail(
+                    f"proposals.{proposal.name}.{key}",
+                    f"impairments apply only to the {' and '.join(IMPAIR_PAIRS)} pairs, "
+                    f"but experiment.pairs has {other[0]!r}",
+                )
     names = [p.name for p in proposals]
     baseline = exp.get("baseline")
     highlight = exp.get("highlight")
@@ -432,6 +450,20 @@ class _Validator:
             out.append(item)
         return tuple(out)
 
+    def impairments(self, value: Any, field: str) -> frozenset[str]:
+        if not isinstance(value, list):
+            self.fail(
+                field,
+                f'must be a list of impairments such as ["wrong-int-auth"], got {_show(value)}',
+            )
+        for i, item in enumerate(value):
+            if item not in IMPAIRMENTS:
+                self.fail(
+                    f"{field}[{i}]",
+                    f"unknown impairment {_show(item)} (`pqike impairments` lists them)",
+                )
+        return frozenset(value)
+
     def esp(self, text: str, field: str) -> None:
         try:
             parse_proposals(text, protocol=ProtocolId.ESP)
@@ -491,7 +523,13 @@ class _Validator:
                 self.string(responder, f"{field}.responder")
                 self.ike(responder, f"{field}.responder")
             description = self.string(entry.get("description", ""), f"{field}.description")
-            out.append(ProposalSpec(name, ike, esp, responder, description))
+            impair = self.impairments(entry.get("impair", []), f"{field}.impair")
+            responder_impair = self.impairments(
+                entry.get("responder_impair", []), f"{field}.responder_impair"
+            )
+            out.append(
+                ProposalSpec(name, ike, esp, responder, description, impair, responder_impair)
+            )
         return tuple(out)
 
     def profiles(self, value: Any) -> tuple[NetworkProfile, ...]:

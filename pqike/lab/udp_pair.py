@@ -112,12 +112,14 @@ class UdpPair:
             case.proposal.esp,
             local_id=INITIATOR_ID,
             remote_id=RESPONDER_ID,
+            impairments=case.proposal.impair,
             **common,
         )
         resp_cfg = make_config(
             case.proposal.responder or case.proposal.ike,
             case.proposal.esp,
             local_id=RESPONDER_ID,
+            impairments=case.proposal.responder_impair,
             **common,
         )
         events: dict[str, list[Event]] = {"initiator": [], "responder": []}
