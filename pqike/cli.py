@@ -351,13 +351,16 @@ def impairments() -> None:
         typer.echo(f"{name:<{width}}  {what}")
 
 
-def _load_peer(config: str):
+def _load_peer(config: str, allow_insecure_permissions: bool = False):
     from .io.config import load_peer_config
 
     try:
-        return load_peer_config(config)
+        return load_peer_config(config, allow_insecure_permissions=allow_insecure_permissions)
     except ConfigurationError as exc:
         _fail(str(exc))
+
+
+_INSECURE_HELP = "Accept a peer configuration with a PSK that group or others may read."
 
 
 def _path(text: str | None) -> Path | None:
@@ -414,6 +417,9 @@ def initiate(
     impair: list[str] = typer.Option(  # noqa: B008 - typer reads the default
         [], "--impair", help="Misbehave on purpose (repeatable; `pqike impairments` lists them)."
     ),
+    allow_insecure_permissions: bool = typer.Option(
+        False, "--allow-insecure-permissions", help=_INSECURE_HELP
+    ),
 ) -> None:
     # Help texts are rich markup, where "\[" is a literal bracket and "[peer]" a style tag
     # that would vanish (tests/test_cli.py checks that every word of every help arrives).
@@ -422,7 +428,6 @@ def initiate(
     import signal
 
     from .io.peer import initiate as run
-    from .io.udp import format_address
 
     for what in rekey or ():
         if what not in ("child", "ike"):
@@ -439,7 +444,7 @@ def initiate(
         hold = None
     steps = ["new-child"] * new_child + list(rekey or ())
     steps += ["dpd"] * dpd + ["delete-child"] * delete_child
-    peer = _with_impairments(_load_peer(config), impair)
+    peer = _with_impairments(_load_peer(config, allow_insecure_permissions), impair)
 
     def say(line: str) -> None:
         typer.echo(line)
@@ -466,13 +471,16 @@ def initiate(
 
     try:
         result = asyncio.run(main())
+    except ConfigurationError as exc:  # an output file that cannot be written
+        _fail(str(exc))
+        return
     except OSError as exc:
         _fail(f"network: {exc}")
         return
     if as_json:
         typer.echo(json.dumps(result.summary(), indent=2))
     else:
-        typer.echo(f"{format_address(result.local)} -> {format_address(result.remote)}")
+        typer.echo(result.path())
         typer.echo(result.trace.format_table())
         if result.ike is not None:
             ike = result.ike
@@ -513,6 +521,9 @@ def respond(
     impair: list[str] = typer.Option(  # noqa: B008 - typer reads the default
         [], "--impair", help="Misbehave on purpose (repeatable; `pqike impairments` lists them)."
     ),
+    allow_insecure_permissions: bool = typer.Option(
+        False, "--allow-insecure-permissions", help=_INSECURE_HELP
+    ),
 ) -> None:
     """Answer IKE SAs on \\[peer] local until SIGINT or SIGTERM; log each SA up or failed."""
     import asyncio
@@ -521,7 +532,7 @@ def respond(
     from .io.peer import serve
     from .io.udp import format_address
 
-    peer = _with_impairments(_load_peer(config), impair)
+    peer = _with_impairments(_load_peer(config, allow_insecure_permissions), impair)
 
     def say(line: str) -> None:
         typer.echo(line)
@@ -550,6 +561,9 @@ def respond(
 
     try:
         stats = asyncio.run(main())
+    except ConfigurationError as exc:  # an output file that cannot be written
+        _fail(str(exc))
+        return
     except OSError as exc:
         _fail(f"network: {exc}")
         return
@@ -613,6 +627,50 @@ def bench_memory(
     typer.echo(report.format())
 
 
+@bench_app.command("flood")
+def bench_flood(
+    mode: str = typer.Option(
+        "init", "--mode", help="init: spoofed IKE_SA_INIT; fragments: half-open SAs park fragments."
+    ),
+    rate: float = typer.Option(5000.0, "--rate", help="Attack datagrams per second."),
+    duration: float = typer.Option(20.0, "--duration", help="Seconds of flood (then it stops)."),
+    sources: int = typer.Option(512, "--sources", help="init: spoofed 127.100.x.y addresses."),
+    sas: int = typer.Option(1000, "--sas", help="fragments: half-open IKE SAs (127.101.x.y)."),
+    legit_rate: float = typer.Option(
+        10.0, "--legit-rate", help="Legitimate handshakes started per second meanwhile."
+    ),
+    limit: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--limit", help="KEY=VALUE for the responder's \\[responder] section (repeatable)."
+    ),
+) -> None:
+    """Flood a fresh `pqike respond` on loopback; print its memory and who still got in."""
+    from .bench_flood import bench_flood as run
+
+    extra: dict[str, int | float] = {}
+    for item in limit:
+        key, sep, value = item.partition("=")
+        try:
+            extra[key.strip()] = float(value) if "." in value else int(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            _fail(f"--limit {item!r}: write KEY=NUMBER, e.g. reassembly_budget=33554432")
+    try:
+        report = run(
+            mode,
+            rate=rate,
+            duration=duration,
+            sources=sources,
+            sas=sas,
+            legit_rate=legit_rate,
+            responder_limits=extra,
+        )
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(report.format())
+
+
 @bench_app.command("interop")
 def bench_interop(
     runs: int = typer.Option(20, "--runs", min=1, help="Timed handshakes per pair."),
@@ -640,6 +698,36 @@ def bench_interop(
         _fail(str(exc))
         return
     typer.echo(report.format())
+
+
+@app.command()
+def fuzz(
+    minutes: float | None = typer.Option(
+        None, "--minutes", help="Run batches for this long (default: one batch)."
+    ),
+    examples: int = typer.Option(200, "--examples", min=1, help="Examples per target and batch."),
+    target: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--target", help="codec, endpoint, initiator or handshake (repeatable; default all)."
+    ),
+) -> None:
+    """Fuzz the codec, the endpoint, the initiator and whole handshakes (hypothesis)."""
+    try:
+        from .fuzz import TARGETS, run
+    except ImportError as exc:
+        _fail(f"the fuzzer needs hypothesis ({exc}); install pqike[test]")
+        return
+    unknown = [t for t in target if t not in TARGETS]
+    if unknown:
+        _fail(f"--target {unknown[0]!r}: expected one of {', '.join(TARGETS)}")
+    report = run(
+        minutes=minutes,
+        examples=examples,
+        targets=tuple(target) or TARGETS,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(report.format())
+    if report.failures:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -36,6 +36,7 @@ from .constants import (
     PayloadType,
     name_of,
 )
+from .files import open_private
 from .ike.events import (
     AuthComputed,
     ChildKeysDerived,
@@ -245,9 +246,7 @@ def records_of(event: Event) -> list[Record]:
 def open_secret_file(path: str | os.PathLike[str]) -> TextIO:
     """Open ``path`` for writing a transcript, created (or truncated) with mode 0600
     before anything is written: it holds keys."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file keeps its mode on O_CREAT
-    return os.fdopen(fd, "w", encoding="ascii")
+    return open_private(path, "secrets")
 
 
 class TranscriptWriter:

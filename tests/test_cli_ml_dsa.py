@@ -54,6 +54,7 @@ def peer_toml(path: Path, *, responder: bool, auth: dict, remote_port: int = 0) 
     lines += ["[retransmit]", "timeout = 0.5", "[auth]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in auth.items()]
     path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # pqike refuses a peer file with secrets that others can read
     return path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ def peer_toml(path: Path, *, responder: bool, remote_port: int = 0, **extra: str
     lines += ["[ike]", f'proposals = "{HYBRID}"', "fragment_size = 1280"]
     lines += ["[retransmit]", f"timeout = {extra.pop('timeout', '0.5')}"]
     path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # it holds a PSK
     return path
 
 
@@ -103,6 +105,9 @@ def test_initiate_against_respond_with_pcap_keylog_and_json(tmp_path, sig):
     spis = f"{result['spi_i']},{result['spi_r']},"
     assert keys.read_text().startswith(spis)
     assert (tmp_path / "responder.keys").read_text() == keys.read_text()
+    # The key logs hold IKE keys: only their owner may read them (issue 10).
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "responder.keys").stat().st_mode) == 0o600
     # 9 datagrams: the fragmented IKE_INTERMEDIATE request counts twice.
     data = pcap.read_bytes()
     assert (
@@ -265,3 +270,35 @@ def test_a_wrong_psk_is_logged_with_its_notify_on_both_sides(tmp_path):
         assert (record["notify"], record["notify_name"]) == (24, "AUTHENTICATION_FAILED")
     assert mine["spi_i"] == theirs["spi_i"]
     assert "AUTH payload does not verify" in theirs["reason"]
+
+
+@pytest.mark.parametrize(
+    ("option", "target", "problem"),
+    [
+        ("--keylog", "missing/k", "No such file or directory"),
+        ("--events", "missing/e.jsonl", "No such file or directory"),
+        ("--pcap", ".", "Is a directory"),
+    ],
+)
+def test_an_output_file_error_names_the_file_not_the_network(tmp_path, option, target, problem):
+    config = peer_toml(tmp_path / "initiator.toml", responder=False, remote_port=9)
+    path = tmp_path / target
+    run = pqike("initiate", "--config", str(config), option, str(path), "--timeout", "0.5")
+    assert run.returncode == 2
+    what = option.removeprefix("--")
+    assert run.stderr.strip() == f"error: {what} file {path}: cannot be written ({problem})"
+
+
+def test_a_config_with_a_psk_readable_by_others_is_refused_unless_allowed(tmp_path):
+    config = peer_toml(tmp_path / "initiator.toml", responder=False, remote_port=9)
+    config.chmod(0o644)
+    run = pqike("initiate", "--config", str(config), "--timeout", "0.5")
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        f"error: {config}: holds a pre-shared key but is readable by group or others "
+        f"(mode 0644); run 'chmod 600 {config}' or pass --allow-insecure-permissions"
+    )
+    allowed = pqike(
+        "initiate", "--config", str(config), "--timeout", "0.5", "--allow-insecure-permissions"
+    )
+    assert allowed.returncode == 1 and "failed: no result within 0.5 s" in allowed.stderr

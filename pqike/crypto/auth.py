@@ -113,6 +113,8 @@ def cookie(secret: bytes, ni: bytes, address: _IpAddress, spi_i: bytes, version:
 
     The responder keeps only ``secret`` and its 4-byte ``version``, and recomputes the
     cookie to check the initiator's retry without holding per-request state.
+    ``pqike.ike.cookies.CookieJar`` draws the random secrets and rotates them, as RFC
+    7296 2.6 asks.
     """
     digest = hashlib.sha256(ni + _packed(address) + spi_i + secret).digest()
     return version.to_bytes(4, "big") + digest

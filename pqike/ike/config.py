@@ -154,10 +154,15 @@ class IkeConfiguration:
     """Retransmissions before giving up (strongSwan: 5)."""
 
     require_cookie: bool = False
-    """Responder: always ask for a COOKIE before creating state (RFC 7296 2.6)."""
+    """Responder: always ask for a COOKIE before creating state (RFC 7296 2.6). An
+    ``IkeEndpoint`` also asks on its own once too many IKE SAs are half-open
+    (``EndpointLimits.cookie_threshold``, strongSwan's ``cookie_threshold``: 30)."""
 
-    cookie_secret: bytes = b"pqike-cookie-secret-0"
-    """Responder: secret mixed into COOKIE values; change it to invalidate old cookies."""
+    cookie_secret: bytes | None = None
+    """A fixed COOKIE key for tests only (at least 16 bytes); ``None``, the default, uses
+    a random secret per process, rotated as RFC 7296 2.6 describes (strongSwan draws its
+    cookie secret at random too and has no setting for it). A known secret lets anyone
+    forge cookies: never set it in a deployment."""
 
     nat_t_port: int = 4500
     """The NAT-T port we move to from port 500 (RFC 7296 2.23, RFC 3948)."""
@@ -313,6 +318,11 @@ class IkeConfiguration:
             raise ConfigurationError(
                 "retransmit_timeout must be positive and retransmit_tries not negative",
                 field="retransmit_timeout",
+            )
+        if self.cookie_secret is not None and len(self.cookie_secret) < 16:
+            raise ConfigurationError(
+                "cookie_secret must be None (random) or a test key of at least 16 bytes",
+                field="cookie_secret",
             )
         for name in ("rekey_time", "child_rekey_time", "dpd_delay"):
             if getattr(self, name) < 0:

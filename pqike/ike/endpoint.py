@@ -21,24 +21,37 @@ Routing, for a datagram from ``remote`` to ``local``:
 - A message whose Initiator flag is set comes from the original initiator, so we are
   the responder and our SPI is SPIr; otherwise our SPI is SPIi (RFC 7296 3.1).
 - An IKE_SA_INIT request with SPIr = 0 goes to the SA that answered the same SPIi from
-  the same peer (a retransmission, RFC 7296 2.1), or creates a new responder SA.
+  the same peer (a retransmission, RFC 7296 2.1); the very same request bytes seen
+  again from the same peer after that SA settled (a replay) get the cached response
+  again; anything else may create a new responder SA.
+
+Before a new responder SA exists the endpoint decides, statelessly, whether to keep any
+state at all (RFC 7296 2.6): with too many half-open IKE SAs in total or from one peer
+address it answers N(COOKIE) from its ``CookieJar`` (``pqike.ike.cookies``) unless the
+request carries a valid cookie, and beyond the hard limits it drops the request. The
+defaults follow strongSwan's charon (see ``EndpointLimits``). Every partial fragmented
+message of every SA draws on one ``ReassemblyBudget``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
-from ..constants import ExchangeType
+from ..constants import ExchangeType, HeaderFlag, NotifyType
 from ..crypto.kex import DEFAULT_REGISTRY
 from ..errors import LocalProtocolError, ProtocolError
-from ..wire.codec import decode_header
+from ..wire.codec import decode_header, encode_message
 from ..wire.datagram import PayloadKind, classify, marker_length
+from ..wire.payloads import IkeHeader, NotifyPayload
 from .config import IkeConfiguration
+from .cookies import CookieJar, scan_sa_init
 from .events import Event
+from .protection import ReassemblyBudget
 from .sa import IkeSa
 from .states import IkeSaState
 
@@ -48,37 +61,99 @@ ConfigFor = Callable[[Address, Address], IkeConfiguration | None]
 to ignore the peer."""
 
 _ZERO_SPI = b"\x00" * 8
+_PEER_BUCKETS = 32  # per-peer cookie calm-down, by address hash (bounded memory)
 
 
 @dataclass(frozen=True)
 class EndpointLimits:
-    """Bounds on what unauthenticated peers can make an endpoint hold."""
+    """Bounds on what unauthenticated peers can make an endpoint hold.
+
+    The defaults protect: they are strongSwan's charon defaults (``strongswan.conf``)
+    where it has one, and every bound is on unless set to ``None``.
+    """
 
     max_half_open: int = 1000
     """Responder IKE SAs past IKE_SA_INIT and not yet established (or failed). A new
-    IKE_SA_INIT request beyond this is dropped without an answer."""
+    IKE_SA_INIT request beyond this is dropped without an answer, even with a valid
+    cookie (strongSwan's ``init_limit_half_open``; its default 0 means unbounded)."""
 
-    max_half_open_per_peer: int | None = None
-    """Half-open IKE SAs one peer IP address may hold (strongSwan's ``block_threshold``);
-    ``None`` for no per-peer bound."""
+    max_half_open_per_peer: int | None = 5
+    """Half-open IKE SAs one peer IP address may hold; more are dropped, even with a
+    valid cookie (strongSwan's ``block_threshold``: 5). ``None`` for no bound."""
 
-    cookie_threshold: int | None = None
-    """From this many half-open IKE SAs on, new IKE_SA_INIT requests must carry a COOKIE
-    (RFC 7296 2.6) before any state is kept; ``None`` never asks (unless the
-    configuration itself sets ``require_cookie``)."""
+    cookie_threshold: int | None = 30
+    """From this many half-open IKE SAs on, new IKE_SA_INIT requests must carry a valid
+    COOKIE (RFC 7296 2.6) before any state is kept (strongSwan's ``cookie_threshold``:
+    30); 0 always asks, ``None`` never does (unless the configuration sets
+    ``require_cookie``)."""
+
+    cookie_threshold_per_peer: int | None = 3
+    """The same for the half-open IKE SAs of one peer IP address (strongSwan's
+    ``cookie_threshold_ip``: 3); keep it below ``max_half_open_per_peer`` so a peer
+    behind a busy NAT is asked for cookies before it is blocked."""
+
+    cookie_calmdown: float = 10.0
+    """Seconds cookies are still required after the half-open count fell below the
+    threshold, so retransmissions of one request are not answered both with and
+    without a cookie (strongSwan's ``COOKIE_CALMDOWN_DELAY``: 10 s)."""
+
+    cookie_lifetime: float = 120.0
+    """Seconds one cookie secret is used before a new random one is drawn (strongSwan's
+    ``COOKIE_SECRET_SWITCH``: 120 s); see ``CookieJar``."""
+
+    cookie_grace: float = 10.0
+    """Seconds a cookie of the previous secret is still accepted (strongSwan's
+    ``COOKIE_LIFETIME``: 10 s)."""
 
     closed_linger: float = 30.0
     """Seconds a failed or deleted IKE SA stays routable after it closed, so a
     retransmitted request still gets the cached answer (RFC 7296 2.1); then it is
     forgotten."""
 
+    replay_window: float = 120.0
+    """Seconds an IKE_SA_INIT response is kept to answer the same request bytes from the
+    same peer again (a replay, or a retransmission after the IKE SA settled) instead of
+    creating a new half-open IKE SA (RFC 7296 2.1 says the responder "MUST" answer a
+    retransmission with the same response). strongSwan has no such cache."""
+
+    replay_cache_size: int = 2048
+    """Most IKE_SA_INIT responses kept for ``replay_window``; the oldest go first."""
+
+    reassembly_total: int = 48 << 20
+    """Bytes all partial fragmented messages of all IKE SAs may hold together (RFC 7383
+    2.6); beyond it the oldest partial messages are evicted. 48 MiB leaves room for the
+    ``max_half_open`` SAs themselves (about 8 KiB each) within 64 MiB of growth.
+    strongSwan bounds each reassembled message by ``max_packet`` (10000 bytes) and has
+    no global bound."""
+
+    reassembly_per_peer: int | None = 16 << 20
+    """Bytes the partial messages of one peer IP address may hold; ``None``: no bound."""
+
+    reassembly_half_open: int | None = 1536 << 10
+    """Largest message a responder IKE SA reassembles before it is established; it must
+    still fit the biggest KEi negotiated (Classic McEliece 8192128: 1,357,824 bytes, in
+    IKE_INTERMEDIATE). ``pqike.io.config`` derives it from the configured proposals.
+    Established IKE SAs may use ``IkeConfiguration.max_message_size``."""
+
     def __post_init__(self) -> None:
-        if self.max_half_open < 0 or (
-            self.max_half_open_per_peer is not None and self.max_half_open_per_peer < 0
+        for name in (
+            "max_half_open",
+            "max_half_open_per_peer",
+            "cookie_threshold",
+            "cookie_threshold_per_peer",
+            "replay_cache_size",
+            "reassembly_total",
+            "reassembly_per_peer",
+            "reassembly_half_open",
         ):
-            raise ValueError("half-open limits must not be negative")
-        if self.closed_linger < 0:
-            raise ValueError("closed_linger must not be negative")
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must not be negative")
+        for name in ("closed_linger", "cookie_calmdown", "cookie_grace", "replay_window"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if not self.cookie_lifetime > 0 or self.cookie_grace > self.cookie_lifetime:
+            raise ValueError("cookie_lifetime must be positive and at least cookie_grace")
 
 
 class IkeEndpoint:
@@ -95,6 +170,7 @@ class IkeEndpoint:
         *,
         limits: EndpointLimits | None = None,
         registry=DEFAULT_REGISTRY,
+        cookie_jar: CookieJar | None = None,
     ) -> None:
         if responder is None or isinstance(responder, IkeConfiguration):
             fixed = responder
@@ -103,8 +179,20 @@ class IkeEndpoint:
         else:
             self._config_for = responder
             self._accepts = True
-        self.limits = limits or EndpointLimits()
+        self.limits = limits = limits or EndpointLimits()
         self._registry = registry
+        if cookie_jar is None:
+            # A fixed configuration's cookie_secret is a test key; otherwise random.
+            key = responder.cookie_secret if isinstance(responder, IkeConfiguration) else None
+            cookie_jar = CookieJar(key, lifetime=limits.cookie_lifetime, grace=limits.cookie_grace)
+        self.cookie_jar = cookie_jar
+        """Makes and checks the COOKIE values of this endpoint (RFC 7296 2.6)."""
+        self.reassembly_budget = ReassemblyBudget(
+            limits.reassembly_total,
+            per_peer_bytes=limits.reassembly_per_peer,
+            half_open_bytes=limits.reassembly_half_open,
+        )
+        """Memory for the partial fragmented messages of every SA (RFC 7383 2.6)."""
         self._by_spi: dict[bytes, IkeSa] = {}
         # (SPIi, peer) of the IKE_SA_INIT request each responder SA answered, until it
         # is established: after IKE_AUTH the initiator no longer sends IKE_SA_INIT.
@@ -119,8 +207,14 @@ class IkeEndpoint:
         self._seq = itertools.count()
         self._out: list[tuple[bytes, Address, Address]] = []
         self._events: deque[tuple[IkeSa, Event]] = deque()
-        self._cookie_configs: dict[int, tuple[IkeConfiguration, IkeConfiguration]] = {}
+        self._no_cookie_configs: dict[int, tuple[IkeConfiguration, IkeConfiguration]] = {}
         self._stats: dict[str, int] = {}
+        self._cookies_until = float("-inf")
+        self._peer_cookies_until = [float("-inf")] * _PEER_BUCKETS
+        # (SHA-256 of the request datagram, peer) -> (expiry, the datagrams answering it)
+        self._replies: OrderedDict[
+            tuple[bytes, Address], tuple[float, list[tuple[bytes, Address, Address]]]
+        ] = OrderedDict()
         self._spis: dict[IkeSa, list[bytes]] = {}
         """Every SPI of each SA (one more per IKE SA rekey), to forget them all."""
 
@@ -132,13 +226,28 @@ class IkeEndpoint:
         ``sa.stats``): ``datagrams_received``, ``dropped_junk``, ``dropped_unknown_spi``,
         ``dropped_esp``, ``nat_keepalives``, ``dropped_no_config``,
         ``dropped_half_open_limit``, ``dropped_peer_limit``, ``responder_sas_created``,
-        ``stateless_replies``, ``sas_forgotten``, ``cookie_mode``."""
-        return dict(self._stats)
+        ``stateless_replies``, ``sas_forgotten``, ``cookies_sent`` (N(COOKIE) answers),
+        ``cookies_accepted``, ``cookies_rejected`` (a COOKIE that did not verify),
+        ``replays_answered`` (a repeated IKE_SA_INIT answered from the cache),
+        ``half_open_peak`` (the most half-open IKE SAs held at once), and the
+        reassembly budget's ``reassembly_evicted_total``, ``reassembly_evicted_peer``,
+        ``reassembly_evicted_expired``, ``reassembly_dropped_over_budget``,
+        ``reassembly_dropped_half_open_allowance``."""
+        out = dict(self._stats)
+        for name, value in self.reassembly_budget.stats.items():
+            if value:
+                out["reassembly_" + name] = value
+        return out
 
     @property
     def half_open(self) -> int:
         """Responder IKE SAs that answered IKE_SA_INIT but are not established yet."""
         return len(self._half_open)
+
+    @property
+    def replies_cached(self) -> int:
+        """IKE_SA_INIT responses kept to answer replays (``EndpointLimits.replay_window``)."""
+        return len(self._replies)
 
     def __len__(self) -> int:
         return len(self._spis)
@@ -223,6 +332,23 @@ class IkeEndpoint:
         if not self._accepts:
             self._bump("dropped_no_config")
             return
+        replay_key = (hashlib.sha256(data).digest(), remote)
+        cached = self._replies.get(replay_key)
+        if cached is not None:
+            if now < cached[0]:
+                # The same request again after its SA settled: the same answer, no new SA.
+                self._out.extend(cached[1])
+                self._bump("replays_answered")
+                return
+            del self._replies[replay_key]
+        config = self._config_for(local, remote)
+        if config is None:
+            self._bump("dropped_no_config")
+            return
+        if self._cookie_required(config, remote[0], now) and not self._cookie_ok(
+            data, spi_i, remote, local, now
+        ):
+            return
         limits = self.limits
         if len(self._half_open) >= limits.max_half_open:
             self._bump("dropped_half_open_limit")
@@ -233,19 +359,15 @@ class IkeEndpoint:
         ):
             self._bump("dropped_peer_limit")
             return
-        config = self._config_for(local, remote)
-        if config is None:
-            self._bump("dropped_no_config")
-            return
-        if limits.cookie_threshold is not None and len(self._half_open) >= limits.cookie_threshold:
-            config = self._cookie_config(config)
-            self._bump("cookie_mode")
-        sa = self._new_sa(config, is_initiator=False, local=local, remote=remote)
+        # The endpoint checked the cookie itself; the SA must not ask again.
+        sa = self._new_sa(
+            self._without_cookie(config), is_initiator=False, local=local, remote=remote
+        )
         self._bump("responder_sas_created")
         sa.receive_datagram(data, remote, now=now, local=local)
         if sa.state == IkeSaState.RESPONDER_EXPECT_SA_INIT_REQUEST or sa.is_closed:
-            # A COOKIE, INVALID_KE_PAYLOAD or NO_PROPOSAL_CHOSEN answer (or a drop):
-            # RFC 7296 2.6 keeps no state for these, so neither do we.
+            # An INVALID_KE_PAYLOAD or NO_PROPOSAL_CHOSEN answer (or a drop): RFC 7296
+            # 2.6 keeps no state for these, so neither do we.
             self._bump("stateless_replies")
             self._drain(sa, now)
             return
@@ -254,15 +376,80 @@ class IkeEndpoint:
         self._init_key[sa] = key
         self._half_open.add(sa)
         self._half_open_per_ip[remote[0]] = self._half_open_per_ip.get(remote[0], 0) + 1
+        if len(self._half_open) > self._stats.get("half_open_peak", 0):
+            self._stats["half_open_peak"] = len(self._half_open)
+        sent = len(self._out)
         self._settle(sa, now)
+        self._remember_reply(replay_key, self._out[sent:], now)
 
-    def _cookie_config(self, config: IkeConfiguration) -> IkeConfiguration:
+    def _cookie_required(self, config: IkeConfiguration, ip: str, now: float) -> bool:
+        """Whether a new IKE_SA_INIT request from ``ip`` must carry a COOKIE now."""
         if config.require_cookie:
+            return True
+        limits = self.limits
+        if limits.cookie_threshold is not None and len(self._half_open) >= limits.cookie_threshold:
+            self._cookies_until = now + limits.cookie_calmdown
+            return True
+        if now < self._cookies_until:
+            return True
+        per_peer = limits.cookie_threshold_per_peer
+        if per_peer is None:
+            return False
+        bucket = hash(ip) % _PEER_BUCKETS
+        if self._half_open_per_ip.get(ip, 0) >= per_peer:
+            self._peer_cookies_until[bucket] = now + limits.cookie_calmdown
+            return True
+        return now < self._peer_cookies_until[bucket]
+
+    def _cookie_ok(
+        self, data: bytes, spi_i: bytes, remote: Address, local: Address, now: float
+    ) -> bool:
+        """Check the request's COOKIE; answer N(COOKIE) statelessly when it has no valid
+        one (RFC 7296 2.6) and return ``False``."""
+        marker = data[: marker_length(local[1], remote[1])]
+        scanned = scan_sa_init(data[len(marker) :])
+        if scanned is None:
+            self._bump("dropped_junk")
+            return False
+        cookie, nonce = scanned
+        jar = self.cookie_jar
+        if cookie is not None:
+            if jar.verify(cookie, nonce_i=nonce or b"", ip=remote[0], spi_i=spi_i, now=now):
+                self._bump("cookies_accepted")
+                return True
+            self._bump("cookies_rejected")
+        fresh = jar.make(nonce_i=nonce or b"", ip=remote[0], spi_i=spi_i, now=now)
+        header = IkeHeader(spi_i, _ZERO_SPI, 0, ExchangeType.IKE_SA_INIT, HeaderFlag.RESPONSE, 0)
+        raw = encode_message(header, [NotifyPayload(NotifyType.COOKIE, fresh)])
+        self._out.append((marker + raw, local, remote))
+        self._bump("cookies_sent")
+        self._bump("stateless_replies")
+        return False
+
+    def _remember_reply(
+        self,
+        key: tuple[bytes, Address],
+        datagrams: list[tuple[bytes, Address, Address]],
+        now: float,
+    ) -> None:
+        limits = self.limits
+        replies = self._replies
+        if not datagrams or limits.replay_cache_size == 0 or limits.replay_window <= 0:
+            return
+        while replies:  # the oldest first: drop expired ones and keep the size bounded
+            oldest = next(iter(replies.values()))
+            if now < oldest[0] and len(replies) < limits.replay_cache_size:
+                break
+            replies.popitem(last=False)
+        replies[key] = (now + limits.replay_window, list(datagrams))
+
+    def _without_cookie(self, config: IkeConfiguration) -> IkeConfiguration:
+        if not config.require_cookie:
             return config
-        cached = self._cookie_configs.get(id(config))
+        cached = self._no_cookie_configs.get(id(config))
         if cached is None or cached[0] is not config:
-            cached = (config, replace(config, require_cookie=True))
-            self._cookie_configs[id(config)] = cached
+            cached = (config, replace(config, require_cookie=False))
+            self._no_cookie_configs[id(config)] = cached
         return cached[1]
 
     def _new_sa(
@@ -275,6 +462,8 @@ class IkeEndpoint:
                 local=local,
                 remote=remote,
                 registry=self._registry,
+                reassembly_budget=self.reassembly_budget,
+                cookie_jar=self.cookie_jar,
             )
             # Our SPIs are 64 random bits; a clash with a live SA is next to impossible,
             # but it would misroute, so draw again.

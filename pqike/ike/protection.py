@@ -251,8 +251,19 @@ class _Assembly:
     chunks: dict[int, bytes] = field(default_factory=dict)
     sizes: dict[int, int] = field(default_factory=dict)
     size: int = 0
+    cost: int = 0
+    """Bytes charged to the ``ReassemblyBudget``: payload plus per-object overhead."""
     first: Message | None = None
     first_inner: int = 0
+
+
+FRAGMENT_OVERHEAD = 320
+"""Bytes of overhead charged per stored fragment on top of its data (a ``bytes`` object's
+header and malloc's, two dict slots, an int; measured with ``pqike bench flood --mode
+fragments``): a flood of tiny fragments is bounded too."""
+
+FIRST_FRAGMENT_OVERHEAD = 1024
+"""Charged for the decoded first fragment kept for its header and unprotected payloads."""
 
 
 @dataclass
@@ -264,6 +275,117 @@ class ReassemblyLimits:
     timeout: float = 30.0
 
 
+class ReassemblyBudget:
+    """Memory for partial fragmented messages, shared by every ``Reassembler`` of an
+    endpoint (RFC 7383 2.6 asks receivers to bound reassembly resources).
+
+    - ``total_bytes`` bounds what all partial messages together may hold;
+    - ``per_peer_bytes`` what the partial messages of one peer IP address may hold;
+    - ``half_open_bytes`` the largest message an IKE SA that is not yet established may
+      reassemble (it still must fit the biggest KEi it negotiated, in IKE_INTERMEDIATE);
+      an established IKE SA may use its full ``ReassemblyLimits.max_message_size``.
+
+    When a fragment would go over ``total_bytes`` or ``per_peer_bytes``, the oldest
+    partial messages (globally, or of that peer) are evicted first, expired ones before
+    anything else; the message being added is dropped only when nothing older is left.
+    Every fragment is charged its data plus ``FRAGMENT_OVERHEAD``, so the figures bound
+    real memory, and evicted messages release every reference to their data. Nothing
+    here reads a clock; ``now`` comes from the caller.
+    """
+
+    def __init__(
+        self,
+        total_bytes: int = 48 << 20,
+        *,
+        per_peer_bytes: int | None = 16 << 20,
+        half_open_bytes: int | None = 1536 << 10,
+    ) -> None:
+        if total_bytes < 0 or (per_peer_bytes is not None and per_peer_bytes < 0):
+            raise ValueError("reassembly budgets must not be negative")
+        if half_open_bytes is not None and half_open_bytes < 0:
+            raise ValueError("the half-open reassembly allowance must not be negative")
+        self.total_bytes = total_bytes
+        self.per_peer_bytes = per_peer_bytes
+        self.half_open_bytes = half_open_bytes
+        self.used = 0
+        self._charged: dict[Reassembler, int] = {}  # insertion order: oldest partial first
+        self._peer_used: dict[str | None, int] = {}
+        self._peer_order: dict[str | None, dict[Reassembler, None]] = {}
+        self.stats: dict[str, int] = {
+            "evicted_total": 0,
+            "evicted_peer": 0,
+            "evicted_expired": 0,
+            "dropped_over_budget": 0,
+            "dropped_half_open_allowance": 0,
+        }
+
+    @property
+    def partial_messages(self) -> int:
+        """Partial messages currently charged."""
+        return len(self._charged)
+
+    def peer_bytes(self, peer: str | None) -> int:
+        """Bytes currently charged to ``peer``'s partial messages."""
+        return self._peer_used.get(peer, 0)
+
+    def _start(self, owner: Reassembler) -> None:
+        """``owner`` began a new partial message: it becomes the newest."""
+        self.release(owner)
+        self._charged[owner] = 0
+        self._peer_order.setdefault(owner.peer, {})[owner] = None
+
+    def release(self, owner: Reassembler) -> None:
+        """Forget what ``owner`` was charged (its partial message is gone)."""
+        cost = self._charged.pop(owner, None)
+        if cost is None:
+            return
+        self.used -= cost
+        peer = owner.peer
+        left = self._peer_used.get(peer, 0) - cost
+        if left > 0:
+            self._peer_used[peer] = left
+        else:
+            self._peer_used.pop(peer, None)
+        order = self._peer_order.get(peer)
+        if order is not None:
+            order.pop(owner, None)
+            if not order:
+                del self._peer_order[peer]
+
+    def _evict(self, victim: Reassembler, reason: str) -> None:
+        self.stats[reason] += 1
+        victim._evicted()  # calls release()
+
+    def charge(self, owner: Reassembler, cost: int, now: float) -> bool:
+        """Charge ``cost`` more bytes to ``owner``'s partial message, evicting older
+        partial messages to make room; ``False`` when it cannot fit even so."""
+        # Expired partial messages go first, whoever holds them.
+        for victim in list(self._charged):
+            cur = victim._current
+            if victim is owner or cur is None or now < cur.started + victim.limits.timeout:
+                break
+            self._evict(victim, "evicted_expired")
+        peer = owner.peer
+        if self.per_peer_bytes is not None:
+            order = self._peer_order.get(peer, {})
+            while self._peer_used.get(peer, 0) + cost > self.per_peer_bytes:
+                oldest = next((r for r in order if r is not owner), None)
+                if oldest is None:
+                    self.stats["dropped_over_budget"] += 1
+                    return False
+                self._evict(oldest, "evicted_peer")
+        while self.used + cost > self.total_bytes:
+            oldest = next((r for r in self._charged if r is not owner), None)
+            if oldest is None:
+                self.stats["dropped_over_budget"] += 1
+                return False
+            self._evict(oldest, "evicted_total")
+        self._charged[owner] = self._charged.get(owner, 0) + cost
+        self.used += cost
+        self._peer_used[peer] = self._peer_used.get(peer, 0) + cost
+        return True
+
+
 class Reassembler:
     """Collects verified SKF fragments of one message at a time (window size 1).
 
@@ -271,10 +393,23 @@ class Reassembler:
     from the real peer can occupy memory. Duplicates are ignored; a retransmission with
     a larger Total Fragments replaces the partial message (RFC 7383 2.6.1); anything
     beyond the limits drops the partial message and is counted in ``stats``.
+
+    With a shared ``budget`` (one per endpoint) the partial message is also charged to
+    it under ``peer`` (the peer's IP address), and until ``established()`` is called it
+    may not grow beyond ``budget.half_open_bytes``.
     """
 
-    def __init__(self, limits: ReassemblyLimits) -> None:
+    def __init__(
+        self,
+        limits: ReassemblyLimits,
+        *,
+        budget: ReassemblyBudget | None = None,
+        peer: str | None = None,
+    ) -> None:
         self.limits = limits
+        self.budget = budget
+        self.peer = peer
+        self._is_established = False
         self._current: _Assembly | None = None
         self.stats: dict[str, int] = {
             "fragments_accepted": 0,
@@ -282,6 +417,7 @@ class Reassembler:
             "fragments_dropped": 0,
             "messages_dropped": 0,
             "messages_reassembled": 0,
+            "messages_evicted": 0,
         }
 
     @property
@@ -293,13 +429,50 @@ class Reassembler:
     def pending_fragments(self) -> int:
         return len(self._current.chunks) if self._current else 0
 
+    @property
+    def max_message_size(self) -> int:
+        """The largest message this reassembler accepts now: the half-open allowance of
+        its budget until ``established()``, ``limits.max_message_size`` after."""
+        limit = self.limits.max_message_size
+        budget = self.budget
+        if budget is not None and not self._is_established and budget.half_open_bytes is not None:
+            return min(limit, budget.half_open_bytes)
+        return limit
+
+    def established(self) -> None:
+        """The IKE SA is established: allow messages up to ``limits.max_message_size``."""
+        self._is_established = True
+
+    def clear(self) -> None:
+        """Drop the partial message, if any, and give its memory back to the budget."""
+        if self._current is not None:
+            self._current = None
+            self.stats["messages_dropped"] += 1
+        if self.budget is not None:
+            self.budget.release(self)
+
+    def _evicted(self) -> None:
+        self.stats["messages_evicted"] += 1
+        self.clear()
+
+    def _drop_current(self) -> None:
+        self._current = None
+        if self.budget is not None:
+            self.budget.release(self)
+
+    def _begin(self, hdr: IkeHeader, total: int, now: float) -> _Assembly:
+        cur = self._current = _Assembly(hdr.message_id, hdr.is_response, total, now)
+        if self.budget is not None:
+            self.budget._start(self)
+        return cur
+
     def expire(self, now: float) -> None:
         """Drop a partial message older than the reassembly time-out."""
         cur = self._current
         # Compare with deadline() itself: ``now - started > timeout`` can stay false at
         # the very deadline get_timer() reported, and a driver would fire it forever.
         if cur is not None and now >= cur.started + self.limits.timeout:
-            self._current = None
+            self._drop_current()
             self.stats["messages_dropped"] += 1
 
     def deadline(self) -> float | None:
@@ -343,21 +516,29 @@ class Reassembler:
         if cur is None or (cur.message_id, cur.is_response) != (hdr.message_id, hdr.is_response):
             if cur is not None:
                 self.stats["messages_dropped"] += 1
-            cur = self._current = _Assembly(
-                hdr.message_id, hdr.is_response, skf.total_fragments, now
-            )
+            cur = self._begin(hdr, skf.total_fragments, now)
         elif skf.total_fragments > cur.total:
             # RFC 7383 2.6.1: the sender re-fragmented with a smaller size; start over.
             self.stats["messages_dropped"] += 1
-            cur = self._current = _Assembly(
-                hdr.message_id, hdr.is_response, skf.total_fragments, now
-            )
-        if cur.size + len(chunk) > limits.max_message_size:
-            self._current = None
+            cur = self._begin(hdr, skf.total_fragments, now)
+        allowed = self.max_message_size
+        if cur.size + len(chunk) > allowed:
+            self._drop_current()
             self.stats["messages_dropped"] += 1
+            if allowed < limits.max_message_size and self.budget is not None:
+                self.budget.stats["dropped_half_open_allowance"] += 1
             raise InvalidSyntax(
-                f"reassembled message would exceed the limit of {limits.max_message_size} bytes"
+                f"reassembled message would exceed the limit of {allowed} bytes"
+                + (" before the IKE SA is established" if allowed < limits.max_message_size else "")
             )
+        cost = len(chunk) + FRAGMENT_OVERHEAD
+        if skf.fragment_number == 1:
+            cost += len(message.raw) + FIRST_FRAGMENT_OVERHEAD
+        if self.budget is not None and not self.budget.charge(self, cost, now):
+            self._drop_current()
+            self.stats["messages_dropped"] += 1
+            raise InvalidSyntax("no reassembly memory left for this peer or endpoint")
+        cur.cost += cost
         cur.chunks[skf.fragment_number] = chunk
         cur.sizes[skf.fragment_number] = len(message.raw)
         cur.size += len(chunk)
@@ -367,7 +548,7 @@ class Reassembler:
             cur.first_inner = skf.next_payload
         if len(cur.chunks) < cur.total:
             return None
-        self._current = None
+        self._drop_current()
         self.stats["messages_reassembled"] += 1
         plaintext = b"".join(cur.chunks[i] for i in range(1, cur.total + 1))
         first = cur.first
@@ -394,8 +575,10 @@ class Reassembler:
 
 
 __all__ = [
+    "FRAGMENT_OVERHEAD",
     "ProtectedMessage",
     "Reassembler",
+    "ReassemblyBudget",
     "ReassemblyLimits",
     "UnprotectedMessage",
     "fragment_capacity",

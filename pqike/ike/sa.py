@@ -54,6 +54,7 @@ from ..wire.payloads import (
 from .child import ChildSa, ChildState
 from .config import Identity, IkeConfiguration
 from .context import ChildExchange, HandshakeContext, Inbound, NewChild
+from .cookies import CookieJar
 from .events import (
     ChildKeysDerived,
     ChildSaDeleted,
@@ -74,7 +75,14 @@ from .exchanges.common import notify
 from .exchanges.informational import InformationalRequest
 from .generation import CachedResponse, Crypto, Fate, Generation, Outgoing
 from .machine import COMMANDS, TRANSITIONS, Transition
-from .protection import Reassembler, ReassemblyLimits, UnprotectedMessage, protect, unprotect
+from .protection import (
+    Reassembler,
+    ReassemblyBudget,
+    ReassemblyLimits,
+    UnprotectedMessage,
+    protect,
+    unprotect,
+)
 from .states import TERMINAL, Command, Failure, Ignore, IkeSaState, Outcome
 
 Address = tuple[str, int]
@@ -130,8 +138,13 @@ class IkeSa:
         local: Address = ("192.0.2.1", IKE_PORT),
         remote: Address = ("192.0.2.2", IKE_PORT),
         registry=DEFAULT_REGISTRY,
+        reassembly_budget: ReassemblyBudget | None = None,
+        cookie_jar: CookieJar | None = None,
     ) -> None:
         self.config = config
+        self._reassembly_budget = reassembly_budget
+        """The endpoint's budget for partial messages of all its SAs (RFC 7383 2.6)."""
+        self._cookie_jar = cookie_jar
         self.local = local
         self.remote = remote
         self.registry = registry
@@ -562,7 +575,7 @@ class IkeSa:
         except ProtocolError as exc:
             self._handler_failed(transition, inbound, exc, now)
         else:
-            self._state = transition.next[outcome]
+            self._enter(transition.next[outcome])
         self._kick(now)
 
     def _handler_failed(
@@ -597,7 +610,15 @@ class IkeSa:
             self.bump("bad_requests")
 
     def _command(self, command: Command) -> None:
-        self._state = COMMANDS[(self._state, command)]
+        self._enter(COMMANDS[(self._state, command)])
+
+    def _enter(self, state: IkeSaState) -> None:
+        """Set the state (only ``_run`` and ``_command`` call this, from the table); an SA
+        that is over gives its partial messages back to the budget at once."""
+        self._state = state
+        if state in TERMINAL:
+            for gen in self._generations:
+                gen.reassembler.clear()
 
     # ------------------------------------------------------------------ the request window
 
@@ -833,6 +854,7 @@ class IkeSa:
             )
         )
         self._arm_ike_lifetime(now)
+        self.gen.reassembler.established()
         self._first_nonces = (hs.nonce_i, hs.nonce_r)
         # The IKE_SA_INIT messages, IntAuth chains and key exchange objects were only for
         # AUTH and the rounds: an established SA stays small.
@@ -1086,6 +1108,7 @@ class IkeSa:
             return
         if gen in self._generations:
             self._generations.remove(gen)
+            gen.reassembler.clear()
 
     def note_failure(self, notify_type: int | None, reason: str, now: float) -> None:
         """Report the SA's failure; the table moves the state (an INFORMATIONAL told us)."""
@@ -1140,9 +1163,22 @@ class IkeSa:
 
     def _new_reassembler(self) -> Reassembler:
         cfg = self.config
-        return Reassembler(
-            ReassemblyLimits(cfg.max_fragments, cfg.max_message_size, cfg.reassembly_timeout)
+        reassembler = Reassembler(
+            ReassemblyLimits(cfg.max_fragments, cfg.max_message_size, cfg.reassembly_timeout),
+            budget=self._reassembly_budget,
+            peer=self.remote[0],
         )
+        if self._state == S.ESTABLISHED:
+            reassembler.established()  # a rekeyed generation: its peer authenticated
+        return reassembler
+
+    @property
+    def cookie_jar(self) -> CookieJar:
+        """The responder's COOKIE maker (RFC 7296 2.6): the endpoint's, or one of its own
+        for a standalone SA with ``require_cookie``."""
+        if self._cookie_jar is None:
+            self._cookie_jar = CookieJar(self.config.cookie_secret)
+        return self._cookie_jar
 
     def _emit_datagrams(self, datagrams: list[bytes]) -> None:
         for d in datagrams:

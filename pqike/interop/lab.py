@@ -308,8 +308,11 @@ class StrongSwanConfig:
         default_factory=lambda: {"default": 1, "ike": 4, "chd": 4, "enc": 1, "net": 1, "cfg": 2}
     )
     #: Retransmission: strongSwan's defaults give up after ~165 s; the lab fails faster.
+    #: The first retransmission waits strongSwan's default 4 s: on a loaded 2-core
+    #: machine a peer can take 2 s to answer, and a retransmission is an error in
+    #: ``charon_errors`` (the matrix demands none).
     retransmit_tries: int = 3
-    retransmit_timeout: float = 2.0
+    retransmit_timeout: float = 4.0
     #: Extra lines placed inside ``charon { }`` of strongswan.conf.
     extra_charon: str = ""
     #: IKE SA lifetimes in swanctl syntax (``"4h"``, ``"30s"``, ``"0"``); empty keeps

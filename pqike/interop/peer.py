@@ -102,7 +102,7 @@ def write_pqike_config(
     nat_t_port: int = 4500,
     remote_port: int | None = None,
     remote: str | None = None,
-    retransmit_timeout: float = 2.0,
+    retransmit_timeout: float = 4.0,
     retransmit_tries: int = 3,
     ike: Mapping[str, str | float] | None = None,
     esp: Mapping[str, str | float] | None = None,
@@ -115,9 +115,10 @@ def write_pqike_config(
     Identities and the PSK match what ``Lab.start_strongswan`` configures
     (``<side>.pqike.test``), so the file works against a lab charon on the other side
     and against another pqike alike. Retransmission is as short as the lab's charon
-    (3 tries, 2 s): a failing case ends in seconds. ``ike`` and ``esp`` add keys to
-    those sections, e.g. ``ike={"rekey_time": "5s", "dpd_delay": 2}``; ``remote``
-    replaces the peer's address (a relay in between, say).
+    (3 tries, 4 s): a failing case ends within a minute, a slow answer on a busy
+    machine is not retransmitted. ``ike`` and ``esp`` add keys to those sections, e.g.
+    ``ike={"rekey_time": "5s", "dpd_delay": 2}``; ``remote`` replaces the peer's address
+    (a relay in between, say).
     """
     peer = lab.peer_of(side)
     lines = [
@@ -154,6 +155,7 @@ def write_pqike_config(
             lines.append(f"{key} = {text}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # it holds the PSK: pqike refuses it readable by others
     return path
 
 
@@ -608,7 +610,7 @@ ERROR_NOTIFY_SHORT_NAMES = (
 # its DBG1 messages): failures, errors, error notifies received, MAC mismatches, giving
 # up, no acceptable proposal or selectors, invalid/missing/unsupported payloads, parse
 # and decryption problems, ignored messages or payloads, retransmissions (a message the
-# peer did not answer in 2 s), and any generated or parsed message carrying an error
+# peer did not answer in 4 s), and any generated or parsed message carrying an error
 # Notify (``N(NO_PROP)``, ``N(AUTH_FAILED)``, ...).
 _ERROR_LINE = re.compile(
     r"\bfail(?:ed|ure)\b|\berror\b|mismatch|giving up|\bno acceptable\b|\bno matching\b"

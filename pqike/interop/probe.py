@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from ..constants import NotifyType, name_of
 from ..handshake import run_handshake
-from ..ike.events import IkeSaFailed
+from ..ike.events import CreateChildSaFailed, IkeSaFailed
 from ..ike.impair import IMPAIRMENTS
-from .lab import Lab, LabError
+from .lab import IkeSaStatus, Lab, LabError, StrongSwan
 from .peer import (
     ERROR_NOTIFY_SHORT_NAMES,
     PqikeResponder,
@@ -35,6 +37,9 @@ HYBRID = "aes256gcm16-prfsha384-x25519-ke1_mlkem1024"
 at 1280 bytes in both directions, so the fragment impairments fire in either role."""
 CLASSICAL = "aes256gcm16-prfsha384-x25519"
 OPTIONAL_ADDKE = "aes256gcm16-prfsha384-x25519-ke1_mlkem1024-ke1_none"
+ESP_HYBRID = "aes256gcm16-x25519-ke1_mlkem768"
+"""The ESP proposal of the Child SA rekey cases: a KE and one ADDKE round, so charon's
+CREATE_CHILD_SA is followed by one IKE_FOLLOWUP_KE (RFC 9370 2.2.4)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,10 @@ class ProbeCase:
     strongswan_proposal: str = HYBRID
     skip: str = ""
     """Why the probe cannot run it yet (empty: it runs)."""
+    rekey_child: bool = False
+    """The impairment fires in a CREATE_CHILD_SA with ADDKE: once the IKE SA is up, charon
+    rekeys the Child SA (``swanctl --rekey``) with ``ESP_HYBRID`` on both sides, and the
+    row tells whether charon installed the rekeyed Child SA."""
 
 
 BOTH = ("initiator", "responder")
@@ -54,18 +63,8 @@ BOTH = ("initiator", "responder")
 CASES: dict[str, ProbeCase] = {
     c.name: c
     for c in (
-        ProbeCase(
-            "omit-addke-notify",
-            ("responder",),
-            skip="needs a CREATE_CHILD_SA with ADDKE started by charon; the lab does not "
-            "drive rekeys yet",
-        ),
-        ProbeCase(
-            "addke-notify-on-last",
-            ("responder",),
-            skip="needs a CREATE_CHILD_SA with ADDKE started by charon; the lab does not "
-            "drive rekeys yet",
-        ),
+        ProbeCase("omit-addke-notify", ("responder",), rekey_child=True),
+        ProbeCase("addke-notify-on-last", ("responder",), rekey_child=True),
         ProbeCase("run-none-round", ("initiator",), OPTIONAL_ADDKE, CLASSICAL),
         ProbeCase("unencrypted-payload", BOTH),
         ProbeCase("wrong-int-auth", BOTH),
@@ -92,6 +91,8 @@ class ProbeRow:
     role: str
     """The impaired pqike peer's role: ``initiator`` or ``responder``."""
     strongswan_established: bool | None
+    """charon established the IKE SA (for a ``rekey_child`` case: installed the rekeyed
+    Child SA)."""
     strongswan_notify: str
     """Error Notifies charon sent (its short names), in order; empty for none."""
     strongswan_log: str
@@ -101,11 +102,16 @@ class ProbeRow:
     pqike_pair: str
     """The same impairment between two pqike peers: the other pqike's reaction."""
     skipped: str = ""
+    strongswan_after: str = ""
+    """For a ``rekey_child`` case: what charon held after the rekey (IKE SA, Child SAs)."""
 
     @property
     def finding(self) -> bool:
-        """charon established an IKE SA although the well-behaved pqike peer did not."""
-        return bool(self.strongswan_established) and not self.pqike_pair.startswith("established")
+        """charon established an IKE SA (or rekeyed Child SA) although the well-behaved pqike
+        peer did not."""
+        return bool(self.strongswan_established) and not self.pqike_pair.startswith(
+            ("established", "rekeyed")
+        )
 
 
 _GENERATED = re.compile(r"generating (\S+) (request|response) \d+ \[ (.*) \]")
@@ -132,10 +138,20 @@ def _short(lines: Sequence[str], n: int = 2) -> str:
 def pqike_pair_reaction(case: ProbeCase, role: str) -> str:
     """The impairment between two pqike peers in memory: how the other pqike reacts."""
     options = {"impairments": frozenset({case.name})}
-    kw = {"initiator_options": options} if role == "initiator" else {"responder_options": options}
+    kw: dict[str, Any] = (
+        {"initiator_options": options} if role == "initiator" else {"responder_options": options}
+    )
     ini_prop = case.pqike_proposal if role == "initiator" else case.strongswan_proposal
     res_prop = case.strongswan_proposal if role == "initiator" else case.pqike_proposal
-    r = run_handshake(ini_prop, responder_proposal=res_prop, **kw)  # type: ignore[arg-type]
+    if case.rekey_child:
+        kw = {**kw, "esp": ESP_HYBRID, "then": ["child"]}
+    r = run_handshake(ini_prop, responder_proposal=res_prop, **kw)
+    if r.established and case.rekey_child:
+        c = next((e for e in r.initiator_events if isinstance(e, CreateChildSaFailed)), None)
+        if c is None:
+            return "rekeyed" if all(p.ok for p in r.phases) else "rekey not done"
+        notify = name_of(NotifyType, c.notify) if c.notify is not None else "no notify"
+        return f"rekey failed: {notify} ({c.reason}); IKE SA kept"
     if r.established:
         return "established"
     other = r.responder_events if role == "initiator" else r.initiator_events
@@ -156,9 +172,78 @@ def _pqike_outcome(events: Sequence[dict]) -> str:
     return "no result"
 
 
+def _rekey_outcome(events: Sequence[dict]) -> str:
+    for e in events:
+        if e["event"] == "child_sa_established" and e.get("purpose") == "rekey_child":
+            return "rekeyed"
+    for e in events:
+        if e["event"] == "child_sa_failed":
+            return f"rekey failed: {e.get('notify_name') or 'no notify'} ({e.get('reason', '')})"
+    answered = sum(
+        1
+        for e in events
+        if e["event"] == "message"
+        and e.get("exchange") == "CREATE_CHILD_SA"
+        and e.get("direction") == "sent"
+        and e.get("response")
+    )
+    followups = sum(1 for e in events if e.get("exchange") == "IKE_FOLLOWUP_KE")
+    if answered and not followups:
+        return f"no rekey result: answered {answered} CREATE_CHILD_SA, no IKE_FOLLOWUP_KE came"
+    return "no rekey result"
+
+
+def _charon_state(sas: Sequence[IkeSaStatus]) -> str:
+    if not sas:
+        return "no IKE SA left"
+    parts = []
+    for sa in sas:
+        children = ", ".join(f"{c.name} {c.state}" for c in sa.children) or "no Child SA"
+        parts.append(f"IKE SA {sa.state} ({children})")
+    return "; ".join(parts)
+
+
+def _charon_rekeys_child(
+    charon: StrongSwan, responder: PqikeResponder
+) -> tuple[bool, str, list[dict]]:
+    """charon rekeys its Child SA against the impaired pqike responder: whether charon
+    installed a new Child SA, what it holds afterwards, pqike's events."""
+
+    def installed() -> set[str]:
+        return {
+            str(c.raw.get("spi-in"))
+            for sa in charon.list_sas()
+            for c in sa.children
+            if c.state == "INSTALLED"
+        }
+
+    before = installed()
+    try:
+        charon.rekey_child(timeout=12)
+    except LabError:
+        pass  # the outcome is read from charon's state and log below
+    events = responder.wait_for(
+        lambda ev: not _rekey_outcome(ev).startswith("no rekey result"), timeout=8
+    )
+    # charon may still be deleting the Child SA it replaced: give it a moment to settle.
+    deadline = time.monotonic() + 5
+    new = installed() - before
+    while not new and time.monotonic() < deadline:
+        time.sleep(0.2)
+        new = installed() - before
+    sas = charon.list_sas()
+    while time.monotonic() < deadline and any(
+        c.state != "INSTALLED" for sa in sas for c in sa.children
+    ):
+        time.sleep(0.2)
+        sas = charon.list_sas()
+    return bool(new), _charon_state(sas), events
+
+
 def probe_one(lab: Lab, case: ProbeCase, role: str, workdir: Path) -> ProbeRow:
     """Run one impairment in one role in ``lab`` (a fresh lab per call)."""
     extra = ["--impair", case.name, "--secrets", str(workdir / f"{case.name}-{role}.secrets")]
+    after = ""
     if role == "initiator":
         charon = lab.start_strongswan("right", ike_proposal=case.strongswan_proposal)
         config = write_pqike_config(
@@ -174,20 +259,31 @@ def probe_one(lab: Lab, case: ProbeCase, role: str, workdir: Path) -> ProbeRow:
             said = (run.stderr or run.stdout).strip().splitlines()
             outcome = said[-1][:200] if said else "no result"
     else:
+        esp = ESP_HYBRID if case.rekey_child else "aes256gcm16"
         config = write_pqike_config(
-            workdir / f"{case.name}-right.toml", lab, "right", ike_proposal=case.pqike_proposal
+            workdir / f"{case.name}-right.toml",
+            lab,
+            "right",
+            ike_proposal=case.pqike_proposal,
+            esp_proposal=esp,
         )
         responder = PqikeResponder(
             lab, "right", config, workdir / f"{case.name}-right.jsonl", extra=extra
         ).start()
-        charon = lab.start_strongswan("left", ike_proposal=case.strongswan_proposal)
+        charon = lab.start_strongswan(
+            "left", ike_proposal=case.strongswan_proposal, esp_proposal=esp
+        )
         try:
             result = charon.initiate(timeout=12, check=False)
             established, log = result.established, result.log
             events = responder.wait_for(lambda ev: bool(ev), timeout=3)
+            outcome = _pqike_outcome(events)
+            if case.rekey_child and established:
+                established, after, events = _charon_rekeys_child(charon, responder)
+                log = charon.log()
+                outcome = f"{outcome}; {_rekey_outcome(events)}"
         finally:
             responder.stop()
-        outcome = _pqike_outcome(events)
     return ProbeRow(
         case.name,
         role,
@@ -196,6 +292,7 @@ def probe_one(lab: Lab, case: ProbeCase, role: str, workdir: Path) -> ProbeRow:
         _short(charon_errors(log)),
         outcome,
         pqike_pair_reaction(case, role),
+        strongswan_after=after,
     )
 
 
@@ -225,9 +322,13 @@ def run_probe(
             except LabError as exc:
                 row = ProbeRow(name, role, None, "", "", "", "", f"lab error: {exc}"[:300])
             rows.append(row)
+            did, did_not = (
+                ("installed the rekeyed Child SA", "did not install the rekeyed Child SA")
+                if case.rekey_child
+                else ("established", "did not establish")
+            )
             progress(
-                f"{name} ({role}): strongSwan "
-                f"{'established' if row.strongswan_established else 'did not establish'}"
+                f"{name} ({role}): strongSwan {did if row.strongswan_established else did_not}"
                 f"{'; notify ' + row.strongswan_notify if row.strongswan_notify else ''}"
             )
     return rows
@@ -257,6 +358,14 @@ def write_report(rows: Sequence[ProbeRow], out: Path, *, version: str) -> Path:
         "fragment at 1280 bytes); `run-none-round` offers `" + OPTIONAL_ADDKE + "` to a "
         "charon that accepts `" + CLASSICAL + "`; `phantom-int-auth` uses `" + CLASSICAL + "`.",
         "",
+        "Child SA rekey cases ("
+        + ", ".join(f"`{c.name}`" for c in CASES.values() if c.rekey_child)
+        + "): once the IKE SA is up, charon rekeys the Child SA (`swanctl --rekey`) with "
+        "ESP proposal `" + ESP_HYBRID + "` on both sides, so its CREATE_CHILD_SA is followed "
+        'by one IKE_FOLLOWUP_KE; "strongSwan established" tells whether charon installed '
+        "the rekeyed Child SA, then what it held afterwards, and the pqike columns show the "
+        "IKE SA, then the rekey.",
+        "",
         "| impairment | impaired pqike | strongSwan established | Notify strongSwan sent "
         "| strongSwan log | impaired pqike reported | pqike's own reaction | finding |",
         "|---|---|---|---|---|---|---|---|",
@@ -269,6 +378,8 @@ def write_report(rows: Sequence[ProbeRow], out: Path, *, version: str) -> Path:
             )
             continue
         est = "yes" if r.strongswan_established else "no"
+        if r.strongswan_after:
+            est += f": {cell(r.strongswan_after)}"
         lines.append(
             f"| `{r.impairment}` | {r.role} | {est} | {cell(r.strongswan_notify)} | "
             f"{cell(r.strongswan_log)} | {cell(r.pqike_outcome)} | {cell(r.pqike_pair)} | "

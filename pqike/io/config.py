@@ -7,7 +7,8 @@ See ``interop/pqike-peer.example.toml`` for every key with its default. Sections
     ``nat_t_port`` (4500), ``remote`` (the peer's address: required to initiate; a
     responder with one answers only that address), ``remote_port`` (500),
     ``local_id`` (required), ``remote_id`` (optional: any authenticated identity),
-    ``psk`` (text) or ``psk_hex``.
+    ``psk`` (text) or ``psk_hex``, ``allow_insecure_permissions`` (false: a file holding
+    a PSK must not be readable by group or others, as ssh insists for its keys).
 ``[ike]``
     ``proposals`` (strongSwan syntax), ``fragmentation``, ``fragment_size``,
     ``force_nat_t``, ``preset`` (``pqike``, ``strongswan`` or ``minimal``: which
@@ -29,7 +30,10 @@ Durations take strongSwan's syntax: a number of seconds, or a string with a unit
     ``timeout``, ``base``, ``tries``.
 ``[responder]``
     ``max_half_open``, ``max_half_open_per_peer``, ``cookie_threshold``,
-    ``require_cookie``, ``half_open_timeout``, ``closed_linger``.
+    ``cookie_threshold_per_peer``, ``require_cookie``, ``half_open_timeout``,
+    ``closed_linger``, ``replay_window``, ``reassembly_budget``,
+    ``reassembly_per_peer``, ``reassembly_half_open`` (see ``EndpointLimits``; ``false``
+    turns an optional bound off).
 ``[auth]``
     Certificates: ``key`` (our private key file), ``certificate`` (our certificate; a
     PEM file may hold the intermediates after it), ``chain`` (more intermediate files),
@@ -49,12 +53,14 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..clock import utc_now
 from ..constants import ADDKE_TYPES, ProtocolId, TransformType
@@ -81,6 +87,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "remote_id",
         "psk",
         "psk_hex",
+        "allow_insecure_permissions",
     ),
     "ike": (
         "proposals",
@@ -113,11 +120,19 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "max_half_open",
         "max_half_open_per_peer",
         "cookie_threshold",
+        "cookie_threshold_per_peer",
         "require_cookie",
         "half_open_timeout",
         "closed_linger",
+        "replay_window",
+        "reassembly_budget",
+        "reassembly_per_peer",
+        "reassembly_half_open",
     ),
 }
+
+_HALF_OPEN_SLACK = 64 << 10
+"""Room beside the largest key exchange payload in a half-open IKE SA's messages."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,10 @@ class PeerConfig:
     remote_port: int
     ike: IkeConfiguration
     limits: EndpointLimits
+    allow_insecure_permissions: bool = False
+    """``[peer] allow_insecure_permissions``: accept a PSK or key file others may read."""
+    private_key_file: Path | None = None
+    """``[auth] key``: our private key's file, whose permissions are checked too."""
 
     @property
     def remote(self) -> Address:
@@ -173,19 +192,52 @@ class PeerConfig:
         return config_for
 
 
-def load_peer_config(path: str | Path, *, registry=DEFAULT_REGISTRY) -> PeerConfig:
+def load_peer_config(
+    path: str | Path, *, registry=DEFAULT_REGISTRY, allow_insecure_permissions: bool = False
+) -> PeerConfig:
     """Read and check a peer configuration file; every key exchange method it names must
-    have an available backend in ``registry``."""
+    have an available backend in ``registry``.
+
+    A file holding a pre-shared key that group or others may read is refused (as ssh
+    refuses such key files) unless ``allow_insecure_permissions`` or the file's own
+    ``[peer] allow_insecure_permissions = true`` says otherwise.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            text = f.read().decode("utf-8")
     except OSError as exc:
         raise ConfigurationError(
             f"{path}: cannot be read ({exc.strerror or exc})", field="file"
         ) from None
     except UnicodeDecodeError:
         raise ConfigurationError(f"{path}: is not UTF-8 text", field="file") from None
-    return parse_peer_config(text, source=str(path), registry=registry, base=path.parent)
+    peer = parse_peer_config(text, source=str(path), registry=registry, base=path.parent)
+    if allow_insecure_permissions or peer.allow_insecure_permissions:
+        return peer
+    if (peer.ike.psk or peer.ike.ppk) and mode & 0o077:
+        _refuse_readable(path, mode, "holds a pre-shared key")
+    key = peer.private_key_file
+    if key is not None:
+        try:
+            key_mode = key.stat().st_mode
+        except OSError as exc:  # loaded a moment ago: only a race gets here
+            raise ConfigurationError(
+                f"{key}: cannot be read ({exc.strerror or exc})", field="auth.key"
+            ) from None
+        if key_mode & 0o077:
+            _refuse_readable(key, key_mode, "is a private key")
+    return peer
+
+
+def _refuse_readable(path: Path, mode: int, what: str) -> NoReturn:
+    """As ssh does for its keys: a secret others can read is refused."""
+    raise ConfigurationError(
+        f"{path}: {what} but is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
+        f"run 'chmod 600 {path}' or pass --allow-insecure-permissions",
+        field="file",
+    )
 
 
 def parse_peer_config(
@@ -214,6 +266,7 @@ class _Reader:
         self.source = source
         self.data = data
         self.registry = registry
+        self.key_file: Path | None = None
         for section, value in data.items():
             if section not in _SCHEMA:
                 raise ConfigurationError(
@@ -291,6 +344,14 @@ class _Reader:
             span = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
             raise self.error(section, key, f"must be {span}, not {value}")
         return value
+
+    def optional_integer(self, section: str, key: str, default: int | None, lo: int) -> int | None:
+        """An integer bound that ``false`` turns off (``None``)."""
+        if self.raw(section, key) is False:
+            return None
+        if self.raw(section, key) is True:
+            raise self.error(section, key, "must be an integer or false (no bound), not true")
+        return self.integer(section, key, default, lo)
 
     def number(
         self, section: str, key: str, default: float, *, lo: float = 0.0, strict: bool = True
@@ -459,8 +520,9 @@ class _Reader:
                 missing = "key" if key is None else "certificate"
                 raise self.error("auth", missing, "is required with the other of key/certificate")
             if key is not None:
+                self.key_file = self.path("auth", "key", key)
                 out["credential"] = Credential.load(
-                    self.path("auth", "key", key),
+                    self.key_file,
                     self.path("auth", "certificate", cert),
                     *self.paths("auth", "chain"),
                 )
@@ -564,23 +626,59 @@ class _Reader:
 
         lifetimes: dict[str, Any] = dict(self.lifetimes())
 
-        max_half_open = self.integer("responder", "max_half_open", 1000, 0)
+        defaults = EndpointLimits()
+        max_half_open = self.integer("responder", "max_half_open", defaults.max_half_open, 0)
         assert max_half_open is not None
+        budget = self.integer("responder", "reassembly_budget", defaults.reassembly_total, 0)
+        assert budget is not None
+        per_peer = self.optional_integer(
+            "responder", "max_half_open_per_peer", defaults.max_half_open_per_peer, 0
+        )
+        cookie_ip = self.optional_integer(
+            "responder", "cookie_threshold_per_peer", defaults.cookie_threshold_per_peer, 0
+        )
+        if per_peer is not None and cookie_ip is not None and cookie_ip > per_peer:
+            raise self.error(
+                "responder",
+                "cookie_threshold_per_peer",
+                f"must not be above max_half_open_per_peer ({per_peer}), or a peer is "
+                "blocked before it is asked for a cookie",
+            )
         limits = EndpointLimits(
             max_half_open=max_half_open,
-            max_half_open_per_peer=self.integer("responder", "max_half_open_per_peer", None, 0),
-            cookie_threshold=self.integer("responder", "cookie_threshold", None, 0),
+            max_half_open_per_peer=per_peer,
+            cookie_threshold=self.optional_integer(
+                "responder", "cookie_threshold", defaults.cookie_threshold, 0
+            ),
+            cookie_threshold_per_peer=cookie_ip,
             closed_linger=self.number("responder", "closed_linger", 30.0, strict=False),
+            replay_window=self.number(
+                "responder", "replay_window", defaults.replay_window, strict=False
+            ),
+            reassembly_total=budget,
+            reassembly_per_peer=self.optional_integer(
+                "responder", "reassembly_per_peer", defaults.reassembly_per_peer, 0
+            ),
+            reassembly_half_open=self.optional_integer(
+                "responder", "reassembly_half_open", self.half_open_default(ike_proposals), 0
+            ),
         )
-        # Read here, outside the try below, so that an error names the file only once.
+        # Every value is read (and its own error raised) before IkeConfiguration runs its
+        # cross-field checks, so only those are re-labelled with the file name below.
+        local_ts = self.selectors("esp", "local_ts")
+        remote_ts = self.selectors("esp", "remote_ts")
+        fragmentation = self.optional_boolean("ike", "fragmentation")
+        retransmit_timeout = self.number("retransmit", "timeout", 4.0)
+        require_cookie = self.boolean("responder", "require_cookie", False)
+        force_nat_t = self.optional_boolean("ike", "force_nat_t")
+        kex_backends = self.backends("ike", "backends")
+        half_open_timeout = self.number("responder", "half_open_timeout", 30.0)
         preset = self.choice("ike", "preset", PRESETS, "pqike")
         additional = (
             self.addresses("ike", "additional_addresses")
             if self.raw("ike", "additional_addresses")
             else ()
         )
-        fragmentation = self.optional_boolean("ike", "fragmentation")
-        force_nat_t = self.optional_boolean("ike", "force_nat_t")
         try:
             ike = IkeConfiguration(
                 ike_proposals=ike_proposals,
@@ -588,22 +686,22 @@ class _Reader:
                 local_id=local_id,
                 psk=psk,
                 remote_id=remote_id,
-                local_ts=self.selectors("esp", "local_ts"),
-                remote_ts=self.selectors("esp", "remote_ts"),
+                local_ts=local_ts,
+                remote_ts=remote_ts,
                 transport_mode=mode == "transport",
                 fragmentation=fragmentation,
                 fragment_size=fragment_size,
-                retransmit_timeout=self.number("retransmit", "timeout", 4.0),
+                retransmit_timeout=retransmit_timeout,
                 retransmit_base=base,
                 retransmit_tries=tries,
-                require_cookie=self.boolean("responder", "require_cookie", False),
-                validation_clock=utc_now,
+                require_cookie=require_cookie,
                 nat_t_port=nat_t_port or 4500,
                 force_nat_t=force_nat_t,
                 preset=preset,
                 additional_addresses=additional,
-                kex_backends=self.backends("ike", "backends"),
-                half_open_timeout=self.number("responder", "half_open_timeout", 30.0),
+                kex_backends=kex_backends,
+                half_open_timeout=half_open_timeout,
+                validation_clock=utc_now,
                 **lifetimes,
                 **auth,
             )
@@ -618,7 +716,23 @@ class _Reader:
             remote_port=remote_port,
             ike=ike,
             limits=limits,
+            allow_insecure_permissions=self.boolean("peer", "allow_insecure_permissions", False),
+            private_key_file=self.key_file,
         )
+
+    def half_open_default(self, proposals: tuple[Proposal, ...]) -> int:
+        """The largest key exchange payload these proposals may bring, plus slack: what a
+        half-open IKE SA must be able to reassemble (``EndpointLimits.reassembly_half_open``)."""
+        largest = 0
+        for proposal in proposals:
+            for t in proposal.transforms:
+                if t.type in (TransformType.KE, *ADDKE_TYPES) and t.id != 0:
+                    try:
+                        info = self.registry.info(t.id)
+                    except ConfigurationError:  # unknown here: the generic default
+                        return EndpointLimits().reassembly_half_open or 0
+                    largest = max(largest, info.initiator_size, info.responder_size)
+        return largest + _HALF_OPEN_SLACK
 
 
 def _kind(value: Any) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -25,6 +24,7 @@ from typing import TextIO
 from ..constants import ExchangeType, NotifyType, name_of
 from ..crypto.keys import ChildKeys, IkeKeys
 from ..errors import LocalProtocolError
+from ..files import open_private
 from ..ike.config import IkeConfiguration
 from ..ike.endpoint import IkeEndpoint
 from ..ike.events import (
@@ -42,7 +42,7 @@ from ..ike.events import (
 )
 from ..ike.sa import IkeSa
 from ..pcap import PcapWriter, ikev2_decryption_line
-from ..secrets import TranscriptWriter, open_secret_file
+from ..secrets import TranscriptWriter
 from ..trace import Trace, payload_names
 from .config import PeerConfig
 from .udp import SaWatch, UdpEndpoint, format_address
@@ -59,8 +59,23 @@ class InitiatorResult:
     trace: Trace
     events: list[Event]
     local: tuple[str, int]
+    """Where IKE_SA_INIT was sent from."""
     remote: tuple[str, int]
+    """Where IKE_SA_INIT was sent to."""
     elapsed: float
+    final_local: tuple[str, int] | None = None
+    """The SA's local address at the end, when it moved (NAT-T, RFC 7296 2.23); else None."""
+    final_remote: tuple[str, int] | None = None
+    """The peer's address at the end, when the SA moved; else None."""
+
+    def path(self) -> str:
+        """``a:500 -> b:500``, and ``, then a:4500 -> b:4500`` once the SA moved to NAT-T."""
+        text = f"{format_address(self.local)} -> {format_address(self.remote)}"
+        if self.final_local is not None and self.final_remote is not None:
+            text += (
+                f", then {format_address(self.final_local)} -> {format_address(self.final_remote)}"
+            )
+        return text
 
     def summary(self) -> dict:
         """A JSON-ready dict: outcome, suite, SPIs, Child SA, totals and the trace rows."""
@@ -84,6 +99,8 @@ class InitiatorResult:
             },
             "local": list(self.local),
             "remote": list(self.remote),
+            "final_local": list(self.final_local) if self.final_local else None,
+            "final_remote": list(self.final_remote) if self.final_remote else None,
             "elapsed_s": self.elapsed,
             "totals": self.trace.totals(),
             "messages": self.trace.message_rows(),
@@ -120,15 +137,12 @@ def trace_of(events: list[Event], *, initiator: bool, ipv6: bool, start: float =
     return trace
 
 
-def _secret_file(path: Path, encoding: str) -> TextIO:
-    """Open ``path`` for writing, readable by its owner only: it will hold keys."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-    return open(fd, "w", encoding=encoding)
-
-
 class _Artefacts:
-    """The optional pcap, key log and event log files of one run."""
+    """The optional pcap, key log and event log files of one run.
+
+    The key log and the event log hold IKE keys: they are created mode 0600. The pcap
+    holds only what crossed the wire (IKE_AUTH and later encrypted), like tcpdump's.
+    """
 
     def __init__(
         self,
@@ -138,15 +152,21 @@ class _Artefacts:
         events: Path | None = None,
         secrets: Path | None = None,
     ) -> None:
-        self.pcap = PcapWriter(stack.enter_context(open(pcap, "wb"))) if pcap else None
+        self.pcap = (
+            PcapWriter(stack.enter_context(open_private(pcap, "pcap", binary=True, private=False)))
+            if pcap
+            else None
+        )
         self.secrets = (
-            TranscriptWriter(stack.enter_context(open_secret_file(secrets))) if secrets else None
+            TranscriptWriter(stack.enter_context(open_private(secrets, "secrets")))
+            if secrets
+            else None
         )
         self.keylog: TextIO | None = (
-            stack.enter_context(_secret_file(keylog, "ascii")) if keylog else None
+            stack.enter_context(open_private(keylog, "keylog")) if keylog else None
         )
         self.events: TextIO | None = (
-            stack.enter_context(_secret_file(events, "utf-8")) if events else None
+            stack.enter_context(open_private(events, "events")) if events else None
         )
 
     def datagram(self, direction: str, data: bytes, src, dst) -> None:
@@ -496,6 +516,7 @@ async def initiate(
             wildcard = ipaddress.ip_address(local_host).is_unspecified
             local = None if wildcard else (local_host, udp.port)
             sa = udp.initiate(_bound_config(peer, udp), remote, local=local)
+            first_local = sa.local  # before any move to the NAT-T port
             watch = udp.watch(sa)
             settled = await watch.wait(timeout)
             elapsed = loop.time() - start
@@ -537,6 +558,7 @@ async def initiate(
         # Up, then lost: e.g. the peer stopped answering (RFC 7296 1.4 liveness).
         failure = f"the IKE SA failed later: {watch.failure.reason}"
     ipv6 = ":" in remote[0]
+    moved = (sa.local, sa.remote) if (sa.local, sa.remote) != (first_local, remote) else None
     return InitiatorResult(
         established=failure is None,
         failure=failure,
@@ -544,9 +566,11 @@ async def initiate(
         child=watch.child,
         trace=trace_of(watch.events, initiator=True, ipv6=ipv6, start=start),
         events=list(watch.events),
-        local=sa.local,
+        local=first_local,
         remote=remote,
         elapsed=elapsed,
+        final_local=moved[0] if moved else None,
+        final_remote=moved[1] if moved else None,
     )
 
 

@@ -17,6 +17,7 @@
     "x25519+mlkem768" = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
     mismatch = { ike = "aes256gcm16-prfsha384-x25519", responder = "aes256gcm16-prfsha384-ecp256" }
     lean = { ike = "aes256gcm16-prfsha384-x25519", preset = "minimal" }   # per proposal
+    bad-intauth = { ike = "aes256gcm16-prfsha384-x25519-ke1_mlkem768", impair = ["wrong-int-auth"] }
 
     [profiles.wan]
     delay_ms = [0, 50]              # a list expands into one profile per value
@@ -43,6 +44,7 @@ from ..crypto.kex import DEFAULT_REGISTRY, KeyExchangeRegistry
 from ..errors import ConfigurationError
 from ..handshake import PHASES, parse_phase
 from ..ike.config import PRESETS
+from ..ike.impair import IMPAIRMENTS
 from ..pki import KEY_TYPES
 from ..proposal import parse_proposals
 from .link import LinkProfile
@@ -76,7 +78,18 @@ _EXPERIMENT_KEYS = (
     "phases",
     "preset",
 )
-_PROPOSAL_KEYS = ("ike", "esp", "responder", "description", "preset", "auth")
+_PROPOSAL_KEYS = (
+    "ike",
+    "esp",
+    "responder",
+    "description",
+    "impair",
+    "responder_impair",
+    "preset",
+    "auth",
+)
+IMPAIR_PAIRS: tuple[str, ...] = ("memory", "udp")
+"""Peer pairs that apply a proposal's ``impair`` and ``responder_impair`` (two pqike peers)."""
 _PROFILE_KEYS = (
     "delay_ms",
     "jitter_ms",
@@ -102,6 +115,10 @@ class ProposalSpec:
     responder: str | None = None
     """The responder's IKE proposal when it differs (default: ``ike``)."""
     description: str = ""
+    impair: frozenset[str] = frozenset()
+    """Impairments of the initiator (``pqike.ike.impair``), applied by the pqike pairs."""
+    responder_impair: frozenset[str] = frozenset()
+    """Impairments of the responder."""
     preset: str = "pqike"
     """Both pqike peers' ``IkeConfiguration.preset`` (``pqike``, ``strongswan`` or
     ``minimal``); the proposal's ``preset`` key, else the experiment's."""
@@ -305,6 +322,16 @@ def parse_spec(
                     f"profiles.{profile.name}.pairs",
                     f"peer pair {pair!r} is not in experiment.pairs ({', '.join(pairs)})",
                 )
+    for proposal in proposals:
+        if proposal.impair or proposal.responder_impair:
+            other = [pair for pair in pairs if pair not in IMPAIR_PAIRS]
+            if other:
+                key = "impair" if proposal.impair else "responder_impair"
+                v.fail(
+                    f"proposals.{proposal.name}.{key}",
+                    f"impairments apply only to the {' and '.join(IMPAIR_PAIRS)} pairs, "
+                    f"but experiment.pairs has {other[0]!r}",
+                )
     names = [p.name for p in proposals]
     baseline = exp.get("baseline")
     highlight = exp.get("highlight")
@@ -445,6 +472,20 @@ class _Validator:
             out.append(item)
         return tuple(out)
 
+    def impairments(self, value: Any, field: str) -> frozenset[str]:
+        if not isinstance(value, list):
+            self.fail(
+                field,
+                f'must be a list of impairments such as ["wrong-int-auth"], got {_show(value)}',
+            )
+        for i, item in enumerate(value):
+            if item not in IMPAIRMENTS:
+                self.fail(
+                    f"{field}[{i}]",
+                    f"unknown impairment {_show(item)} (`pqike impairments` lists them)",
+                )
+        return frozenset(value)
+
     def esp(self, text: str, field: str) -> None:
         try:
             parse_proposals(text, protocol=ProtocolId.ESP)
@@ -518,7 +559,23 @@ class _Validator:
                 self.fail(
                     f"{field}.auth", f"must be psk or one of {', '.join(KEY_TYPES)}, got {auth!r}"
                 )
-            out.append(ProposalSpec(name, ike, esp, responder, description, preset, auth))
+            impair = self.impairments(entry.get("impair", []), f"{field}.impair")
+            responder_impair = self.impairments(
+                entry.get("responder_impair", []), f"{field}.responder_impair"
+            )
+            out.append(
+                ProposalSpec(
+                    name,
+                    ike,
+                    esp,
+                    responder,
+                    description,
+                    impair,
+                    responder_impair,
+                    preset,
+                    auth,
+                )
+            )
         return tuple(out)
 
     def profiles(self, value: Any) -> tuple[NetworkProfile, ...]:

@@ -114,6 +114,7 @@ class UdpPair:
             case.proposal.esp,
             local_id=INITIATOR_ID,
             remote_id=RESPONDER_ID,
+            impairments=case.proposal.impair,
             **common,
             **ini_auth,
         )
@@ -121,6 +122,7 @@ class UdpPair:
             case.proposal.responder or case.proposal.ike,
             case.proposal.esp,
             local_id=RESPONDER_ID,
+            impairments=case.proposal.responder_impair,
             **common,
             **res_auth,
         )

@@ -147,4 +147,4 @@ def test_a_written_pqike_config_loads_and_matches_the_lab_charon(tmp_path):
     assert str(peer.ike.remote_id) == "right.pqike.test"
     assert peer.ike.psk == b"pqike-interop-lab-psk"
     assert peer.ike.fragment_size == 576
-    assert (peer.ike.retransmit_timeout, peer.ike.retransmit_tries) == (2.0, 3)
+    assert (peer.ike.retransmit_timeout, peer.ike.retransmit_tries) == (4.0, 3)

@@ -26,3 +26,17 @@ def test_the_pqike_pair_reaction_names_the_notify():
     assert reaction.startswith("failed: AUTHENTICATION_FAILED")
     row = ProbeRow("x", "initiator", True, "", "", "established", reaction)
     assert row.finding
+
+
+def test_every_case_is_probed():
+    assert not [c.name for c in CASES.values() if c.skip]
+
+
+def test_the_addke_notify_cases_rekey_a_child_sa_in_the_pqike_pair():
+    # Both fire only in a CREATE_CHILD_SA with ADDKE, so the pair runs a Child SA rekey.
+    omit = pqike_pair_reaction(CASES["omit-addke-notify"], "responder")
+    assert omit.startswith("rekey failed: INVALID_SYNTAX")
+    assert "ADDITIONAL_KEY_EXCHANGE is missing" in omit
+    assert pqike_pair_reaction(CASES["addke-notify-on-last"], "responder") == "rekeyed"
+    row = ProbeRow("x", "responder", True, "", "", "established; rekeyed", omit)
+    assert row.finding

@@ -21,6 +21,7 @@ def pki(tmp_path_factory):
 def write(d, text):
     p = d / "peer.toml"
     p.write_text(BASE + text)
+    p.chmod(0o600)  # it holds the PSK (and maybe a PPK): pqike refuses it readable by others
     return p
 
 

@@ -50,7 +50,8 @@ def test_a_minimal_file_gets_strongswan_like_defaults():
 
 
 def test_the_documented_example_file_loads():
-    peer = load_peer_config(EXAMPLE)
+    # A checkout leaves it 0644; it holds only the demo PSK.
+    peer = load_peer_config(EXAMPLE, allow_insecure_permissions=True)
     assert peer.remote == ("127.0.0.2", 500)
     assert peer.local_for("127.0.0.2") == "127.0.0.1"
     types = {t.type for t in peer.ike.ike_proposals[0].transforms}
@@ -387,6 +388,112 @@ def test_a_bad_lifetime_names_its_key(section, line, field, message):
     error = error_of(with_keys(section, line))
     assert error.field == field
     assert message in str(error)
+
+
+# --- issue 10: protective defaults, permissions, one file name per error -------------
+
+
+def test_responder_defaults_protect_like_strongswan():
+    limits = parse_peer_config(MINIMAL).limits
+    assert (limits.max_half_open, limits.max_half_open_per_peer) == (1000, 5)
+    assert (limits.cookie_threshold, limits.cookie_threshold_per_peer) == (30, 3)
+    assert (limits.reassembly_total, limits.reassembly_per_peer) == (48 << 20, 16 << 20)
+    # x25519 alone: no big key exchange payload, a half-open SA gets 64 KiB and a bit.
+    assert limits.reassembly_half_open == (64 << 10) + 32
+    mceliece = parse_peer_config(
+        with_keys("ike", 'proposals = "aes256gcm16-prfsha384-x25519-ke1_mceliece348864"')
+    )
+    assert mceliece.limits.reassembly_half_open == 261120 + (64 << 10)
+
+
+def test_the_new_responder_keys_are_read_and_false_turns_a_bound_off():
+    peer = parse_peer_config(
+        with_keys(
+            "responder",
+            "max_half_open_per_peer = false",
+            "cookie_threshold = false",
+            "cookie_threshold_per_peer = 2",
+            "replay_window = 5",
+            "reassembly_budget = 1048576",
+            "reassembly_per_peer = false",
+            "reassembly_half_open = 4096",
+        )
+    )
+    limits = peer.limits
+    assert limits.max_half_open_per_peer is None and limits.cookie_threshold is None
+    assert limits.cookie_threshold_per_peer == 2 and limits.replay_window == 5.0
+    assert (limits.reassembly_total, limits.reassembly_per_peer) == (1 << 20, None)
+    assert limits.reassembly_half_open == 4096
+
+
+def test_a_per_peer_cookie_threshold_above_the_block_threshold_is_refused():
+    exc = error_of(
+        with_keys("responder", "max_half_open_per_peer = 2", "cookie_threshold_per_peer = 3")
+    )
+    assert exc.field == "responder.cookie_threshold_per_peer"
+    assert str(exc).startswith("peer.toml: [responder] cookie_threshold_per_peer: must not be")
+    assert error_of(with_keys("responder", "cookie_threshold = true")).field == (
+        "responder.cookie_threshold"
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "line"),
+    [
+        ("ike", 'backends = { mlkem768 = "nosuch" }'),
+        ("esp", 'local_ts = ["10.0.0.0/33"]'),
+        ("ike", 'fragmentation = "yes"'),
+        ("retransmit", "timeout = 0"),
+        ("responder", "half_open_timeout = -1"),
+    ],
+)
+def test_an_error_names_the_file_once(tmp_path, section, line):
+    path = tmp_path / "badbk.toml"
+    path.write_text(with_keys(section, line))
+    path.chmod(0o600)
+    with pytest.raises(ConfigurationError) as info:
+        load_peer_config(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: [{section}]") and text.count("badbk.toml") == 1
+
+
+def test_a_psk_file_readable_by_others_is_refused_unless_allowed(tmp_path):
+    path = tmp_path / "peer.toml"
+    path.write_text(MINIMAL)
+    for mode in (0o644, 0o640, 0o604):
+        path.chmod(mode)
+        with pytest.raises(ConfigurationError) as info:
+            load_peer_config(path)
+        text = str(info.value)
+        assert text.startswith(f"{path}: holds a pre-shared key but is readable by group")
+        assert f"mode {mode:04o}" in text and "\n" not in text
+        assert info.value.field == "file"
+        assert load_peer_config(path, allow_insecure_permissions=True).ike.psk
+    path.chmod(0o600)
+    assert load_peer_config(path).ike.psk == b"pqike-demo-psk"
+    path.write_text(with_keys("peer", "allow_insecure_permissions = true"))
+    path.chmod(0o644)
+    assert load_peer_config(path).allow_insecure_permissions
+
+
+def test_a_private_key_file_others_can_read_is_refused(tmp_path):
+    from pqike.io.config import load_peer_config
+    from pqike.pki import make_pki
+
+    pki = make_pki(tmp_path, ["a.example", "b.example"], key_type="p256", intermediates=0)
+    key = pki.entities["a.example"].key_path
+    cert = pki.entities["a.example"].cert_path
+    conf = tmp_path / "peer.toml"
+    conf.write_text(
+        "[peer]\nlocal = \"192.0.2.1\"\nlocal_id = \"a.example\"\n"
+        f"[auth]\nkey = \"{key}\"\ncertificate = \"{cert}\"\ncacerts = \"{pki.ca_path}\"\n"
+    )
+    conf.chmod(0o644)  # no secret in the file itself: fine
+    assert load_peer_config(conf).private_key_file == key
+    key.chmod(0o644)
+    with pytest.raises(ConfigurationError, match="is a private key but is readable by group"):
+        load_peer_config(conf)
+    assert load_peer_config(conf, allow_insecure_permissions=True).ike.credential is not None
 
 
 def test_the_preset_decides_what_is_not_given():

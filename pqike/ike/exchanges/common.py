@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ...constants import NotifyType, is_error_notify, name_of
-from ...errors import InvalidSyntax, PeerError
+from ...errors import InvalidSyntax, PeerError, ProtocolError
 from ...wire.payloads import KePayload, NotifyPayload, Payload
+
+if TYPE_CHECKING:
+    from ..sa import IkeSa
 
 P = TypeVar("P")
 
@@ -101,3 +104,23 @@ def impaired_ke(
     if "wrong-ke-method" in impairments:
         method = 37 if method != 37 else 36
     return method, data
+
+
+def answer_round(
+    sa: IkeSa, payloads: Iterable[Payload], rnd: int, method: int
+) -> tuple[bytes, bytes]:
+    """The responder's side of one ADDKE round (RFC 9370 2.2.2, 2.2.4): check KEi(n) and
+    answer it; ``(KEr data, shared secret)``. Raises INVALID_SYNTAX naming the round."""
+    try:
+        ke = joined_ke(payloads)
+    except InvalidSyntax as exc:
+        raise InvalidSyntax(f"round {rnd}: {exc}", round=rnd) from exc
+    if ke is None:
+        raise InvalidSyntax(f"round {rnd}: KEi payload missing", round=rnd)
+    if ke.method != method:
+        raise InvalidSyntax(f"round {rnd}: KEi method {ke.method}, negotiated {method}", round=rnd)
+    try:
+        return sa.new_kex(method).respond(ke.data)
+    except ProtocolError as exc:
+        # draft-ietf-ipsecme-ikev2-mlkem 2.2: a bad encapsulation key -> INVALID_SYNTAX.
+        raise InvalidSyntax(f"round {rnd}: bad KEi: {exc}", round=rnd) from exc

@@ -21,7 +21,7 @@ from ..context import ChildExchange, Inbound
 from ..events import KeyExchangeCompleted
 from ..states import Outcome
 from . import create_child_sa
-from .common import impaired_ke, joined_ke, ke_payloads, notify, raise_peer_error
+from .common import answer_round, impaired_ke, joined_ke, ke_payloads, notify, raise_peer_error
 
 if TYPE_CHECKING:
     from ..sa import IkeSa
@@ -83,19 +83,7 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         raise StateNotFound("IKE_FOLLOWUP_KE for no exchange we wait for")
     sa.child_in_current = ctx
     rnd, method = ctx.rounds.current
-    try:
-        ke = joined_ke(inner)
-    except InvalidSyntax as exc:
-        raise InvalidSyntax(f"round {rnd}: {exc}", round=rnd) from exc
-    if ke is None:
-        raise InvalidSyntax(f"round {rnd}: KEi payload missing", round=rnd)
-    if ke.method != method:
-        raise InvalidSyntax(f"round {rnd}: KEi method {ke.method}, negotiated {method}", round=rnd)
-    try:
-        data, secret = sa.new_kex(method).respond(ke.data)
-    except ProtocolError as exc:
-        # draft-ietf-ipsecme-ikev2-mlkem 2.2: a bad encapsulation key -> INVALID_SYNTAX.
-        raise InvalidSyntax(f"round {rnd}: bad KEi: {exc}", round=rnd) from exc
+    data, secret = answer_round(sa, inner, rnd, method)
     ctx.secrets.append(secret)
     sa.emit(KeyExchangeCompleted(method, rnd, secret, ctx.purpose))
     ctx.rounds.done += 1

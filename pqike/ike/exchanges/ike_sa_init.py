@@ -17,7 +17,6 @@ import os
 from typing import TYPE_CHECKING
 
 from ...constants import ADDKE_TYPES, ExchangeType, NotifyType, TransformType, name_of
-from ...crypto import auth as crypto_auth
 from ...crypto.prf import get_prf
 from ...errors import InvalidSyntax, NoProposalChosen, PeerError, ProtocolError
 from ...proposal import NegotiatedSuite, check_selected, select_proposal
@@ -153,19 +152,17 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     sa.gen.spi_i = hdr.spi_i  # so even a refusal below is reported under the peer's SPI
     nonce = first(payloads, NoncePayload)
     if sa.config.require_cookie:
-        expected = crypto_auth.cookie(
-            sa.config.cookie_secret,
-            nonce.data if nonce is not None else b"",
-            msg.source[0],
-            hdr.spi_i,
-        )
+        # RFC 7296 2.6: no state until the initiator returns a cookie we made.
+        jar = sa.cookie_jar
+        nonce_i = nonce.data if nonce is not None else b""
         got = payloads[0] if payloads else None
         if not (
             isinstance(got, NotifyPayload)
             and got.notify_type == NotifyType.COOKIE
-            and got.data == expected
+            and jar.verify(got.data, nonce_i=nonce_i, ip=msg.source[0], spi_i=hdr.spi_i, now=now)
         ):
-            sa.stateless_reply(hdr, [NotifyPayload(NotifyType.COOKIE, expected)], now)
+            cookie = jar.make(nonce_i=nonce_i, ip=msg.source[0], spi_i=hdr.spi_i, now=now)
+            sa.stateless_reply(hdr, [NotifyPayload(NotifyType.COOKIE, cookie)], now)
             return Outcome.STATELESS
     sa_payload = first(payloads, SaPayload)
     ke = first(payloads, KePayload)

@@ -20,7 +20,7 @@ from ..events import IntAuthComputed, KeyExchangeCompleted
 from ..protection import ProtectedMessage, UnprotectedMessage
 from ..states import Outcome
 from . import ike_auth
-from .common import impaired_ke, joined_ke, ke_payloads, raise_peer_error
+from .common import answer_round, impaired_ke, joined_ke, ke_payloads, raise_peer_error
 
 if TYPE_CHECKING:
     from ..sa import IkeSa
@@ -34,9 +34,7 @@ def send_next(sa: IkeSa, now: float) -> Outcome:
         return Outcome.AUTH
     _, method = rounds.current
     rounds.kex = sa.new_kex(method)
-    sent, data = impaired_ke(
-        sa.config.impairments, method, rounds.kex.public_data(), request=True
-    )
+    sent, data = impaired_ke(sa.config.impairments, method, rounds.kex.public_data(), request=True)
     sa.send_request(ExchangeType.IKE_INTERMEDIATE, ke_payloads(sent, data), now=now)
     return Outcome.ROUNDS
 
@@ -86,19 +84,7 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     chain_int_auth(sa, msg.plain, initiator=True)
     rounds = sa.hs.rounds
     rnd, method = rounds.current
-    try:
-        ke = joined_ke(msg.payloads)
-    except InvalidSyntax as exc:
-        raise InvalidSyntax(f"round {rnd}: {exc}", round=rnd) from exc
-    if ke is None:
-        raise InvalidSyntax(f"round {rnd}: KEi payload missing", round=rnd)
-    if ke.method != method:
-        raise InvalidSyntax(f"round {rnd}: KEi method {ke.method}, negotiated {method}", round=rnd)
-    try:
-        data, secret = sa.new_kex(method).respond(ke.data)
-    except ProtocolError as exc:
-        # draft-ietf-ipsecme-ikev2-mlkem 2.2: a bad encapsulation key -> INVALID_SYNTAX.
-        raise InvalidSyntax(f"round {rnd}: bad KEi: {exc}", round=rnd) from exc
+    data, secret = answer_round(sa, msg.payloads, rnd, method)
     sent, data = impaired_ke(sa.config.impairments, method, data, request=False)
     sa.send_response(
         ExchangeType.IKE_INTERMEDIATE,
