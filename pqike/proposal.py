@@ -403,7 +403,36 @@ def without_key_exchanges(proposal: Proposal) -> Proposal:
     (PROPOSAL_SKIP_KE), so pass both the offered and the configured proposals through this.
     """
     kept = tuple(t for t in proposal.transforms if t.type not in _KE_TYPES)
+    if len(kept) == len(proposal.transforms):
+        return proposal  # a frozen value: nothing to take out, nothing to copy
     return Proposal(proposal.number, proposal.protocol_id, kept, proposal.spi)
+
+
+# --- memos ----------------------------------------------------------------------------------
+#
+# Selection and checking are pure functions of frozen values, and a peer meets the same
+# few offers again and again: each distinct question is answered once. The keys leave out
+# the SPIs, which are fresh in every Child SA offer and play no part in the answer; only
+# answers are kept (a refusal is recomputed, so it raises with its reason every time).
+# The memos are bounded: past _MEMO_LIMIT entries one starts over.
+
+_MEMO_LIMIT = 1024
+_OfferKey = tuple[tuple[int, int, tuple[Transform, ...]], ...]
+
+
+def _offer_key(proposals: Sequence[Proposal]) -> _OfferKey:
+    return tuple([(p.number, p.protocol_id, p.transforms) for p in proposals])
+
+
+def _remember(memo: dict, key: object, value: object) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
+
+
+_SELECT_MEMO: dict[tuple[_OfferKey, _OfferKey, int | None], tuple[int, tuple[Transform, ...]]] = {}
+_CHECK_MEMO: dict[tuple[_OfferKey, int, int, tuple[Transform, ...]], NegotiatedSuite] = {}
+_SUITE_MEMO: dict[tuple[Transform, ...], NegotiatedSuite] = {}
 
 
 # --- selection ----------------------------------------------------------------------------
@@ -550,16 +579,30 @@ def select_proposal(
         raise NoProposalChosen("the peer offered no proposals")
     if not configured:
         raise NoProposalChosen("no proposals are configured")
+    key = (_offer_key(offered), _offer_key(configured), prefer_ke)
+    hit = _SELECT_MEMO.get(key)
+    if hit is None:
+        hit = _select(offered, configured, prefer_ke)
+        _remember(_SELECT_MEMO, key, hit)
+    index, transforms = hit
+    theirs = offered[index]
+    return Proposal(theirs.number, theirs.protocol_id, transforms, theirs.spi)
+
+
+def _select(
+    offered: Sequence[Proposal], configured: Sequence[Proposal], prefer_ke: int | None
+) -> tuple[int, tuple[Transform, ...]]:
+    """``select_proposal``'s work: the index of the offered proposal and its transforms."""
     first_reason: str | None = None
     for ours in configured:
-        for theirs in offered:
+        for index, theirs in enumerate(offered):
             if theirs.protocol_id != ours.protocol_id:
                 continue
             result = _match(ours, theirs, prefer_ke)
             if isinstance(result, str):
                 first_reason = first_reason or result
                 continue
-            return Proposal(theirs.number, theirs.protocol_id, result, theirs.spi)
+            return index, result
     if first_reason is None:
         protocols = sorted({name_of(ProtocolId, p.protocol_id) for p in configured})
         raise NoProposalChosen(f"the peer offered no proposal for {', '.join(protocols)}")
@@ -592,6 +635,14 @@ class NegotiatedSuite:
 
         Raises ``NoProposalChosen`` if the proposal does not describe a single suite.
         """
+        suite = _SUITE_MEMO.get(proposal.transforms)
+        if suite is None:
+            suite = cls._read(proposal)
+            _remember(_SUITE_MEMO, proposal.transforms, suite)
+        return suite
+
+    @classmethod
+    def _read(cls, proposal: Proposal) -> NegotiatedSuite:
         chosen: dict[int, Transform] = {}
         for t in proposal.transforms:
             if t.type not in _TYPE_ORDER:
@@ -658,6 +709,15 @@ def check_selected(offered: Sequence[Proposal], selected: Proposal) -> Negotiate
     the responder dropped a required key exchange, a downgrade. Raises
     ``NoProposalChosen`` with the reason.
     """
+    key = (_offer_key(offered), selected.number, selected.protocol_id, selected.transforms)
+    suite = _CHECK_MEMO.get(key)
+    if suite is None:
+        suite = _check(offered, selected)
+        _remember(_CHECK_MEMO, key, suite)
+    return suite
+
+
+def _check(offered: Sequence[Proposal], selected: Proposal) -> NegotiatedSuite:
     ours = next(
         (
             p
