@@ -19,7 +19,6 @@ import functools
 import ipaddress
 import os
 import random
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -82,6 +81,21 @@ def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text)
 
 
+@functools.lru_cache(maxsize=64)
+def _limits_of(max_fragments: int, max_message_size: int, timeout: float) -> ReassemblyLimits:
+    return ReassemblyLimits(max_fragments, max_message_size, timeout)
+
+
+def _limits(cfg: IkeConfiguration) -> ReassemblyLimits:
+    """The reassembly bounds of ``cfg``, one shared object per distinct triple (never
+    written after it is made)."""
+    return _limits_of(cfg.max_fragments, cfg.max_message_size, cfg.reassembly_timeout)
+
+
+_NO_FRAGMENTS = Reassembler(ReassemblyLimits()).stats
+"""The counters of a reassembler that never saw a fragment (all zero)."""
+
+
 @dataclass
 class _Task:
     """Something we asked for that waits for our request window (RFC 7296 2.3)."""
@@ -101,6 +115,42 @@ class IkeSa:
     this object: its SPIs, keys and message IDs move to the new generation.
     """
 
+    # Slots: a responder holds one of these per SA, and past 30 attributes an instance
+    # dict stops sharing its keys and costs 1.5 kB. A new attribute goes in this list.
+    __slots__ = (
+        "_counters",
+        "_events",
+        "_first_nonces",
+        "_generations",
+        "_hs",
+        "_ike_expire_at",
+        "_ike_rekey_at",
+        "_ipv6",
+        "_last_heard",
+        "_liveness_queued",
+        "_nat_local",
+        "_nat_remote",
+        "_out",
+        "_pending_ike",
+        "_rx_path",
+        "_state",
+        "_tasks",
+        "child_in",
+        "child_in_current",
+        "child_out",
+        "children",
+        "config",
+        "first_child_spi",
+        "gen",
+        "info_out",
+        "local",
+        "peer_fragmentation",
+        "peer_id",
+        "registry",
+        "remote",
+        "reserved_spi",
+    )
+
     def __init__(
         self,
         config: IkeConfiguration,
@@ -114,7 +164,7 @@ class IkeSa:
         self.local = local
         self.remote = remote
         self.registry = registry
-        self._ipv6 = ipaddress.ip_address(local[0]).version == 6
+        self._ipv6 = ":" in local[0]  # an IPv6 address has colons, an IPv4 one never
         self._state = S.INITIAL if is_initiator else S.RESPONDER_EXPECT_SA_INIT_REQUEST
         self.reserved_spi = os.urandom(8)
         """Our SPI for the first generation (SPIr goes on the wire with our response)."""
@@ -122,7 +172,7 @@ class IkeSa:
             spi_i=self.reserved_spi if is_initiator else b"",
             spi_r=_ZERO_SPI,
             initiator=is_initiator,
-            reassembler=self._new_reassembler(),
+            limits=_limits(config),
         )
         self._generations: list[Generation] = [self.gen]
         self._hs: HandshakeContext | None = HandshakeContext()
@@ -136,8 +186,10 @@ class IkeSa:
         self.child_in_current: ChildExchange | None = None
         self.info_out: InformationalRequest | None = None
         self._pending_ike: tuple[ChildExchange, Generation, IkeSaRekeyed] | None = None
-        self._tasks: deque[_Task] = deque()
-        self._events: deque[Event] = deque()
+        # Lists, not deques: an empty deque holds a 64-slot block (760 bytes an SA), and
+        # both stay a few entries long.
+        self._tasks: list[_Task] = []
+        self._events: list[Event] = []
         self._out: list[tuple[bytes, Address]] = []
         self._counters: dict[str, int] = {}
         self.peer_fragmentation = False
@@ -179,7 +231,8 @@ class IkeSa:
         """Counters: dropped datagrams by reason, retransmissions, fragment handling."""
         out = dict(self._counters)
         for gen in self._generations:
-            for name, value in gen.reassembler.stats.items():
+            stats = gen.reassembly.stats if gen.reassembly is not None else _NO_FRAGMENTS
+            for name, value in stats.items():
                 out[name] = out.get(name, 0) + value
         return out
 
@@ -252,7 +305,7 @@ class IkeSa:
             raise LocalProtocolError("delete() needs an established IKE SA")
         if any(t.kind == "ike_delete" for t in self._tasks):
             return
-        self._tasks.appendleft(_Task("ike_delete"))
+        self._tasks.insert(0, _Task("ike_delete"))
         self._kick(now)
 
     def datagrams_to_send(self, *, now: float) -> list[tuple[bytes, Address]]:
@@ -262,15 +315,16 @@ class IkeSa:
 
     def next_event(self) -> Event | None:
         """The oldest event not yet read, or ``None``."""
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` must be called next, or ``None``."""
         deadlines: list[float] = []
         for gen in self._generations:
-            d = gen.reassembler.deadline()
-            if d is not None:
-                deadlines.append(d)
+            if gen.reassembly is not None:
+                d = gen.reassembly.deadline()
+                if d is not None:
+                    deadlines.append(d)
         if self._state in TERMINAL:
             return min(deadlines) if deadlines else None
         for gen in self._generations:
@@ -297,7 +351,8 @@ class IkeSa:
         """Retransmit, give up, expire reassembly, and start rekeys, liveness checks and
         deletes whose time has come."""
         for gen in self._generations:
-            gen.reassembler.expire(now)
+            if gen.reassembly is not None:
+                gen.reassembly.expire(now)
         if self._state in TERMINAL:
             return
         hs = self._hs
@@ -351,7 +406,8 @@ class IkeSa:
         NAT-T port or its NAT mapping changed).
         """
         for gen in self._generations:
-            gen.reassembler.expire(now)
+            if gen.reassembly is not None:
+                gen.reassembly.expire(now)
         local = local or self.local
         self._rx_path = (addr, local)
         marker = marker_length(local[1], addr[1])
@@ -636,7 +692,7 @@ class IkeSa:
 
     def delete_child_later(self, spi: bytes, reason: str, now: float) -> None:
         """Delete a Child SA as soon as our window is free (first in the queue)."""
-        self._tasks.appendleft(_Task("child_delete", spi, reason=reason))
+        self._tasks.insert(0, _Task("child_delete", spi, reason=reason))
 
     def _dpd_due(self) -> float | None:
         delay = self.config.dpd_delay
@@ -929,7 +985,7 @@ class IkeSa:
             spi_i=spi_i,
             spi_r=spi_r,
             initiator=ctx.initiated,
-            reassembler=self._new_reassembler(),
+            limits=_limits(self.config),
             crypto=crypto,
         )
         if not ctx.initiated and self.child_out is not None:
@@ -1038,12 +1094,6 @@ class IkeSa:
             self.bump("path_changes")
 
     # ------------------------------------------------------------------ sending
-
-    def _new_reassembler(self) -> Reassembler:
-        cfg = self.config
-        return Reassembler(
-            ReassemblyLimits(cfg.max_fragments, cfg.max_message_size, cfg.reassembly_timeout)
-        )
 
     def _emit_datagrams(self, datagrams: list[bytes]) -> None:
         for d in datagrams:
