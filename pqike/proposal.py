@@ -402,8 +402,14 @@ def without_key_exchanges(proposal: Proposal) -> Proposal:
     1.2): strongSwan ignores the key exchange transforms of both sides there
     (PROPOSAL_SKIP_KE), so pass both the offered and the configured proposals through this.
     """
-    kept = tuple(t for t in proposal.transforms if t.type not in _KE_TYPES)
-    if len(kept) == len(proposal.transforms):
+    transforms = proposal.transforms
+    hit = _NO_KE_MEMO.get(id(transforms))
+    if hit is None:
+        # One tuple per distinct input, so the memos below see the same identity.
+        hit = (transforms, tuple(t for t in transforms if t.type not in _KE_TYPES))
+        _remember(_NO_KE_MEMO, id(transforms), hit)
+    kept = hit[1]
+    if len(kept) == len(transforms):
         return proposal  # a frozen value: nothing to take out, nothing to copy
     return Proposal(proposal.number, proposal.protocol_id, kept, proposal.spi)
 
@@ -411,17 +417,25 @@ def without_key_exchanges(proposal: Proposal) -> Proposal:
 # --- memos ----------------------------------------------------------------------------------
 #
 # Selection and checking are pure functions of frozen values, and a peer meets the same
-# few offers again and again: each distinct question is answered once. The keys leave out
-# the SPIs, which are fresh in every Child SA offer and play no part in the answer; only
-# answers are kept (a refusal is recomputed, so it raises with its reason every time).
-# The memos are bounded: past _MEMO_LIMIT entries one starts over.
+# few offers again and again: each distinct question is answered once. The keys name the
+# transform tuples by identity (the decoder hands out one tuple per distinct wire
+# encoding, a configuration keeps its own), which costs one C-level hash where hashing
+# the dataclasses would call Python for every transform; each entry keeps the tuples it
+# names alive, so their ids cannot be reused while it exists. SPIs, fresh in every Child
+# SA offer and no part of an answer, are left out. Only answers are kept (a refusal is
+# recomputed and raises with its reason every time); past _MEMO_LIMIT entries a memo
+# starts over.
 
 _MEMO_LIMIT = 1024
-_OfferKey = tuple[tuple[int, int, tuple[Transform, ...]], ...]
+_OfferKey = tuple[tuple[int, int, int], ...]
 
 
 def _offer_key(proposals: Sequence[Proposal]) -> _OfferKey:
-    return tuple([(p.number, p.protocol_id, p.transforms) for p in proposals])
+    return tuple([(id(p.transforms), p.number, p.protocol_id) for p in proposals])
+
+
+def _anchors(proposals: Sequence[Proposal]) -> tuple[tuple[Transform, ...], ...]:
+    return tuple([p.transforms for p in proposals])
 
 
 def _remember(memo: dict, key: object, value: object) -> None:
@@ -430,9 +444,10 @@ def _remember(memo: dict, key: object, value: object) -> None:
     memo[key] = value
 
 
-_SELECT_MEMO: dict[tuple[_OfferKey, _OfferKey, int | None], tuple[int, tuple[Transform, ...]]] = {}
-_CHECK_MEMO: dict[tuple[_OfferKey, int, int, tuple[Transform, ...]], NegotiatedSuite] = {}
-_SUITE_MEMO: dict[tuple[Transform, ...], NegotiatedSuite] = {}
+_SELECT_MEMO: dict[tuple, tuple[object, tuple[int, tuple[Transform, ...]]]] = {}
+_CHECK_MEMO: dict[tuple, tuple[object, NegotiatedSuite]] = {}
+_SUITE_MEMO: dict[int, tuple[tuple[Transform, ...], NegotiatedSuite]] = {}
+_NO_KE_MEMO: dict[int, tuple[tuple[Transform, ...], tuple[Transform, ...]]] = {}
 
 
 # --- selection ----------------------------------------------------------------------------
@@ -582,9 +597,9 @@ def select_proposal(
     key = (_offer_key(offered), _offer_key(configured), prefer_ke)
     hit = _SELECT_MEMO.get(key)
     if hit is None:
-        hit = _select(offered, configured, prefer_ke)
+        hit = ((_anchors(offered), _anchors(configured)), _select(offered, configured, prefer_ke))
         _remember(_SELECT_MEMO, key, hit)
-    index, transforms = hit
+    index, transforms = hit[1]
     theirs = offered[index]
     return Proposal(theirs.number, theirs.protocol_id, transforms, theirs.spi)
 
@@ -602,6 +617,8 @@ def _select(
             if isinstance(result, str):
                 first_reason = first_reason or result
                 continue
+            if result == theirs.transforms:
+                result = theirs.transforms  # the same identity for the memos downstream
             return index, result
     if first_reason is None:
         protocols = sorted({name_of(ProtocolId, p.protocol_id) for p in configured})
@@ -635,11 +652,12 @@ class NegotiatedSuite:
 
         Raises ``NoProposalChosen`` if the proposal does not describe a single suite.
         """
-        suite = _SUITE_MEMO.get(proposal.transforms)
-        if suite is None:
-            suite = cls._read(proposal)
-            _remember(_SUITE_MEMO, proposal.transforms, suite)
-        return suite
+        transforms = proposal.transforms
+        hit = _SUITE_MEMO.get(id(transforms))
+        if hit is None:
+            hit = (transforms, cls._read(proposal))
+            _remember(_SUITE_MEMO, id(transforms), hit)
+        return hit[1]
 
     @classmethod
     def _read(cls, proposal: Proposal) -> NegotiatedSuite:
@@ -709,12 +727,12 @@ def check_selected(offered: Sequence[Proposal], selected: Proposal) -> Negotiate
     the responder dropped a required key exchange, a downgrade. Raises
     ``NoProposalChosen`` with the reason.
     """
-    key = (_offer_key(offered), selected.number, selected.protocol_id, selected.transforms)
-    suite = _CHECK_MEMO.get(key)
-    if suite is None:
-        suite = _check(offered, selected)
-        _remember(_CHECK_MEMO, key, suite)
-    return suite
+    key = (_offer_key(offered), selected.number, selected.protocol_id, id(selected.transforms))
+    hit = _CHECK_MEMO.get(key)
+    if hit is None:
+        hit = ((_anchors(offered), selected.transforms), _check(offered, selected))
+        _remember(_CHECK_MEMO, key, hit)
+    return hit[1]
 
 
 def _check(offered: Sequence[Proposal], selected: Proposal) -> NegotiatedSuite:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .._fastinit import fast_init
 from ..constants import (
     GENERIC_PAYLOAD_HEADER_LENGTH,
     IKE_HEADER_LENGTH,
@@ -25,6 +26,7 @@ from ..wire.payloads import IkeHeader, Message, Payload, SkfPayload, SkPayload
 SKF_HEADER_LENGTH = 8
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ProtectedMessage:
     """What ``protect`` built: the IKE messages to send (one, or one per fragment)."""
@@ -42,6 +44,7 @@ class ProtectedMessage:
     inner_types: tuple[int, ...]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class UnprotectedMessage:
     """A received protected message after decryption (and reassembly)."""
@@ -100,18 +103,17 @@ def protect(
     message is fragmented only when its unfragmented form would not fit (RFC 7383 2.5).
     """
     plaintext = encode_payloads(inner)
-    first_inner = int(inner[0].payload_type) if inner else 0
-    inner_types = tuple(int(p.payload_type) for p in inner)
+    inner_types = tuple([int(p.payload_type) for p in inner])
+    first_inner = inner_types[0] if inner_types else 0
     whole = (
         IKE_HEADER_LENGTH + GENERIC_PAYLOAD_HEADER_LENGTH + cipher.encrypted_size(len(plaintext))
     )
-    plain_header = _with(header, PayloadType.SK, whole)
     limit = None
     if fragment_size is not None:
         overhead = ip_overhead(ipv6) + len(NON_ESP_MARKER)
         limit = fragment_size - overhead
     if limit is None or whole <= limit:
-        hdr = encode_header(plain_header)
+        hdr = encode_header(_with(header, PayloadType.SK, whole))
         sk_hdr = bytes([first_inner, 0]) + (whole - IKE_HEADER_LENGTH).to_bytes(2, "big")
         aad = hdr + sk_hdr
         body = cipher.encrypt(sk_e, sk_a, aad, plaintext)
@@ -136,8 +138,9 @@ def protect(
         )
         aad = hdr + skf_hdr
         messages.append(aad + cipher.encrypt(sk_e, sk_a, aad, chunk))
+    plain_header = encode_header(_with(header, PayloadType.SK, whole))
     return ProtectedMessage(
-        tuple(messages), encode_header(plain_header), first_inner, plaintext, whole, inner_types
+        tuple(messages), plain_header, first_inner, plaintext, whole, inner_types
     )
 
 

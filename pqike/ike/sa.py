@@ -16,7 +16,6 @@ and where it leads is the table in ``pqike.ike.machine``.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import os
 import random
 from collections.abc import Sequence
@@ -70,15 +69,10 @@ Address = tuple[str, int]
 S = IkeSaState
 
 _ZERO_SPI = b"\x00" * 8
+_JITTER = random.SystemRandom()
+"""Lifetime jitter from the OS generator; it keeps no state of its own, so one is shared."""
 _INITIATOR = int(HeaderFlag.INITIATOR)
 _RESPONSE = int(HeaderFlag.RESPONSE)
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """Parsing an address string costs more than the NAT detection hash over it, and a
-    responder sees the same few addresses again and again."""
-    return ipaddress.ip_address(text)
 
 
 @functools.lru_cache(maxsize=64)
@@ -728,7 +722,7 @@ class IkeSa:
     def _arm_ike_lifetime(self, now: float) -> None:
         rekey, hard, jitter = self.config.ike_lifetimes
         if rekey:
-            self._ike_rekey_at = now + rekey - random.SystemRandom().uniform(0, jitter)
+            self._ike_rekey_at = now + rekey - _JITTER.uniform(0, jitter)
             self._ike_expire_at = now + hard
         else:
             self._ike_rekey_at = self._ike_expire_at = None
@@ -770,7 +764,7 @@ class IkeSa:
                 message.header.exchange_type,
                 message.header.message_id,
                 message.header.is_response,
-                tuple(int(p.payload_type) for p in message.payloads),
+                tuple([int(p.payload_type) for p in message.payloads]),
                 len(message.raw),
                 (len(message.raw),),
                 (msg.udp_len,),
@@ -902,7 +896,7 @@ class IkeSa:
             new.transport,
             initiated,
             now,
-            rekey_at=now + rekey - random.SystemRandom().uniform(0, jitter) if rekey else None,
+            rekey_at=now + rekey - _JITTER.uniform(0, jitter) if rekey else None,
             expire_at=now + life if rekey else None,
         )
         self.children[spi_in] = child
@@ -1055,7 +1049,7 @@ class IkeSa:
     # ------------------------------------------------- NAT detection (RFC 7296 2.23)
 
     def _natd(self, spi_r: bytes, addr: Address) -> bytes:
-        return crypto_auth.nat_detection_hash(self.gen.spi_i, spi_r, _parse_ip(addr[0]), addr[1])
+        return crypto_auth.nat_detection_hash(self.gen.spi_i, spi_r, addr[0], addr[1])
 
     def nat_notifies(self, spi_r: bytes) -> list[Payload]:
         return [
@@ -1132,26 +1126,29 @@ class IkeSa:
                 intermediate.chain_int_auth(self, pm, initiator=gen.initiator)
             messages = pm.messages
             outer = PayloadType.SKF if len(messages) > 1 else PayloadType.SK
-            types = (int(outer), *pm.inner_types)
+            types: tuple[int, ...] = (int(outer), *pm.inner_types)
             raw, ike_bytes = b"", pm.ike_bytes
         else:
             raw = encode_message(header, payloads)
             messages, types, ike_bytes = (
                 (raw,),
-                tuple(int(p.payload_type) for p in payloads),
+                tuple([int(p.payload_type) for p in payloads]),
                 len(raw),
             )
-        datagrams = [add_marker(m, local_port, remote_port) for m in messages]
+        if marker_length(local_port, remote_port):
+            datagrams = [add_marker(m, local_port, remote_port) for m in messages]
+        else:
+            datagrams = list(messages)
         fragmented = len(messages) > 1
         event = MessageSent(
             now,
             exchange,
             mid,
             response,
-            tuple(types),
+            types,
             ike_bytes,
-            tuple(len(m) for m in messages) if fragmented else (ike_bytes,),
-            tuple(len(d) for d in datagrams),
+            tuple([len(m) for m in messages]) if fragmented else (ike_bytes,),
+            tuple([len(d) for d in datagrams]),
             destination=self.remote,
         )
         self._emit_datagrams(datagrams)
@@ -1291,7 +1288,7 @@ class IkeSa:
                 plain.header.exchange_type,
                 plain.header.message_id,
                 plain.header.is_response,
-                (int(first_type), *(int(p.payload_type) for p in inner)),
+                (int(first_type), *[int(p.payload_type) for p in inner]),
                 plain.ike_bytes,
                 tuple(sizes),
                 tuple(s + marker for s in sizes),

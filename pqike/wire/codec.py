@@ -322,6 +322,10 @@ _MEMO_LIMIT = 512
 """Entries each decode memo holds before it starts over (a flood of distinct payloads
 costs the decoding it would have cost anyway, never memory)."""
 _SA_MEMO: dict[bytes, SaPayload] = {}
+_TRANSFORMS_DECODED: dict[tuple[int, bytes], tuple[Transform, ...]] = {}
+"""One tuple per distinct encoding of a proposal's transforms, so the proposal memos
+(which key on identity) see the same object every time; an ESP offer differs only in
+its SPI, in front of this region."""
 _TS_MEMO: dict[tuple[int, bytes], TsiPayload | TsrPayload] = {}
 
 
@@ -341,7 +345,8 @@ def _decode_sa(
     while not buf.eof():
         proposals.append(_decode_proposal(buf, len(proposals) + 1))
     payload = SaPayload(tuple(proposals), critical)
-    if not critical:
+    # Child SA offers carry fresh SPIs: such a body never comes again.
+    if not critical and not any(p.spi for p in proposals):
         if len(_SA_MEMO) >= _MEMO_LIMIT:
             _SA_MEMO.clear()
         _SA_MEMO[body] = payload
@@ -376,8 +381,16 @@ def _decode_proposal(sa: Buffer, index: int) -> Proposal:
             "remain for them",
             offset=start,
         )
-    transforms = tuple(_decode_transform(p, index, i, count) for i in range(1, count + 1))
-    _end_check(p, f"the {count} transforms of proposal {index}")
+    region = p.peek_rest()
+    transforms = _TRANSFORMS_DECODED.get((count, region))
+    if transforms is not None:
+        p.skip_rest()
+    else:
+        transforms = tuple(_decode_transform(p, index, i, count) for i in range(1, count + 1))
+        _end_check(p, f"the {count} transforms of proposal {index}")
+        if len(_TRANSFORMS_DECODED) >= _MEMO_LIMIT:
+            _TRANSFORMS_DECODED.clear()
+        _TRANSFORMS_DECODED[count, region] = transforms
     # RFC 7296 3.3.1: Last Substruc is 2 exactly when another proposal follows.
     if last == 0 and not sa.eof():
         raise InvalidSyntax(
@@ -699,20 +712,21 @@ def encode_payloads(payloads: Sequence[Payload]) -> bytes:
     return b"".join(parts)
 
 
-_TRANSFORMS_MEMO: dict[tuple[Transform, ...], bytes] = {}
-"""Encoded transforms of a proposal: an offer is the configuration's, the same in every
-handshake, and only its SPI changes (bounded like the decode memos)."""
+_TRANSFORMS_ENCODED: dict[int, tuple[tuple[Transform, ...], bytes]] = {}
+"""Encoded transforms of a proposal by the identity of its tuple (kept alive by the entry,
+so the id cannot be reused): an offer is the configuration's, the same objects in every
+handshake with only the SPI changing, and a selected proposal comes from a memo too."""
 
 
 def _encode_transforms(transforms: tuple[Transform, ...]) -> bytes:
-    hit = _TRANSFORMS_MEMO.get(transforms)
+    hit = _TRANSFORMS_ENCODED.get(id(transforms))
     if hit is not None:
-        return hit
+        return hit[1]
     last = len(transforms) - 1
     encoded = b"".join(_encode_transform(t, j < last) for j, t in enumerate(transforms))
-    if len(_TRANSFORMS_MEMO) >= _MEMO_LIMIT:
-        _TRANSFORMS_MEMO.clear()
-    _TRANSFORMS_MEMO[transforms] = encoded
+    if len(_TRANSFORMS_ENCODED) >= _MEMO_LIMIT:
+        _TRANSFORMS_ENCODED.clear()
+    _TRANSFORMS_ENCODED[id(transforms)] = (transforms, encoded)
     return encoded
 
 

@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from .._fastinit import fast_init
 from ..constants import (
     IKE_HEADER_LENGTH,
     HeaderFlag,
@@ -24,6 +25,7 @@ _RESPONSE = int(HeaderFlag.RESPONSE)
 _INITIATOR = int(HeaderFlag.INITIATOR)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IkeHeader:
     """The fixed 28-byte IKE header (RFC 7296 3.1)."""
@@ -51,6 +53,7 @@ class IkeHeader:
 # --- SA payload ---------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TransformAttribute:
     """A transform attribute: TV format when ``value`` is ``int``, TLV when ``bytes``."""
@@ -59,6 +62,7 @@ class TransformAttribute:
     value: int | bytes
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Transform:
     type: int
@@ -74,6 +78,7 @@ class Transform:
         return None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Proposal:
     number: int
@@ -82,6 +87,7 @@ class Proposal:
     spi: bytes = b""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SaPayload:
     proposals: tuple[Proposal, ...]
@@ -92,6 +98,7 @@ class SaPayload:
 # --- simple payloads --------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class KePayload:
     method: int
@@ -100,6 +107,7 @@ class KePayload:
     payload_type = PayloadType.KE
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NoncePayload:
     data: bytes
@@ -107,6 +115,7 @@ class NoncePayload:
     payload_type = PayloadType.NONCE
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class _IdPayload:
     """IDi and IDr share one layout (RFC 7296 3.5): ID Type | RESERVED(3) | data."""
@@ -121,6 +130,7 @@ class _IdPayload:
         return bytes([self.id_type, 0, 0, 0]) + self.data
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IdiPayload(_IdPayload):
     """Identification of the initiator (RFC 7296 3.5)."""
@@ -128,6 +138,7 @@ class IdiPayload(_IdPayload):
     payload_type = PayloadType.IDi
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IdrPayload(_IdPayload):
     """Identification of the responder (RFC 7296 3.5)."""
@@ -135,6 +146,7 @@ class IdrPayload(_IdPayload):
     payload_type = PayloadType.IDr
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CertPayload:
     encoding: int
@@ -143,6 +155,7 @@ class CertPayload:
     payload_type = PayloadType.CERT
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CertReqPayload:
     encoding: int
@@ -151,6 +164,7 @@ class CertReqPayload:
     payload_type = PayloadType.CERTREQ
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AuthPayload:
     method: int
@@ -159,6 +173,7 @@ class AuthPayload:
     payload_type = PayloadType.AUTH
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NotifyPayload:
     notify_type: int
@@ -169,6 +184,7 @@ class NotifyPayload:
     payload_type = PayloadType.NOTIFY
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeletePayload:
     """Delete (RFC 7296 3.11); an IKE SA delete has protocol 1, SPI size 0 and no SPIs."""
@@ -180,6 +196,7 @@ class DeletePayload:
     payload_type = PayloadType.DELETE
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class VendorIdPayload:
     data: bytes
@@ -190,6 +207,7 @@ class VendorIdPayload:
 # --- traffic selectors ------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TrafficSelector:
     """One selector (RFC 7296 3.13.1); addresses are 4 or 16 raw bytes."""
@@ -239,6 +257,7 @@ class TrafficSelector:
         return f"{addr}{proto}{ports}"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class _TsPayload:
     """TSi and TSr share one layout (RFC 7296 3.13)."""
@@ -247,11 +266,13 @@ class _TsPayload:
     critical: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TsiPayload(_TsPayload):
     payload_type = PayloadType.TSi
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TsrPayload(_TsPayload):
     payload_type = PayloadType.TSr
@@ -260,6 +281,7 @@ class TsrPayload(_TsPayload):
 # --- protected payloads -----------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SkPayload:
     """Encrypted and Authenticated (RFC 7296 3.14), kept opaque: IV | ciphertext | ICV.
@@ -273,6 +295,7 @@ class SkPayload:
     payload_type = PayloadType.SK
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SkfPayload:
     """Encrypted Fragment (RFC 7383 2.5): numbered from 1; ``next_payload`` 0 after fragment 1."""
@@ -288,12 +311,14 @@ class SkfPayload:
 # --- configuration, EAP, unknown --------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ConfigAttribute:
     type: int
     value: bytes = b""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CpPayload:
     cfg_type: int
@@ -302,6 +327,7 @@ class CpPayload:
     payload_type = PayloadType.CP
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EapPayload:
     """EAP (RFC 7296 3.16), kept opaque: the whole EAP message."""
@@ -311,6 +337,7 @@ class EapPayload:
     payload_type = PayloadType.EAP
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class UnknownPayload:
     """A payload type we do not implement, kept verbatim (RFC 7296 2.5)."""
@@ -349,6 +376,7 @@ _P = TypeVar("_P")
 """A payload class, for :meth:`Message.first`."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """A decoded IKE message: header, payloads in wire order, and the exact bytes parsed.
