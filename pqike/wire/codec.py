@@ -340,10 +340,12 @@ def _decode_sa(
         hit = _SA_MEMO.get(body)
         if hit is not None:
             return hit
-    buf = Buffer(data, start=start, end=end, base=base)
-    proposals: list[Proposal] = []
-    while not buf.eof():
-        proposals.append(_decode_proposal(buf, len(proposals) + 1))
+    proposals = _known_proposals(data, start, end)
+    if proposals is None:
+        buf = Buffer(data, start=start, end=end, base=base)
+        proposals = []
+        while not buf.eof():
+            proposals.append(_decode_proposal(buf, len(proposals) + 1))
     payload = SaPayload(tuple(proposals), critical)
     # Child SA offers carry fresh SPIs: such a body never comes again.
     if not critical and not any(p.spi for p in proposals):
@@ -351,6 +353,37 @@ def _decode_sa(
             _SA_MEMO.clear()
         _SA_MEMO[body] = payload
     return payload
+
+
+def _known_proposals(data: bytes, pos: int, end: int) -> list[Proposal] | None:
+    """The proposals of an SA body whose every transform list was decoded before (a Child
+    SA offer: known transforms behind a fresh SPI), read without a Buffer; ``None`` when
+    anything is new or does not add up, for ``_decode_proposal`` to decode or report."""
+    proposals: list[Proposal] = []
+    unpack = _PROPOSAL.unpack_from
+    known = _TRANSFORMS_DECODED
+    while pos < end:
+        if end - pos < _PROPOSAL_HEADER:
+            return None
+        last, length, number, protocol_id, spi_size, count = unpack(data, pos)
+        following = pos + length
+        spi_end = pos + _PROPOSAL_HEADER + spi_size
+        # The same structure checks as _decode_proposal (whose transform checks a
+        # known region passed when it was first decoded).
+        if (
+            length < _PROPOSAL_HEADER
+            or following > end
+            or spi_end > following
+            or (last != 0 and last != _MORE_PROPOSALS)
+            or (last == 0) != (following == end)
+        ):
+            return None
+        transforms = known.get((count, data[spi_end:following]))
+        if transforms is None:
+            return None
+        proposals.append(Proposal(number, protocol_id, transforms, data[pos + 8 : spi_end]))
+        pos = following
+    return proposals
 
 
 def _decode_proposal(sa: Buffer, index: int) -> Proposal:
