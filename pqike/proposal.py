@@ -695,6 +695,8 @@ class NegotiatedSuite:
 
         RFC 9370 2.2.2: one IKE_INTERMEDIATE (or IKE_FOLLOWUP_KE) exchange each.
         """
+        if not any(self.addke):  # NONE is 0: the common case, asked on every message
+            return ()
         return tuple(
             (n, method)
             for n, method in enumerate(self.addke, 1)

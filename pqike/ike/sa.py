@@ -58,7 +58,6 @@ from .events import (
     Purpose,
 )
 from .exchanges import create_child_sa, ike_sa_init, informational, intermediate
-from .exchanges.common import notify
 from .exchanges.informational import InformationalRequest
 from .generation import CachedResponse, Crypto, Fate, Generation, Outgoing
 from .machine import COMMANDS, TRANSITIONS, Transition
@@ -69,6 +68,8 @@ Address = tuple[str, int]
 S = IkeSaState
 
 _ZERO_SPI = b"\x00" * 8
+_NATD_S = int(NotifyType.NAT_DETECTION_SOURCE_IP)
+_NATD_D = int(NotifyType.NAT_DETECTION_DESTINATION_IP)
 _JITTER = random.SystemRandom()
 """Lifetime jitter from the OS generator; it keeps no state of its own, so one is shared."""
 _INITIATOR = int(HeaderFlag.INITIATOR)
@@ -1059,16 +1060,18 @@ class IkeSa:
 
     def check_nat(self, payloads: tuple[Payload, ...], spi_r: bytes, source: Address) -> None:
         """Compare the peer's hashes with the addresses we see."""
-        srcs = [
-            p.data
-            for p in payloads
-            if isinstance(p, NotifyPayload) and p.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP
-        ]
-        dst = notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
+        srcs: list[bytes] = []
+        dst: bytes | None = None
+        for p in payloads:  # one pass: IKE_SA_INIT carries several Notify payloads
+            if type(p) is NotifyPayload:
+                if p.notify_type == _NATD_S:
+                    srcs.append(p.data)
+                elif p.notify_type == _NATD_D and dst is None:
+                    dst = p.data
         if srcs:
             self._nat_remote = self._natd(spi_r, source) not in srcs
         if dst is not None:
-            self._nat_local = dst.data != self._natd(spi_r, self.local)
+            self._nat_local = dst != self._natd(spi_r, self.local)
 
     def float_to_nat_t(self) -> None:
         """After IKE_SA_INIT, move from port 500 to the NAT-T port when a NAT was detected

@@ -723,19 +723,22 @@ def encode_payloads(payloads: Sequence[Payload]) -> bytes:
             raise LocalProtocolError(
                 f"payload {i} ({cls.__name__}) has a field out of range: {exc}"
             ) from None
-        if cls is SkPayload or cls is SkfPayload:
-            # Reported after every body is encoded, as a body's own fault comes first.
-            misplaced_sk = misplaced_sk or i != last
-            following = payload.next_payload  # type: ignore[union-attr]
-        else:
-            # Not a payload? The next round says so.
-            following = getattr(payloads[i + 1], "payload_type", 0) if i < last else 0
         length = GENERIC_PAYLOAD_HEADER_LENGTH + len(body)
         if misplaced_sk:
-            continue
+            continue  # only the bodies still count, as before the order check
         if cls is SkPayload or cls is SkfPayload:
+            # Reported after every body is encoded, as a body's own fault comes first.
+            if i != last:
+                misplaced_sk = True
+                continue
+            following = payload.next_payload  # type: ignore[union-attr]
             if not 0 <= following <= 0xFF:
                 raise LocalProtocolError(f"SK next payload {following} does not fit in a byte")
+        elif i < last:
+            # Not a payload? The next round says so.
+            following = getattr(payloads[i + 1], "payload_type", 0)
+        else:
+            following = 0
         if length > 0xFFFF:
             raise LocalProtocolError(f"payload {i} ({cls.__name__}) is {length} bytes, over 65535")
         append(pack(following, _CRITICAL if payload.critical else 0, length))
