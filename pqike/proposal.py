@@ -14,6 +14,7 @@ backend provides; whether a method can be used is checked when a configuration i
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -243,7 +244,8 @@ def _keyword(transform: Transform) -> str:
 
 
 def parse_proposals(text: str, *, protocol: int = ProtocolId.IKE) -> tuple[Proposal, ...]:
-    """Parse strongSwan proposal syntax into proposals numbered 1..n.
+    """Parse strongSwan proposal syntax into proposals numbered 1..n (each text once per
+    process: the result is frozen, and sharing it lets the selection memos hit).
 
     Proposals are separated by ``,`` and algorithms by ``-``; several algorithms of one
     type are alternatives, kept in the order written. In an IKE proposal without a PRF
@@ -253,6 +255,11 @@ def parse_proposals(text: str, *, protocol: int = ProtocolId.IKE) -> tuple[Propo
 
     Raises ``ConfigurationError(field="proposal")`` naming the bad token and proposal.
     """
+    return _parse_proposals(text, int(protocol))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_proposals(text: str, protocol: int) -> tuple[Proposal, ...]:
     if protocol not in (ProtocolId.IKE, ProtocolId.ESP):
         raise ConfigurationError(
             f"proposals for protocol {name_of(ProtocolId, protocol)} are not supported",
