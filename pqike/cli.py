@@ -471,6 +471,45 @@ def bench_interop(
     typer.echo(report.format())
 
 
+@bench_app.command("capacity")
+def bench_capacity(
+    proposals: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-p",
+            "--proposal",
+            help="IKE proposal (repeatable; default: x25519-ke1_mlkem768 and x25519 with "
+            "aes256gcm16-prfsha384).",
+        ),
+    ] = None,
+    esp: str = typer.Option("aes256gcm16", "--esp", help="ESP proposal."),
+    concurrency: int = typer.Option(
+        16, "--concurrency", min=1, help="Handshakes the load keeps in flight."
+    ),
+    seconds: float = typer.Option(5.0, "--seconds", min=0.1, help="Counted seconds per run."),
+) -> None:
+    """Responder handshakes per second and CPU per handshake, pqike and charon driven
+    the same way in the lab (needs root)."""
+    from .interop.bench import DEFAULT_PROPOSALS, LabUnavailable
+    from .interop.capacity import bench_capacity as run
+
+    def progress(line: str) -> None:
+        typer.echo(line, err=True)
+
+    try:
+        report = run(
+            proposals or DEFAULT_PROPOSALS,
+            esp,
+            concurrency=concurrency,
+            seconds=seconds,
+            progress=progress,
+        )
+    except (ConfigurationError, LabUnavailable) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(report.format())
+
+
 # --- pqike experiment: the experiment runner (pqike.lab) -----------------------------
 
 experiment_app = typer.Typer(

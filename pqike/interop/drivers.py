@@ -49,7 +49,7 @@ async def _load(peer: PeerConfig, concurrency: int, seconds: float, warmup: floa
         port=peer.port,
         nat_t_port=None,
     )
-    counts = {"established": 0, "failed": 0}
+    counts = {"established": 0, "failed": 0, "total_established": 0}
     window: dict[str, float] = {}
     done = asyncio.Event()
     tasks: set[asyncio.Task] = set()
@@ -65,6 +65,7 @@ async def _load(peer: PeerConfig, concurrency: int, seconds: float, warmup: floa
         await watch.wait(30.0)
         udp.unwatch(sa)
         now = loop.time()
+        counts["total_established"] += sa.is_established
         if "start" in window and now <= window["end"]:
             counts["established" if sa.is_established else "failed"] += 1
         if now < window.get("end", now + 1):
