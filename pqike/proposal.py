@@ -712,6 +712,9 @@ class NegotiatedSuite:
 
     def describe(self) -> str:
         """The negotiated suite in strongSwan syntax, e.g. ``aes256gcm16-prfsha384-x25519``."""
+        return _describe(self)
+
+    def _describe(self) -> str:
         transforms = [
             Transform(TransformType.ENCR, self.encr, _key_length_attributes(self.key_bits))
         ]
@@ -725,6 +728,12 @@ class NegotiatedSuite:
             transforms.append(Transform(TransformType.ESN, self.esn))
         transforms.extend(Transform(ADDKE_TYPES[n - 1], method) for n, method in self.rounds)
         return "-".join(_keyword(t) for t in transforms)
+
+
+@functools.lru_cache(maxsize=256)
+def _describe(suite: NegotiatedSuite) -> str:
+    # Logs and event records ask it for every SA; a daemon sees a handful of suites.
+    return suite._describe()
 
 
 def check_selected(offered: Sequence[Proposal], selected: Proposal) -> NegotiatedSuite:

@@ -184,6 +184,8 @@ def event_record(sa: IkeSa, event: Event) -> dict | None:
     ``child_spi_r``; a failure adds ``notify`` (the error Notify number or ``None``),
     ``notify_name``, ``reason`` and ``round``.
     """
+    if not isinstance(event, _RECORDED):
+        return None  # most events are messages: decided before building anything
     base = {
         "spi_i": sa.spi_i.hex(),
         "spi_r": sa.spi_r.hex(),
@@ -244,6 +246,9 @@ def event_record(sa: IkeSa, event: Event) -> dict | None:
     if isinstance(event, IkeSaDeleted):
         return {"event": "ike_sa_deleted", "time": event.time, **base, "by_peer": event.by_peer}
     return None
+
+
+_RECORDED = (IkeSaEstablished, ChildSaEstablished, IkeSaFailed, IkeSaDeleted)
 
 
 def _bound_config(peer: PeerConfig, udp: UdpEndpoint) -> IkeConfiguration:

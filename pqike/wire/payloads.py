@@ -7,6 +7,7 @@ Numeric fields are plain ``int`` so unknown registry values survive a round trip
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -242,6 +243,9 @@ class TrafficSelector:
         return cls.from_range(str(net[0]), str(net[-1]), **kw)
 
     def __str__(self) -> str:
+        return _selector_text(self)
+
+    def _text(self) -> str:
         try:
             a = ipaddress.ip_address(self.start_address)
             b = ipaddress.ip_address(self.end_address)
@@ -255,6 +259,12 @@ class TrafficSelector:
         )
         proto = f"/{self.ip_protocol}" if self.ip_protocol else ""
         return f"{addr}{proto}{ports}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _selector_text(selector: TrafficSelector) -> str:
+    # Event logs print every Child SA's selectors, and ipaddress is slow at it.
+    return selector._text()
 
 
 @fast_init
