@@ -15,7 +15,13 @@ from pqike.wire.payloads import IdiPayload, IkeHeader, NotifyPayload, Transform
 def test_a_fast_payload_is_still_frozen_equal_and_hashable():
     a = NotifyPayload(16388, b"\x01" * 20)
     b = NotifyPayload(16388, b"\x01" * 20)
-    assert (a.notify_type, a.data, a.protocol_id, a.spi, a.critical) == (16388, a.data, 0, b"", False)
+    assert (a.notify_type, a.data, a.protocol_id, a.spi, a.critical) == (
+        16388,
+        a.data,
+        0,
+        b"",
+        False,
+    )
     assert a == b and hash(a) == hash(b)
     assert a != NotifyPayload(16389, b"\x01" * 20)
     with pytest.raises(dataclasses.FrozenInstanceError):
