@@ -46,7 +46,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import pairwise
 
-from ..constants import ExchangeType, HeaderFlag, ProtocolId
+from ..constants import ADDKE_TYPES, ExchangeType, HeaderFlag, ProtocolId
 from ..proposal import parse_proposals
 from .lab import Datagram, Lab, StrongSwanConfig, ensure_strongswan
 from .peer import (
@@ -67,8 +67,21 @@ PAIRS: tuple[tuple[str, str, str], ...] = (
 )
 #: "pqike" initiators are the warm driver; "pqike-cold" is a new process per handshake.
 ANCHOR = "strongSwan -> strongSwan"
-#: The goal for pqike <-> pqike against strongSwan <-> strongSwan.
+#: The goal for pqike <-> pqike (warm) against strongSwan <-> strongSwan, with
+#: additional key exchanges (where pqike's ML-KEM is cheaper than charon's).
 GOAL_RATIO = 0.5
+#: The goal without them (one x25519 exchange: the same crypto on both sides).
+GOAL_RATIO_CLASSICAL = 1.0
+
+
+def goal_for(proposal: str) -> float:
+    """The pqike -> pqike goal for ``proposal``: 0.5 with ADDKE rounds, else 1.0."""
+    (first, *_) = parse_proposals(proposal, protocol=ProtocolId.IKE)
+    return (
+        GOAL_RATIO if any(t.type in ADDKE_TYPES for t in first.transforms) else GOAL_RATIO_CLASSICAL
+    )
+
+
 DEFAULT_PROPOSALS = (
     "aes256gcm16-prfsha384-x25519-ke1_mlkem768",
     "aes256gcm16-prfsha384-x25519",
@@ -208,7 +221,7 @@ class InteropBenchReport:
             for p in pairs:
                 q1, q3 = p.quartiles
                 ratio = self.ratio(proposal, p.name)
-                goal = f" (goal <= {GOAL_RATIO})" if p.name == "pqike -> pqike" else ""
+                goal = f" (goal <= {goal_for(proposal)})" if p.name == "pqike -> pqike" else ""
                 if p.name == "pqike (cold) -> pqike":
                     goal = " (a new process per handshake)"
                 lines.append(
@@ -362,11 +375,13 @@ __all__ = [
     "ANCHOR",
     "DEFAULT_PROPOSALS",
     "GOAL_RATIO",
+    "GOAL_RATIO_CLASSICAL",
     "PAIRS",
     "InteropBenchReport",
     "LabUnavailable",
     "PairResult",
     "WireHandshake",
     "bench_interop",
+    "goal_for",
     "wire_handshakes",
 ]
