@@ -109,14 +109,32 @@ def handshake(
     responder_esp: str | None = typer.Option(
         None, "--responder-esp", help="The responder's ESP proposal (default: the same)."
     ),
+    auth: str = typer.Option(
+        "psk",
+        "--auth",
+        help="psk, or a key type (p256, p384, p521, ed25519, ed448, rsa2048/3072/4096, "
+        "mldsa44/65/87): certificates of a test PKI made on the fly.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    impair: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [],
+        "--impair",
+        help="Misbehave on purpose: NAME for the initiator, responder:NAME for the "
+        "responder (repeatable; `pqike impairments` lists them).",
+    ),
+    pcap: str | None = typer.Option(
+        None, "--pcap", help="Write every datagram to a pcap (simulated addresses, port 500)."
+    ),
+    secrets: str | None = typer.Option(
+        None, "--secrets", help="Write the initiator's secrets transcript (0600)."
+    ),
 ) -> None:
     """Run an in-memory handshake between two pqike peers and print every message,
     then any rekeys asked with --rekey, each with its own cost."""
     import random
 
     from .crypto.kex import DEFAULT_REGISTRY
-    from .handshake import HandshakeResult, make_pair, run_handshake
+    from .handshake import HandshakeResult, auth_options, make_pair, run_handshake
 
     choices = []
     for item in backend:
@@ -128,6 +146,25 @@ def handshake(
         except ConfigurationError as exc:
             _fail(f"--backend {item!r}: {exc}")
     options: dict[str, Any] | None = {"kex_backends": tuple(choices)} if choices else None
+    roles: dict[str, list[str]] = {"initiator": [], "responder": []}
+    for item in impair:
+        role, sep, name = item.partition(":")
+        if not sep:
+            role, name = "initiator", item
+        if role not in roles:
+            _fail(f"--impair {item!r}: write NAME or responder:NAME")
+        roles[role].append(name)
+    ini_options: dict[str, Any] = dict(options or {})
+    res_options: dict[str, Any] = dict(options or {})
+    try:
+        from .ike.impair import check_impairments
+
+        if roles["initiator"]:
+            ini_options["impairments"] = check_impairments(roles["initiator"])
+        if roles["responder"]:
+            res_options["impairments"] = check_impairments(roles["responder"])
+    except ConfigurationError as exc:
+        _fail(str(exc))
 
     deliver = None
     if loss:
@@ -136,6 +173,9 @@ def handshake(
         def deliver(sender: str, data: bytes, index: int) -> list[bytes]:
             return [] if draws.random() < loss / 100.0 else [data]
 
+    if pcap:
+        deliver = _pcap_deliver(Path(pcap), deliver, ipv6=ipv6)
+
     try:
         if (delay or jitter) and rekey:
             _fail("--rekey runs in the in-memory pair only: leave out --delay and --jitter")
@@ -143,13 +183,15 @@ def handshake(
             # A link with delay or jitter needs the lab's event-driven simulation.
             from .lab.link import LinkProfile, simulate_handshake
 
+            ini_auth, res_auth = auth_options(auth)
             initiator, responder = make_pair(
                 proposal,
                 esp,
                 responder_proposal=responder_proposal,
                 ipv6=ipv6,
+                initiator_options={**ini_auth, **ini_options},
+                responder_options={**res_auth, **res_options},
                 fragment_size=fragment_size,
-                **(options or {}),
             )
             link = LinkProfile.from_spec_units(delay_ms=delay, jitter_ms=jitter, loss_pct=loss)
             run = simulate_handshake(initiator, responder, forward=link, seed=seed, ipv6=ipv6)
@@ -173,14 +215,19 @@ def handshake(
                 fragment_size=fragment_size,
                 ipv6=ipv6,
                 deliver=deliver,
-                initiator_options=options,
-                responder_options=options,
+                initiator_options=ini_options or None,
+                responder_options=res_options or None,
                 responder_esp=responder_esp,
                 then=rekey,
+                auth=auth,
             )
     except (ConfigurationError, ValueError) as exc:
         _fail(str(exc))
         return
+    if secrets:
+        from .secrets import write_transcript
+
+        write_transcript(secrets, result.initiator_events)
     if as_json:
         typer.echo(
             json.dumps(
@@ -253,6 +300,50 @@ def _backends_used(suite, choices: list[tuple[int, str]]) -> str:
     return ", ".join(parts)
 
 
+def _pcap_deliver(path: Path, inner, *, ipv6: bool):
+    """A ``deliver`` hook that writes each datagram to ``path`` as it is sent (then
+    applies ``inner``), from the in-memory peers' addresses on port 500."""
+    from .handshake import INITIATOR_ADDRESS, RESPONDER_ADDRESS
+    from .pcap import PcapWriter
+
+    version = 6 if ipv6 else 4
+    addr = {"initiator": INITIATOR_ADDRESS[version], "responder": RESPONDER_ADDRESS[version]}
+    writer = PcapWriter(open(path, "wb"))  # closed at exit: it lives as long as the run
+
+    def deliver(sender: str, data: bytes, index: int) -> list[bytes]:
+        other = "responder" if sender == "initiator" else "initiator"
+        writer.write_udp(data, addr[sender], addr[other], timestamp=index / 1000)
+        writer.flush()
+        return inner(sender, data, index) if inner is not None else [data]
+
+    return deliver
+
+
+def _with_impairments(peer, names: list[str]):
+    """The peer configuration with ``--impair`` names added to its IKE configuration."""
+    if not names:
+        return peer
+    from dataclasses import replace
+
+    from .ike.impair import check_impairments
+
+    try:
+        extra = check_impairments(names)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+    return replace(peer, ike=replace(peer.ike, impairments=peer.ike.impairments | extra))
+
+
+@app.command()
+def impairments() -> None:
+    """List the impairments: deliberate misbehaviour to probe peers with (--impair)."""
+    from .ike.impair import IMPAIRMENTS
+
+    width = max(map(len, IMPAIRMENTS))
+    for name, what in IMPAIRMENTS.items():
+        typer.echo(f"{name:<{width}}  {what}")
+
+
 def _load_peer(config: str):
     from .io.config import load_peer_config
 
@@ -283,6 +374,14 @@ def initiate(
         "--events",
         help="Write one JSON line per SA up, failed or deleted (suite, SPIs, keys, notify).",
     ),
+    secrets: str | None = typer.Option(
+        None,
+        "--secrets",
+        help="Write the secrets transcript (every key epoch, IntAuth, AUTH, KEYMAT; 0600).",
+    ),
+    impair: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--impair", help="Misbehave on purpose (repeatable; `pqike impairments` lists them)."
+    ),
 ) -> None:
     # Help texts are rich markup, where "\[" is a literal bracket and "[peer]" a style tag
     # that would vanish (tests/test_cli.py checks that every word of every help arrives).
@@ -292,7 +391,7 @@ def initiate(
     from .io.peer import initiate as run
     from .io.udp import format_address
 
-    peer = _load_peer(config)
+    peer = _with_impairments(_load_peer(config), impair)
     try:
         result = asyncio.run(
             run(
@@ -302,6 +401,7 @@ def initiate(
                 keylog=_path(keylog),
                 delete=delete,
                 events=_path(events),
+                secrets=_path(secrets),
             )
         )
     except OSError as exc:
@@ -343,6 +443,14 @@ def respond(
         "--events",
         help="Write one JSON line per SA up, failed or deleted (suite, SPIs, keys, notify).",
     ),
+    secrets: str | None = typer.Option(
+        None,
+        "--secrets",
+        help="Write the secrets transcript (every key epoch, IntAuth, AUTH, KEYMAT; 0600).",
+    ),
+    impair: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--impair", help="Misbehave on purpose (repeatable; `pqike impairments` lists them)."
+    ),
 ) -> None:
     """Answer IKE SAs on \\[peer] local until SIGINT or SIGTERM; log each SA up or failed."""
     import asyncio
@@ -351,7 +459,7 @@ def respond(
     from .io.peer import serve
     from .io.udp import format_address
 
-    peer = _load_peer(config)
+    peer = _with_impairments(_load_peer(config), impair)
 
     def say(line: str) -> None:
         typer.echo(line)
@@ -387,6 +495,7 @@ def respond(
             keylog=_path(keylog),
             ready=ready,
             events=_path(events),
+            secrets=_path(secrets),
         )
 
     try:
@@ -522,7 +631,82 @@ def bench_capacity(
     typer.echo(report.format())
 
 
+@app.command()
+def probe(
+    out: str = typer.Option(
+        "results/conformance-strongswan", "--out", help="Where report.md and rows.json go."
+    ),
+    only: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--only", help="Probe only this impairment (repeatable)."
+    ),
+) -> None:
+    """Run every impairment against strongSwan in both roles (interop lab, needs root)
+    and tabulate what charon did beside pqike's own reaction."""
+    import tempfile
+
+    from .interop.lab import LabError, ensure_strongswan
+    from .interop.peer import lab_unavailable
+    from .interop.probe import CASES, run_probe, write_report
+
+    why = lab_unavailable()
+    if why:
+        _fail(why)
+    unknown = [n for n in only if n not in CASES]
+    if unknown:
+        _fail(f"unknown impairment {unknown[0]!r}; `pqike impairments` lists them")
+    try:
+        version = ensure_strongswan(install=True).version()
+    except LabError as exc:
+        _fail(str(exc))
+        return
+    with tempfile.TemporaryDirectory(prefix="pqike-probe-") as tmp:
+        rows = run_probe(Path(tmp), only, progress=lambda line: typer.echo(line, err=True))
+    path = write_report(rows, Path(out), version=version)
+    findings = sum(r.finding for r in rows)
+    typer.echo(f"{path}: {len(rows)} rows, {findings} finding(s)")
+
+
 # --- pqike experiment: the experiment runner (pqike.lab) -----------------------------
+
+pki_app = typer.Typer(help="Test PKIs: CAs, intermediates, certificates and keys.")
+app.add_typer(pki_app, name="pki")
+
+
+@pki_app.command("init")
+def pki_init(
+    directory: Path = typer.Argument(..., help="Where to write the files."),  # noqa: B008
+    identity: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        ..., "--id", help="An end entity's IKE identity (repeatable): FQDN, email or address."
+    ),
+    key_type: str = typer.Option("p256", "--key-type", help="End-entity key type."),
+    ca_key_type: str | None = typer.Option(
+        None, "--ca-key-type", help="CA and intermediate key type (default: --key-type)."
+    ),
+    intermediates: int = typer.Option(1, "--intermediates", min=0, max=5),
+    days: float = typer.Option(365.0, "--days", help="End-entity validity in days."),
+    rsa_pss: bool = typer.Option(False, "--rsa-pss", help="RSA CAs sign with RSASSA-PSS."),
+) -> None:
+    """Make a CA (ca.pem, ca.key), intermediate CAs and one certificate and key per --id
+    (<id>.pem holds the chain, <id>.key is 0600), for every key type pqike signs with."""
+    from .pki import make_pki
+
+    try:
+        pki = make_pki(
+            directory,
+            identity,
+            key_type=key_type,
+            ca_key_type=ca_key_type,
+            intermediates=intermediates,
+            days=days,
+            rsa_pss=rsa_pss,
+        )
+    except (ConfigurationError, OSError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"CA: {pki.ca_path}")
+    for e in pki.entities.values():
+        typer.echo(f"{e.identity}: certificate {e.cert_path}, key {e.key_path}")
+
 
 experiment_app = typer.Typer(
     help="Experiments: specs (TOML) in experiments/, tables, plots and report in results/.",
@@ -703,6 +887,77 @@ def experiment_list(
     width = max(len(str(p)) for p in specs)
     for path in specs:
         typer.echo(f"{path!s:<{width}}  {describe_spec(path)}")
+
+
+@app.command()
+def dissect(
+    capture: str = typer.Argument(..., help="A pcap of IKE traffic."),
+    secrets: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--secrets", "-s", help="A secrets transcript (repeatable: both peers' may be given)."
+    ),
+    charon_log: list[str] = typer.Option(  # noqa: B008 - typer reads the default
+        [], "--charon-log", help="A strongSwan charon log (ike = 4) to read secrets from."
+    ),
+    psk: str | None = typer.Option(
+        None, "--psk", help="The pre-shared key, to recompute the AUTH payloads in full."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Decrypt and decode every IKE message of a capture with the secrets transcript:
+    payload trees with RFC names, the key schedule step by step, the IntAuth chain, and
+    everything that does not verify. Exits 1 when something does not verify."""
+    from .lab.dissect import decode_files, format_decoded
+    from .pcap import CaptureError
+    from .secrets import TranscriptError
+
+    try:
+        decoded = decode_files(
+            capture, secrets, charon_log, psk=psk.encode() if psk is not None else None
+        )
+    except (CaptureError, TranscriptError) as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(decoded.as_dict(), indent=2))
+    else:
+        typer.echo(format_decoded(decoded))
+    if not decoded.ok:
+        raise typer.Exit(1)
+
+
+secrets_app = typer.Typer(
+    help="The secrets transcript: every key epoch, IntAuth and KEYMAT (docs/secrets-transcript.md)."
+)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("from-charon")
+def secrets_from_charon(
+    log: str = typer.Argument(..., help="A charon log written with ike = 4 and chd = 4."),
+    output: str = typer.Option(..., "-o", "--output", help="The transcript to write (0600)."),
+) -> None:
+    """Convert strongSwan's level-4 charon log into a secrets transcript."""
+    from .secrets import TranscriptError, transcript_from_charon_log, write_records
+
+    try:
+        text = Path(log).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        _fail(f"cannot read {log}: {exc.strerror}")
+        return
+    try:
+        records = transcript_from_charon_log(text)
+    except TranscriptError as exc:
+        _fail(f"{log}: {exc}")
+        return
+    if not records:
+        _fail(f"{log} holds no key dumps: run charon with ike = 4 and chd = 4")
+    write_records(output, records, source=f"charon log {Path(log).name}")
+    kinds = {k: sum(r.kind == k for r in records) for k in ("IKE_KEYS", "INT_AUTH", "AUTH")}
+    typer.echo(
+        f"{output}: {len(records)} records ("
+        + ", ".join(f"{v} {k}" for k, v in kinds.items())
+        + ")"
+    )
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .clock import utc_now
 from .constants import ProtocolId
 from .crypto.keys import ChildKeys, IkeKeys
 from .ike.config import Identity, IkeConfiguration
@@ -137,7 +138,11 @@ def make_config(
     psk: bytes = b"pqike-demo-psk",
     **options,
 ) -> IkeConfiguration:
-    """An ``IkeConfiguration`` from strongSwan proposal strings and identity strings."""
+    """An ``IkeConfiguration`` from strongSwan proposal strings and identity strings.
+
+    Certificates are checked against the wall clock unless ``validation_clock`` is
+    given: this is the application layer, the core reads no clock."""
+    options.setdefault("validation_clock", utc_now)
     return IkeConfiguration(
         ike_proposals=parse_proposals(proposal, protocol=ProtocolId.IKE),
         esp_proposals=parse_proposals(esp, protocol=ProtocolId.ESP),
@@ -148,21 +153,57 @@ def make_config(
     )
 
 
+INITIATOR_ID = "initiator.pqike.example"
+RESPONDER_ID = "responder.pqike.example"
+
+
+def auth_options(auth: str, *, intermediates: int = 1) -> tuple[dict, dict]:
+    """Initiator and responder options for ``auth``: ``psk`` (nothing to add) or a key
+    type of ``pqike.pki.KEY_TYPES``, for which a test PKI (a CA, ``intermediates``
+    intermediate CAs, both peers' certificates) is made on the fly in a temporary
+    directory and loaded."""
+    if auth == "psk":
+        return {}, {}
+    import tempfile
+
+    from .crypto.certs import Credential, TrustStore
+    from .pki import make_pki
+
+    with tempfile.TemporaryDirectory(prefix="pqike-pki-") as tmp:
+        pki = make_pki(
+            tmp, [INITIATOR_ID, RESPONDER_ID], key_type=auth, intermediates=intermediates
+        )
+    trust = TrustStore((pki.ca,))
+    return tuple(  # type: ignore[return-value]
+        {
+            "credential": Credential(pki.entities[ident].key, pki.chain(ident)),
+            "trust": trust,
+        }
+        for ident in (INITIATOR_ID, RESPONDER_ID)
+    )
+
+
 def make_pair(
     proposal: str = "aes256gcm16-prfsha384-x25519",
     esp: str = "aes256gcm16",
     *,
     responder_proposal: str | None = None,
+    responder_esp: str | None = None,
     psk: bytes = b"pqike-demo-psk",
+    responder_psk: bytes | None = None,
     ipv6: bool = False,
-    **options,
+    initiator_options: dict[str, Any] | None = None,
+    responder_options: dict[str, Any] | None = None,
+    **options: Any,
 ) -> tuple[IkeSa, IkeSa]:
     """An initiator and a responder ``IkeSa``, ready for ``drive_pair``.
 
-    ``proposal`` is what the initiator offers and ``responder_proposal`` (default: the
-    same) what the responder accepts, in strongSwan syntax; ``options`` go to both sides'
-    ``IkeConfiguration`` (``fragment_size``, ``retransmit_timeout``, ``kex_backends``,
-    ...). The peers use the documentation addresses of ``run_handshake``.
+    ``proposal`` and ``esp`` are what the initiator offers, ``responder_proposal`` and
+    ``responder_esp`` (default: the same) what the responder accepts, in strongSwan
+    syntax; ``options`` go to both sides' ``IkeConfiguration`` (``fragment_size``,
+    ``retransmit_timeout``, ``kex_backends``, ...), ``initiator_options`` and
+    ``responder_options`` to one side. The peers use the documentation addresses of
+    ``run_handshake``.
     """
     version = 6 if ipv6 else 4
     ini_addr, res_addr = INITIATOR_ADDRESS[version], RESPONDER_ADDRESS[version]
@@ -170,10 +211,10 @@ def make_pair(
         make_config(
             proposal,
             esp,
-            local_id="initiator.pqike.example",
-            remote_id="responder.pqike.example",
+            local_id=INITIATOR_ID,
+            remote_id=RESPONDER_ID,
             psk=psk,
-            **options,
+            **{**options, **(initiator_options or {})},
         ),
         is_initiator=True,
         local=ini_addr,
@@ -182,10 +223,10 @@ def make_pair(
     responder = IkeSa(
         make_config(
             responder_proposal or proposal,
-            esp,
-            local_id="responder.pqike.example",
-            psk=psk,
-            **options,
+            responder_esp or esp,
+            local_id=RESPONDER_ID,
+            psk=responder_psk if responder_psk is not None else psk,
+            **{**options, **(responder_options or {})},
         ),
         is_initiator=False,
         local=res_addr,
@@ -209,6 +250,7 @@ def run_handshake(
     max_time: float = 600.0,
     responder_esp: str | None = None,
     then: Sequence[str] = (),
+    auth: str = "psk",
 ) -> HandshakeResult:
     """Run IKE_SA_INIT, any IKE_INTERMEDIATE rounds and IKE_AUTH between two pqike peers,
     then the phases of ``then`` one after the other: ``child`` (Child SA rekey), ``ike``
@@ -219,37 +261,24 @@ def run_handshake(
     accepts ``responder_proposal`` (default: the same). ``esp`` is the ESP proposal
     (KE and ADDKE keywords apply to CREATE_CHILD_SA, as in strongSwan's
     ``esp_proposals``); the responder's is ``responder_esp`` (default: the same).
+    ``auth`` is ``psk`` or a key type (``p256``, ``ed25519``, ``rsa3072``, ``mldsa65``,
+    ...): both peers then authenticate with certificates of a test PKI made on the fly
+    (``auth_options``); ``initiator_options``/``responder_options`` still win.
     Returns a ``HandshakeResult`` with one ``PhaseResult`` per phase; never raises for
     a failed handshake or rekey (see ``result.failures`` and ``result.phases``).
     """
-    version = 6 if ipv6 else 4
-    ini_addr, res_addr = INITIATOR_ADDRESS[version], RESPONDER_ADDRESS[version]
-    initiator = IkeSa(
-        make_config(
-            proposal,
-            esp,
-            local_id="initiator.pqike.example",
-            remote_id="responder.pqike.example",
-            psk=psk,
-            fragment_size=fragment_size,
-            **(initiator_options or {}),
-        ),
-        is_initiator=True,
-        local=ini_addr,
-        remote=res_addr,
-    )
-    responder = IkeSa(
-        make_config(
-            responder_proposal or proposal,
-            responder_esp or esp,
-            local_id="responder.pqike.example",
-            psk=responder_psk if responder_psk is not None else psk,
-            fragment_size=fragment_size,
-            **(responder_options or {}),
-        ),
-        is_initiator=False,
-        local=res_addr,
-        remote=ini_addr,
+    ini_auth, res_auth = auth_options(auth)
+    initiator, responder = make_pair(
+        proposal,
+        esp,
+        responder_proposal=responder_proposal,
+        responder_esp=responder_esp,
+        psk=psk,
+        responder_psk=responder_psk,
+        ipv6=ipv6,
+        initiator_options={**ini_auth, **(initiator_options or {})},
+        responder_options={**res_auth, **(responder_options or {})},
+        fragment_size=fragment_size,
     )
     return drive_pair(
         initiator, responder, ipv6=ipv6, deliver=deliver, max_time=max_time, then=then
@@ -297,6 +326,9 @@ class PhaseResult:
     cpu_responder: float
     totals: dict[str, int]
     failure: str | None = None
+    duration_cpu: float | None = None
+    """``duration`` with the CPU each side spent on every step added along the way, on
+    the simulated link's CPU clock (``pqike.lab.link``); ``None`` where time is instant."""
 
     def row(self) -> dict:
         """A flat dict for a pandas table."""
@@ -306,6 +338,7 @@ class PhaseResult:
             "ok": self.ok,
             "start_s": self.start,
             "duration_s": self.duration,
+            "duration_cpu_s": self.duration_cpu,
             "cpu_initiator_s": self.cpu_initiator,
             "cpu_responder_s": self.cpu_responder,
             **self.totals,
@@ -383,7 +416,7 @@ def drive_pair(
         timed(side, action, sides[side], now)
         settle(begin + max_time)
         new = {side: events[side][marks[side] :] for side in sides}
-        ok, failure = _phase_outcome(name, initiator, responder, new)
+        ok, failure = phase_outcome(name, initiator, responder, new)
         return PhaseResult(
             name,
             index,
@@ -430,10 +463,13 @@ _PHASE_GOAL: dict[str, tuple[type[Event], ...]] = {
 }
 
 
-def _phase_outcome(
+def phase_outcome(
     name: str, initiator: IkeSa, responder: IkeSa, new: dict[str, list[Event]]
 ) -> tuple[bool, str | None]:
-    """Did the phase reach its goal on both sides, and if not, why not."""
+    """``(ok, failure)``: did the phase ``name`` reach its goal on both sides, and if not,
+    why not. ``new`` holds each side's events since the phase's command (keys
+    ``initiator`` and ``responder``); every driver of phases (``drive_pair``, the
+    simulated link of ``pqike.lab.link``) judges them with this one rule."""
     actor, _, what = name.rpartition(":")
     goal = _PHASE_GOAL[what]
     # A liveness check is news only to the side that asked.

@@ -11,19 +11,23 @@ and strongSwan do whenever neither port is 500).
 (the ``ikev2_decryption_table`` UAT file in a Wireshark profile, or
 ``tshark -o "uat:ikev2_decryption_table:<record>"``) from an ``IkeSaEstablished`` event.
 
-Nothing here does IO beyond writing to the file object it is given.
+``read_pcap`` reads a classic pcap back into UDP datagrams. Nothing else here does IO
+beyond writing to the file object it is given.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import struct
+from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from .constants import EncrTransform, IntegTransform
 from .crypto.keys import IkeKeys
 from .proposal import NegotiatedSuite
-from .wire.datagram import IPPROTO_UDP, IPV4_HEADER_LENGTH, UDP_HEADER_LENGTH
+from .wire.datagram import IPPROTO_UDP, IPV4_HEADER_LENGTH, UDP_HEADER_LENGTH, parse_ip_udp
 
 Address = tuple[str, int]
 
@@ -129,6 +133,103 @@ class PcapWriter:
         self._file.flush()
 
 
+# --- reading ---------------------------------------------------------------------------
+
+
+class CaptureError(ValueError):
+    """A capture cannot be read; the message is one sentence naming the file."""
+
+
+@dataclass(frozen=True)
+class CapturedDatagram:
+    """One UDP datagram of a capture: when, from and to where, and its payload as sent
+    (a non-ESP marker included)."""
+
+    index: int
+    """Its frame number in the capture, from 1 (as Wireshark counts)."""
+    time: float
+    src: Address
+    dst: Address
+    payload: bytes
+
+
+_PCAP_FORMATS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+
+
+def read_pcap(path: str | os.PathLike[str]) -> list[CapturedDatagram]:
+    """The UDP datagrams of a classic pcap file (IPv4 and IPv6; Ethernet, raw IP and
+    Linux cooked link types), in capture order.
+
+    Raises ``CaptureError`` with one sentence for a file that is missing, is not a
+    classic pcap (pcapng included), uses another link type, or ends inside a record.
+    """
+    name = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CaptureError(f"cannot read capture {name}: {exc.strerror}") from None
+    if data[:4] == b"\x0a\x0d\x0d\x0a":
+        raise CaptureError(
+            f"{name} is a pcapng file; convert it with: editcap -F pcap {name} out.pcap"
+        )
+    if len(data) < 24 or data[:4] not in _PCAP_FORMATS:
+        raise CaptureError(f"{name} is not a pcap capture (no pcap file header)")
+    endian, frac = _PCAP_FORMATS[data[:4]]
+    linktype = struct.unpack_from(endian + "I", data, 20)[0] & 0x0FFFFFFF
+    if linktype not in (LINKTYPE_ETHERNET, LINKTYPE_RAW, 12, 113, 276):
+        raise CaptureError(f"{name} has link type {linktype}, which pqike cannot read")
+    pos, out, frame_no = 24, [], 0
+    while pos < len(data):
+        frame_no += 1
+        if pos + 16 > len(data):
+            raise CaptureError(f"{name} is truncated: frame {frame_no} has an incomplete header")
+        sec, sub, caplen, _ = struct.unpack_from(endian + "IIII", data, pos)
+        pos += 16
+        if pos + caplen > len(data):
+            raise CaptureError(
+                f"{name} is truncated: frame {frame_no} announces {caplen} bytes, "
+                f"{len(data) - pos} remain"
+            )
+        frame = data[pos : pos + caplen]
+        pos += caplen
+        packet = _udp_of(frame, linktype)
+        if packet is not None:
+            out.append(
+                CapturedDatagram(
+                    frame_no,
+                    sec + sub * frac,
+                    (packet.src, packet.sport),
+                    (packet.dst, packet.dport),
+                    packet.payload,
+                )
+            )
+    return out
+
+
+def _udp_of(frame: bytes, linktype: int):
+    if linktype == LINKTYPE_ETHERNET:
+        if len(frame) < 14:
+            return None
+        off, ethertype = 14, struct.unpack_from("!H", frame, 12)[0]
+        while ethertype == 0x8100 and len(frame) >= off + 4:  # VLAN tag
+            ethertype = struct.unpack_from("!H", frame, off + 2)[0]
+            off += 4
+        if ethertype not in (0x0800, 0x86DD):
+            return None
+    elif linktype == 113:  # Linux cooked v1
+        off = 16
+    elif linktype == 276:  # Linux cooked v2
+        off = 20
+    else:  # raw IP
+        off = 0
+    return parse_ip_udp(frame[off:])
+
+
 # --- Wireshark's IKEv2 decryption table ---------------------------------------------------
 
 # The strings of Wireshark's vs_ikev2_encr_algs / vs_ikev2_auth_algs (packet-isakmp.c),
@@ -204,9 +305,12 @@ def ikev2_decryption_line(spi_i: bytes, spi_r: bytes, suite: NegotiatedSuite, ke
 __all__ = [
     "LINKTYPE_ETHERNET",
     "LINKTYPE_RAW",
+    "CaptureError",
+    "CapturedDatagram",
     "PcapWriter",
     "ikev2_decryption_line",
     "internet_checksum",
+    "read_pcap",
     "udp_datagram",
     "wireshark_encr_name",
 ]

@@ -8,7 +8,7 @@ update, RFC 9370 2.2.2).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .prf import Prf
 
@@ -24,6 +24,9 @@ class IkeKeys:
     sk_er: bytes
     sk_pi: bytes
     sk_pr: bytes
+    skeyseed: bytes = field(default=b"", compare=False, repr=False)
+    """The SKEYSEED these keys were expanded from (RFC 7296 2.14), kept for the secrets
+    transcript; not part of the keys' identity."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ def derive_ike_keys(
         sk_er=sk_er,
         sk_pi=stream[i : i + d],
         sk_pr=stream[i + d : i + 2 * d],
+        skeyseed=skeyseed,
     )
 
 
@@ -253,4 +257,21 @@ def derive_child_keys(
         integ_i=keymat[e : e + a],
         encr_r=keymat[e + a : 2 * e + a],
         integ_r=keymat[2 * e + a :],
+    )
+
+
+def ppk_keys(prf: Prf, keys: IkeKeys, ppk: bytes) -> IkeKeys:
+    """RFC 8784 3: mix a post-quantum preshared key into SK_d, SK_pi and SK_pr.
+
+    ``SK_d' = prf+(PPK, SK_d)``, ``SK_pi' = prf+(PPK, SK_pi)``, ``SK_pr' = prf+(PPK,
+    SK_pr)``, each as long as the key it replaces; SK_a and SK_e stay as they are.
+    """
+    return IkeKeys(
+        sk_d=prf.plus(ppk, keys.sk_d, len(keys.sk_d)),
+        sk_ai=keys.sk_ai,
+        sk_ar=keys.sk_ar,
+        sk_ei=keys.sk_ei,
+        sk_er=keys.sk_er,
+        sk_pi=prf.plus(ppk, keys.sk_pi, len(keys.sk_pi)),
+        sk_pr=prf.plus(ppk, keys.sk_pr, len(keys.sk_pr)),
     )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..constants import IdType, ProtocolId, TransformType
+from ..crypto.certs import Credential, TrustStore
 from ..crypto.prf import PRF_KEY_SIZES
 from ..errors import ConfigurationError
 from ..wire.payloads import Proposal, TrafficSelector
@@ -73,6 +76,10 @@ def _parse_identity(text: str) -> Identity:
 _EVERYTHING = (TrafficSelector.from_network("0.0.0.0/0"), TrafficSelector.from_network("::/0"))
 """Parsed once: frozen values, and ``ipaddress`` took most of a configuration's making."""
 
+SEND_CERT = ("ifasked", "always", "never")
+PPK_MODES = ("rfc8784",)
+"""RFC 9867 (the PPK in IKE_INTERMEDIATE) is not implemented yet."""
+
 
 def _default_ts() -> tuple[TrafficSelector, ...]:
     return _EVERYTHING
@@ -92,8 +99,9 @@ class IkeConfiguration:
     local_id: Identity
     """Our identity, sent in IDi or IDr."""
 
-    psk: bytes
-    """Pre-shared key for AUTH method 2 (RFC 7296 2.15)."""
+    psk: bytes = b""
+    """Pre-shared key for AUTH method 2 (RFC 7296 2.15): what we authenticate with when
+    ``credential`` is not set, and what a peer that sends a PSK AUTH must know."""
 
     remote_id: Identity | None = None
     """The peer identity we require; ``None`` accepts any identity that authenticates."""
@@ -181,8 +189,52 @@ class IkeConfiguration:
     reassembly_timeout: float = 30.0
     """Seconds an incomplete fragmented message may wait for its missing fragments."""
 
+    credential: Credential | None = None
+    """Our private key and certificate chain: we then authenticate with a digital
+    signature (RFC 7427; method 14, or RFC 7296's 1 and 9-11 for a peer that announced
+    no hash algorithms) and send CERT payloads (RFC 7296 3.6). ``None``: PSK."""
+
+    trust: TrustStore | None = None
+    """The CAs a peer's certificate must chain up to; with it we accept signature AUTH,
+    send CERTREQ naming them (RFC 7296 3.7) and SIGNATURE_HASH_ALGORITHMS (RFC 7427 4).
+    ``None``: only a PSK AUTH is accepted."""
+
+    validation_clock: Callable[[], dt.datetime] | None = None
+    """The wall-clock time (timezone-aware) the peer's certificates are checked against,
+    given by the application (``pqike.clock.utc_now``; tests pass a fixed time).
+    Required with ``trust``: the core reads no clock of its own, and keeps the
+    monotonic ``now`` it is handed for everything else."""
+
+    send_cert: str = "ifasked"
+    """When to send our certificates: ``ifasked`` (a CERTREQ came), ``always`` or
+    ``never`` (strongSwan's ``send_cert``, default ``ifasked``)."""
+
+    rsa_pss: bool = False
+    """Sign with RSASSA-PSS rather than PKCS#1 v1.5 when our key is RSA (strongSwan's
+    ``charon.rsa_pss``, default no). Both are always accepted."""
+
+    ppk: bytes = b""
+    """A post-quantum preshared key (RFC 8784): mixed into SK_d, SK_pi and SK_pr; empty
+    for none."""
+
+    ppk_id: bytes = b""
+    """The PPK's identity, sent in PPK_IDENTITY (type PPK_ID_FIXED, as strongSwan)."""
+
+    ppk_required: bool = False
+    """Refuse an IKE SA without the PPK (RFC 8784 3: mandatory); otherwise the
+    initiator adds NO_PPK_AUTH so that a responder without the PPK can go on without it
+    (strongSwan's ``ppk_required``, default no)."""
+
+    ppk_mode: str = "rfc8784"
+    """``rfc8784``: the PPK is mixed in at IKE_AUTH (PPK_IDENTITY there), the only mode
+    so far; RFC 9867's (the PPK agreed in IKE_INTERMEDIATE) is refused until it exists."""
+
     kex_backends: tuple[tuple[int, str], ...] = ()
     """Backend per key exchange method as ``((method, backend_name), ...)``; others: default."""
+
+    impairments: frozenset[str] = frozenset()
+    """Deliberate protocol violations to probe a peer with (``pqike.ike.impair``); empty
+    for normal behaviour."""
 
     def __post_init__(self) -> None:
         if not self.ike_proposals:
@@ -235,8 +287,32 @@ class IkeConfiguration:
                 "child_life_time must not be shorter than child_rekey_time",
                 field="child_life_time",
             )
-        if not self.psk:
-            raise ConfigurationError("psk must not be empty", field="psk")
+        if not self.psk and (self.credential is None or self.trust is None):
+            raise ConfigurationError(
+                "psk must not be empty unless both credential and trust are given", field="psk"
+            )
+        if self.trust is not None and self.validation_clock is None:
+            raise ConfigurationError(
+                "trust needs a validation_clock (the application's wall clock, e.g. "
+                "pqike.clock.utc_now): the core reads no clock",
+                field="validation_clock",
+            )
+        if self.send_cert not in SEND_CERT:
+            raise ConfigurationError(
+                f"send_cert must be one of {', '.join(SEND_CERT)}", field="send_cert"
+            )
+        if self.ppk_mode not in PPK_MODES:
+            raise ConfigurationError(
+                f"ppk_mode must be one of {', '.join(PPK_MODES)}", field="ppk_mode"
+            )
+        if self.ppk and not self.ppk_id:
+            raise ConfigurationError("a ppk needs a ppk_id", field="ppk_id")
+        if self.ppk_required and not self.ppk:
+            raise ConfigurationError("ppk_required needs a ppk", field="ppk")
+        if self.impairments:
+            from .impair import check_impairments
+
+            object.__setattr__(self, "impairments", check_impairments(self.impairments))
         if not self.local_ts or not self.remote_ts:
             raise ConfigurationError("traffic selectors must not be empty", field="local_ts")
 

@@ -89,6 +89,17 @@ class HandshakeContext:
     int_auth_r: bytes = b""
     intermediate_exchanges: int = 0
     half_open_deadline: float | None = None
+    peer_hashes: frozenset[int] = frozenset()
+    """RFC 7427 4: the hash algorithms the peer announced in SIGNATURE_HASH_ALGORITHMS."""
+    peer_certreq: bytes | None = None
+    """The Certification Authority data of the peer's CERTREQ payloads, ``None``: none."""
+    peer_auth_methods: tuple[tuple[int, bytes], ...] | None = None
+    """RFC 9593: the peer's SUPPORTED_AUTH_METHODS as ``(method, AlgorithmIdentifier)``;
+    ``None`` when it announced nothing."""
+    peer_announces_methods: bool = False
+    """The initiator sent an empty SUPPORTED_AUTH_METHODS in IKE_SA_INIT (RFC 9593 3.1)."""
+    use_ppk: bool = False
+    """RFC 8784 3: both peers sent USE_PPK in IKE_SA_INIT."""
 
 
 @dataclass

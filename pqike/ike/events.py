@@ -95,6 +95,95 @@ class KeyExchangeCompleted(Event):
 
 @fast_init
 @dataclass(frozen=True)
+class IkeKeysDerived(Event):
+    """SKEYSEED and the seven SK_* keys were computed: after IKE_SA_INIT (epoch 0,
+    RFC 7296 2.14), after the n-th additional key exchange in IKE_INTERMEDIATE (epoch n,
+    RFC 9370 2.2.2), or for the new IKE SA of a rekey (RFC 7296 2.18, RFC 9370 2.2.4).
+
+    Everything the derivation used is here, so a transcript can be checked without
+    the implementation: ``key_exchanges`` are the ``(method, shared secret)`` pairs fed
+    into this SKEYSEED in order, ``previous_sk_d`` the SK_d that keyed it (empty for
+    IKE_SA_INIT), the nonces and SPIs those of the prf+ input.
+    """
+
+    spi_i: bytes
+    spi_r: bytes
+    exchange: int
+    """IKE_SA_INIT, IKE_INTERMEDIATE or CREATE_CHILD_SA (an IKE SA rekey)."""
+    epoch: int
+    nonce_i: bytes
+    nonce_r: bytes
+    key_exchanges: tuple[tuple[int, bytes], ...]
+    keys: IkeKeys
+    """The new keys; ``keys.skeyseed`` is SKEYSEED."""
+    prf: int
+    previous_sk_d: bytes = b""
+    old_spi_i: bytes = b""
+    """For a rekey: the SPIs of the IKE SA that was rekeyed."""
+    old_spi_r: bytes = b""
+
+
+@dataclass(frozen=True)
+class IntAuthComputed(Event):
+    """One IKE_INTERMEDIATE message was folded into its sender's IntAuth chain
+    (RFC 9242 3.3.2): ``value = prf(sk_p, previous | a | p)``.
+
+    ``a`` is the header (SKF turned into SK, Length recomputed), the unprotected
+    payloads and the SK generic header; ``p`` the inner payloads in clear. The sender
+    computes it over what it protected, the receiver over what it decrypted.
+    """
+
+    spi_i: bytes
+    spi_r: bytes
+    message_id: int
+    is_response: bool
+    initiator: bool
+    """The chain is the original initiator's (IntAuth_i) or the responder's (IntAuth_r)."""
+    epoch: int
+    """The key epoch whose SK_p keyed the prf (the one that protected the message)."""
+    sk_p: bytes
+    previous: bytes
+    a: bytes
+    p: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class AuthComputed(Event):
+    """An AUTH value was computed (RFC 7296 2.15, RFC 9242 3.3.2): ours to send, or the
+    one we expect from the peer. ``int_auth`` is the tail appended to the signed octets
+    (``IntAuth_i | IntAuth_r | IKE_AUTH message ID``, empty without IKE_INTERMEDIATE)."""
+
+    spi_i: bytes
+    spi_r: bytes
+    message_id: int
+    initiator: bool
+    """The AUTH of the original initiator (in the request) or of the responder."""
+    ours: bool
+    int_auth: bytes
+    octets: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class ChildKeysDerived(Event):
+    """KEYMAT of a Child SA was computed (RFC 7296 2.17, RFC 9370 2.2.4):
+    ``prf+(sk_d, SK(0) | Ni | Nr | SK(1) | ... )``; "i" and "r" are the roles in the
+    exchange that created it, ``spi_i``/``spi_r`` the IKE SA's SPIs."""
+
+    spi_i: bytes
+    spi_r: bytes
+    child_spi_i: bytes
+    child_spi_r: bytes
+    purpose: Purpose
+    nonce_i: bytes
+    nonce_r: bytes
+    key_exchanges: tuple[tuple[int, bytes], ...]
+    sk_d: bytes
+    keys: ChildKeys
+
+
+@dataclass(frozen=True)
 class IkeSaEstablished(Event):
     """Both peers authenticated: the IKE SA is ready."""
 

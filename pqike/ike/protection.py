@@ -42,6 +42,8 @@ class ProtectedMessage:
     ike_bytes: int
     """Length the message has (or would have) unfragmented."""
     inner_types: tuple[int, ...]
+    unprotected: bytes = b""
+    """Payloads sent in clear before SK (only ever by an impairment): part of IntAuth's A."""
 
 
 @fast_init
@@ -96,52 +98,120 @@ def protect(
     *,
     fragment_size: int | None = None,
     ipv6: bool = False,
+    unprotected: tuple[Payload, ...] = (),
+    impairments: frozenset[str] = frozenset(),
 ) -> ProtectedMessage:
     """Encrypt ``inner`` into an SK payload, or into SKF fragments when it is too big.
 
     ``fragment_size`` is the largest IP datagram to send (``None``: never fragment). The
     message is fragmented only when its unfragmented form would not fit (RFC 7383 2.5).
+    ``unprotected`` payloads go in clear before SK (in fragment 1 only) and
+    ``impairments`` break the fragmentation on purpose (``pqike.ike.impair``); both are
+    for probing peers and empty otherwise.
     """
     plaintext = encode_payloads(inner)
     inner_types = tuple([int(p.payload_type) for p in inner])
     first_inner = inner_types[0] if inner_types else 0
+    clear = _chained(unprotected) if unprotected else b""
     whole = (
-        IKE_HEADER_LENGTH + GENERIC_PAYLOAD_HEADER_LENGTH + cipher.encrypted_size(len(plaintext))
+        IKE_HEADER_LENGTH
+        + len(clear)
+        + GENERIC_PAYLOAD_HEADER_LENGTH
+        + cipher.encrypted_size(len(plaintext))
     )
+    first_outer = int(unprotected[0].payload_type) if unprotected else PayloadType.SK
+    plain_header = _with(header, first_outer, whole)
     limit = None
     if fragment_size is not None:
         overhead = ip_overhead(ipv6) + len(NON_ESP_MARKER)
         limit = fragment_size - overhead
     if limit is None or whole <= limit:
-        hdr = encode_header(_with(header, PayloadType.SK, whole))
-        sk_hdr = bytes([first_inner, 0]) + (whole - IKE_HEADER_LENGTH).to_bytes(2, "big")
-        aad = hdr + sk_hdr
+        hdr = encode_header(plain_header)
+        sk_hdr = bytes([first_inner, 0]) + (whole - IKE_HEADER_LENGTH - len(clear)).to_bytes(
+            2, "big"
+        )
+        aad = hdr + _retyped(clear, PayloadType.SK) + sk_hdr
         body = cipher.encrypt(sk_e, sk_a, aad, plaintext)
-        return ProtectedMessage((aad + body,), hdr, first_inner, plaintext, whole, inner_types)
+        return ProtectedMessage(
+            (aad + body,),
+            hdr,
+            first_inner,
+            plaintext,
+            whole,
+            inner_types,
+            aad[IKE_HEADER_LENGTH:-4],
+        )
 
     capacity = fragment_capacity(cipher, fragment_size or 0, ipv6)
     if capacity <= 0:
         raise InvalidSyntax(f"fragment size {fragment_size} leaves no room for data")
-    chunks = [plaintext[i : i + capacity] for i in range(0, len(plaintext), capacity)] or [b""]
+    # Clear payloads travel in fragment 1 only, so that fragment carries less (RFC 7383 2.5).
+    first_capacity = fragment_capacity(cipher, (fragment_size or 0) - len(clear), ipv6)
+    if first_capacity <= 0:
+        raise InvalidSyntax(f"fragment size {fragment_size} leaves no room for data")
+    # An impaired sender repeats the last 16 bytes of each chunk at the start of the next.
+    overlap = 16 if "overlapping-fragments" in impairments else 0
+    chunks = [plaintext[:first_capacity]]
+    start = len(chunks[0])
+    while start < len(plaintext):
+        start -= min(overlap, len(chunks[-1]) - 1)
+        chunks.append(plaintext[start : start + capacity])
+        start += len(chunks[-1])
+    numbered = list(enumerate(chunks, start=1))
     total = len(chunks)
+    if "out-of-range-fragment" in impairments:
+        numbered.append((total + 1, b"\x00" * 16))
     messages = []
-    for number, chunk in enumerate(chunks, start=1):
-        length = IKE_HEADER_LENGTH + SKF_HEADER_LENGTH + cipher.encrypted_size(len(chunk))
-        hdr = encode_header(_with(header, PayloadType.SKF, length))
+    for number, chunk in numbered:
+        first = number == 1
+        fclear = _retyped(clear, PayloadType.SKF) if first else b""
+        length = (
+            IKE_HEADER_LENGTH + len(fclear) + SKF_HEADER_LENGTH + cipher.encrypted_size(len(chunk))
+        )
+        outer = first_outer if first and clear else PayloadType.SKF
+        hdr = encode_header(_with(header, outer, length))
         # RFC 7383 2.5: only fragment 1 names the first inner payload type.
-        nxt = first_inner if number == 1 else 0
+        nxt = first_inner if first else 0
+        announced = total
+        if "changed-total" in impairments and number == total:
+            announced = total + 1
         skf_hdr = (
             bytes([nxt, 0])
-            + (length - IKE_HEADER_LENGTH).to_bytes(2, "big")
+            + (length - IKE_HEADER_LENGTH - len(fclear)).to_bytes(2, "big")
             + number.to_bytes(2, "big")
-            + total.to_bytes(2, "big")
+            + announced.to_bytes(2, "big")
         )
-        aad = hdr + skf_hdr
+        aad = hdr + fclear + skf_hdr
         messages.append(aad + cipher.encrypt(sk_e, sk_a, aad, chunk))
-    plain_header = encode_header(_with(header, PayloadType.SK, whole))
+        if first and "duplicate-fragment" in impairments:
+            messages.append(messages[-1])
     return ProtectedMessage(
-        tuple(messages), plain_header, first_inner, plaintext, whole, inner_types
+        tuple(messages),
+        encode_header(plain_header),
+        first_inner,
+        plaintext,
+        whole,
+        inner_types,
+        # IntAuth's A is the message as if unfragmented: the clear payloads lead to SK.
+        _retyped(clear, PayloadType.SK),
     )
+
+
+def _chained(payloads: tuple[Payload, ...]) -> bytes:
+    """Encoded payloads whose last generic header names SK next (set by ``_retyped``)."""
+    return encode_payloads(payloads)
+
+
+def _retyped(chain: bytes, next_type: int) -> bytes:
+    """``chain`` with the Next Payload of its last payload set to ``next_type``."""
+    if not chain:
+        return b""
+    pos = 0
+    while True:
+        length = int.from_bytes(chain[pos + 2 : pos + 4], "big")
+        if pos + length >= len(chain):
+            return chain[:pos] + bytes([next_type]) + chain[pos + 1 :]
+        pos += length
 
 
 def _with(header: IkeHeader, next_payload: int, length: int) -> IkeHeader:
@@ -306,7 +376,11 @@ class Reassembler:
         first = cur.first
         assert first is not None
         first_aad, _ = sk_split(first)
-        unprotected = first.raw[IKE_HEADER_LENGTH : len(first_aad) - SKF_HEADER_LENGTH]
+        # RFC 9242 3.3.2 reads a fragmented message as if unfragmented: payloads in clear
+        # before SKF lead to SK there.
+        unprotected = _retyped(
+            first.raw[IKE_HEADER_LENGTH : len(first_aad) - SKF_HEADER_LENGTH], PayloadType.SK
+        )
         sizes = tuple(cur.sizes[i] for i in range(1, cur.total + 1))
         return UnprotectedMessage(
             first.header,

@@ -20,6 +20,7 @@ import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from enum import Enum, auto
 
 from ..constants import (
     IKE_HEADER_LENGTH,
@@ -40,16 +41,25 @@ from ..errors import IntegrityCheckFailed, LocalProtocolError, NoProposalChosen,
 from ..proposal import NegotiatedSuite
 from ..wire.codec import decode_message, decode_payloads, encode_message
 from ..wire.datagram import add_marker, marker_length, strip_marker
-from ..wire.payloads import IkeHeader, Message, NotifyPayload, Payload, SkfPayload
+from ..wire.payloads import (
+    IkeHeader,
+    Message,
+    NotifyPayload,
+    Payload,
+    SkfPayload,
+    VendorIdPayload,
+)
 from .child import ChildSa, ChildState
 from .config import Identity, IkeConfiguration
 from .context import ChildExchange, HandshakeContext, Inbound, NewChild
 from .events import (
+    ChildKeysDerived,
     ChildSaDeleted,
     ChildSaEstablished,
     CreateChildSaFailed,
     DatagramDropped,
     Event,
+    IkeKeysDerived,
     IkeSaEstablished,
     IkeSaFailed,
     IkeSaRekeyed,
@@ -91,11 +101,22 @@ _NO_FRAGMENTS = Reassembler(ReassemblyLimits()).stats
 """The counters of a reassembler that never saw a fragment (all zero)."""
 
 
+class Job(Enum):
+    """What a queued task starts when our request window is free."""
+
+    NEW_CHILD = auto()
+    REKEY_CHILD = auto()
+    REKEY_IKE = auto()
+    DELETE_CHILD = auto()
+    DELETE_IKE = auto()
+    LIVENESS = auto()
+
+
 @dataclass
 class _Task:
     """Something we asked for that waits for our request window (RFC 7296 2.3)."""
 
-    kind: str
+    kind: Job
     spi: bytes = b""
     not_before: float = 0.0
     reason: str = ""
@@ -265,7 +286,7 @@ class IkeSa:
     def create_child_sa(self, *, now: float) -> None:
         """Create another Child SA with CREATE_CHILD_SA (RFC 7296 1.3.1), with the
         configured ESP proposals (their KE and ADDKE transforms included)."""
-        self._queue(_Task("child_new"), now)
+        self._queue(_Task(Job.NEW_CHILD), now)
 
     def rekey_child(self, *, now: float, spi: bytes | None = None) -> None:
         """Rekey a Child SA (RFC 7296 1.3.3), named by our inbound SPI; the oldest
@@ -277,30 +298,30 @@ class IkeSa:
             spi = min(installed, key=lambda c: c.created).spi_in
         elif spi not in self.children:
             raise LocalProtocolError(f"no Child SA with inbound SPI {spi.hex()}")
-        self._queue(_Task("child_rekey", spi), now)
+        self._queue(_Task(Job.REKEY_CHILD, spi), now)
 
     def rekey(self, *, now: float) -> None:
         """Rekey the IKE SA with CREATE_CHILD_SA (RFC 7296 1.3.2, 2.18; RFC 9370 2.2.4)."""
-        self._queue(_Task("ike_rekey"), now)
+        self._queue(_Task(Job.REKEY_IKE), now)
 
     def delete_child(self, spi: bytes, *, now: float) -> None:
         """Delete a Child SA, named by our inbound SPI (RFC 7296 1.4.1)."""
         if spi not in self.children:
             raise LocalProtocolError(f"no Child SA with inbound SPI {spi.hex()}")
-        self._queue(_Task("child_delete", spi, reason="deleted on request"), now)
+        self._queue(_Task(Job.DELETE_CHILD, spi, reason="deleted on request"), now)
 
     def check_liveness(self, *, now: float) -> None:
         """Send an empty INFORMATIONAL request (RFC 7296 1.4); no answer after the
         retransmission schedule declares the peer dead and fails the SA."""
-        self._queue(_Task("liveness"), now)
+        self._queue(_Task(Job.LIVENESS), now)
 
     def delete(self, *, now: float) -> None:
         """Delete the established IKE SA with an INFORMATIONAL exchange (RFC 7296 1.4.1)."""
         if self._state != S.ESTABLISHED:
             raise LocalProtocolError("delete() needs an established IKE SA")
-        if any(t.kind == "ike_delete" for t in self._tasks):
+        if any(t.kind is Job.DELETE_IKE for t in self._tasks):
             return
-        self._tasks.insert(0, _Task("ike_delete"))
+        self._tasks.insert(0, _Task(Job.DELETE_IKE))
         self._kick(now)
 
     def datagrams_to_send(self, *, now: float) -> list[tuple[bytes, Address]]:
@@ -657,37 +678,37 @@ class IkeSa:
             self._start(task, now)
 
     def _start(self, task: _Task, now: float) -> None:
-        if task.kind == "ike_delete":
+        if task.kind is Job.DELETE_IKE:
             self._command(Command.DELETE)
             informational.send_delete_ike(self, now)
-        elif task.kind == "ike_rekey":
+        elif task.kind is Job.REKEY_IKE:
             create_child_sa.start(self, Purpose.REKEY_IKE, now)
-        elif task.kind == "child_new":
+        elif task.kind is Job.NEW_CHILD:
             create_child_sa.start(self, Purpose.NEW_CHILD, now)
-        elif task.kind == "child_rekey":
+        elif task.kind is Job.REKEY_CHILD:
             child = self.children.get(task.spi)
             if child is not None and child.state is ChildState.INSTALLED:
                 create_child_sa.start(self, Purpose.REKEY_CHILD, now, rekeyed=child)
-        elif task.kind == "child_delete":
+        elif task.kind is Job.DELETE_CHILD:
             child = self.children.get(task.spi)
             if child is not None and child.state is not ChildState.DELETING:
                 informational.send_delete_children(self, [child], task.reason, now)
-        elif task.kind == "liveness":
+        elif task.kind is Job.LIVENESS:
             self._liveness_queued = False
             informational.send_liveness_check(self, now)
 
     def retry_later(self, ctx: ChildExchange, when: float) -> None:
         """Queue a refused CREATE_CHILD_SA again (after TEMPORARY_FAILURE)."""
         kind = {
-            Purpose.REKEY_IKE: "ike_rekey",
-            Purpose.REKEY_CHILD: "child_rekey",
-            Purpose.NEW_CHILD: "child_new",
+            Purpose.REKEY_IKE: Job.REKEY_IKE,
+            Purpose.REKEY_CHILD: Job.REKEY_CHILD,
+            Purpose.NEW_CHILD: Job.NEW_CHILD,
         }[ctx.purpose]
         self._tasks.append(_Task(kind, ctx.rekeyed_spi or b"", not_before=when))
 
     def delete_child_later(self, spi: bytes, reason: str, now: float) -> None:
         """Delete a Child SA as soon as our window is free (first in the queue)."""
-        self._tasks.insert(0, _Task("child_delete", spi, reason=reason))
+        self._tasks.insert(0, _Task(Job.DELETE_CHILD, spi, reason=reason))
 
     def _dpd_due(self) -> float | None:
         delay = self.config.dpd_delay
@@ -703,14 +724,14 @@ class IkeSa:
             return
         if self._ike_rekey_at is not None and now >= self._ike_rekey_at:
             self._ike_rekey_at = None
-            self._tasks.append(_Task("ike_rekey"))
+            self._tasks.append(_Task(Job.REKEY_IKE))
         for child in list(self.children.values()):
             if child.expire_at is not None and now >= child.expire_at:
                 child.expire_at = child.rekey_at = None
-                self._tasks.append(_Task("child_delete", child.spi_in, reason="hard lifetime"))
+                self._tasks.append(_Task(Job.DELETE_CHILD, child.spi_in, reason="hard lifetime"))
             elif child.rekey_at is not None and now >= child.rekey_at:
                 child.rekey_at = None
-                self._tasks.append(_Task("child_rekey", child.spi_in))
+                self._tasks.append(_Task(Job.REKEY_CHILD, child.spi_in))
         for link, ctx in list(self.child_in.items()):
             if now >= ctx.started + self.config.half_open_timeout:
                 del self.child_in[link]
@@ -718,7 +739,7 @@ class IkeSa:
         dpd = self._dpd_due()
         if dpd is not None and now >= dpd:
             self._liveness_queued = True
-            self._tasks.append(_Task("liveness"))
+            self._tasks.append(_Task(Job.LIVENESS))
 
     def _arm_ike_lifetime(self, now: float) -> None:
         rekey, hard, jitter = self.config.ike_lifetimes
@@ -791,16 +812,31 @@ class IkeSa:
             integ_key_size=cipher.integ_key_size,
         )
         self.gen.crypto = Crypto(suite, prf, cipher, keys)
+        assert hs.ke_method is not None
+        self._events.append(
+            IkeKeysDerived(
+                self.gen.spi_i,
+                self.gen.spi_r,
+                ExchangeType.IKE_SA_INIT,
+                0,
+                hs.nonce_i,
+                hs.nonce_r,
+                ((hs.ke_method, secret),),
+                keys,
+                suite.prf,
+            )
+        )
 
     def update_first_keys(self, secret: bytes) -> None:
         """RFC 9370 2.2.2: SKEYSEED(n) = prf(SK_d(n-1), SK(n) | Ni | Nr), then prf+ again,
         always with the IKE_SA_INIT nonces."""
         c = self.gen.crypto
         hs = self.hs
-        assert c is not None
+        assert c is not None and c.suite.prf is not None
+        previous = c.keys
         c.keys = updated_ike_keys(
             c.prf,
-            c.keys,
+            previous,
             secret,
             hs.nonce_i,
             hs.nonce_r,
@@ -810,6 +846,21 @@ class IkeSa:
             integ_key_size=c.cipher.integ_key_size,
         )
         hs.intermediate_exchanges += 1
+        _, method = hs.rounds.current
+        self._events.append(
+            IkeKeysDerived(
+                self.gen.spi_i,
+                self.gen.spi_r,
+                ExchangeType.IKE_INTERMEDIATE,
+                hs.intermediate_exchanges,
+                hs.nonce_i,
+                hs.nonce_r,
+                ((method, secret),),
+                c.keys,
+                c.suite.prf,
+                previous_sk_d=previous.sk_d,
+            )
+        )
 
     def established(self, now: float, peer: Identity) -> None:
         """Both peers authenticated: report it, arm the lifetimes, drop the handshake."""
@@ -902,6 +953,25 @@ class IkeSa:
         )
         self.children[spi_in] = child
         exchanges = len(additional_secrets) + (1 if shared_secret else 0)
+        # The methods in the order RFC 9370 2.2.4 feeds their secrets to KEYMAT.
+        methods = ([suite.ke] if shared_secret and suite.ke is not None else []) + [
+            m for _, m in suite.rounds
+        ]
+        secrets = ((shared_secret,) if shared_secret else ()) + tuple(additional_secrets)
+        self._events.append(
+            ChildKeysDerived(
+                self.gen.spi_i,
+                self.gen.spi_r,
+                new.spi_i,
+                new.spi_r,
+                purpose,
+                nonce_i,
+                nonce_r,
+                tuple(zip(methods, secrets, strict=False)),
+                c.keys.sk_d,
+                keys,
+            )
+        )
         self._events.append(
             ChildSaEstablished(
                 new.spi_i,
@@ -1121,8 +1191,24 @@ class IkeSa:
                 if (self.config.fragmentation and self.peer_fragmentation)
                 else None
             )
+            impairments = self.config.impairments
+            clear: tuple[Payload, ...] = ()
+            if (
+                impairments
+                and "unencrypted-payload" in impairments
+                and exchange == ExchangeType.IKE_INTERMEDIATE
+            ):
+                clear = (VendorIdPayload(b"pqike impairment: a payload in clear"),)
             pm = protect(
-                header, payloads, c.cipher, sk_e, sk_a, fragment_size=frag, ipv6=self._ipv6
+                header,
+                payloads,
+                c.cipher,
+                sk_e,
+                sk_a,
+                fragment_size=frag,
+                ipv6=self._ipv6,
+                unprotected=clear,
+                impairments=impairments,
             )
             if exchange == ExchangeType.IKE_INTERMEDIATE and self._hs is not None:
                 # RFC 9242 3.3.2: the sender chains IntAuth over what it protected.
@@ -1198,6 +1284,10 @@ class IkeSa:
         gen.response = CachedResponse(message_id, exchange, datagrams, event, request_raw)
         gen.peer_mid = message_id + 1
         return raw
+
+    def emit_raw(self, message: bytes) -> None:
+        """Queue an IKE message as given, unrecorded (an impairment's extra datagram)."""
+        self._emit_datagrams([add_marker(message, self.local[1], self.remote[1])])
 
     def stateless_reply(self, hdr: IkeHeader, payloads: list[Payload], now: float) -> None:
         """Answer an IKE_SA_INIT request with an unprotected notify and keep no state."""

@@ -89,8 +89,11 @@ def write_pqike_config(
     remote_port: int | None = None,
     retransmit_timeout: float = 2.0,
     retransmit_tries: int = 3,
+    auth: dict[str, Any] | None = None,
 ) -> Path:
     """Write a pqike peer TOML for ``side`` of ``lab``, talking to the other side.
+
+    ``auth`` becomes the ``[auth]`` section (strings, booleans and lists of strings).
 
     Identities and the PSK match what ``Lab.start_strongswan`` configures
     (``<side>.pqike.test``), so the file works against a lab charon on the other side
@@ -118,6 +121,16 @@ def write_pqike_config(
         f"timeout = {retransmit_timeout}",
         f"tries = {retransmit_tries}",
     ]
+    if auth:
+        lines.append("[auth]")
+        for key, value in auth.items():
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, list | tuple):
+                text = "[" + ", ".join(_toml_str(str(v)) for v in value) + "]"
+            else:
+                text = _toml_str(str(value))
+            lines.append(f"{key} = {text}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path

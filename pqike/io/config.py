@@ -19,6 +19,14 @@ See ``interop/pqike-peer.example.toml`` for every key with its default. Sections
 ``[responder]``
     ``max_half_open``, ``max_half_open_per_peer``, ``cookie_threshold``,
     ``require_cookie``, ``half_open_timeout``, ``closed_linger``.
+``[auth]``
+    Certificates: ``key`` (our private key file), ``certificate`` (our certificate; a
+    PEM file may hold the intermediates after it), ``chain`` (more intermediate files),
+    ``cacerts`` (CA files a peer's chain must lead to), ``send_cert``
+    (``ifasked``/``always``/``never``), ``rsa_pss``. Without ``key`` and
+    ``certificate`` we authenticate with ``[peer] psk``; without ``cacerts`` we accept
+    only a PSK from the peer. PPK (RFC 8784): ``ppk`` (text) or ``ppk_hex``, ``ppk_id``,
+    ``ppk_required``. Relative file names are taken from the configuration's directory.
 
 Every mistake raises one ``ConfigurationError`` whose single sentence names the file,
 the section and the key, e.g. ``peer.toml: [ike] proposals: unknown algorithm 'aes999'
@@ -37,10 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..clock import utc_now
 from ..constants import ADDKE_TYPES, ProtocolId, TransformType
+from ..crypto.certs import Credential, TrustStore
 from ..crypto.kex import DEFAULT_REGISTRY
 from ..errors import ConfigurationError
-from ..ike.config import Identity, IkeConfiguration
+from ..ike.config import SEND_CERT, Identity, IkeConfiguration
 from ..ike.endpoint import Address, EndpointLimits
 from ..proposal import parse_proposals
 from ..wire.payloads import Proposal, TrafficSelector
@@ -62,6 +72,18 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "ike": ("proposals", "fragmentation", "fragment_size", "force_nat_t", "backends"),
     "esp": ("proposals", "mode", "local_ts", "remote_ts"),
     "retransmit": ("timeout", "base", "tries"),
+    "auth": (
+        "key",
+        "certificate",
+        "chain",
+        "cacerts",
+        "send_cert",
+        "rsa_pss",
+        "ppk",
+        "ppk_hex",
+        "ppk_id",
+        "ppk_required",
+    ),
     "responder": (
         "max_half_open",
         "max_half_open_per_peer",
@@ -144,24 +166,32 @@ def load_peer_config(path: str | Path, *, registry=DEFAULT_REGISTRY) -> PeerConf
         ) from None
     except UnicodeDecodeError:
         raise ConfigurationError(f"{path}: is not UTF-8 text", field="file") from None
-    return parse_peer_config(text, source=str(path), registry=registry)
+    return parse_peer_config(text, source=str(path), registry=registry, base=path.parent)
 
 
 def parse_peer_config(
-    text: str, *, source: str = "peer.toml", registry=DEFAULT_REGISTRY
+    text: str,
+    *,
+    source: str = "peer.toml",
+    registry=DEFAULT_REGISTRY,
+    base: Path | None = None,
 ) -> PeerConfig:
-    """Check a peer configuration given as TOML text; ``source`` names it in errors."""
+    """Check a peer configuration given as TOML text; ``source`` names it in errors,
+    ``base`` is the directory relative ``[auth]`` file names start from."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{source}: invalid TOML: {exc}", field="file") from None
-    return _Reader(source, data, registry).peer_config()
+    reader = _Reader(source, data, registry)
+    reader.base = base or Path.cwd()
+    return reader.peer_config()
 
 
 class _Reader:
     """Reads one checked value at a time; every error names ``[section] key``."""
 
     def __init__(self, source: str, data: dict[str, Any], registry) -> None:
+        self.base = Path.cwd()
         self.source = source
         self.data = data
         self.registry = registry
@@ -326,27 +356,85 @@ class _Reader:
                 raise self.error(section, key, f"'{item}' is not a network in CIDR form") from None
         return tuple(out)
 
+    def path(self, section: str, key: str, value: Any) -> Path:
+        if not isinstance(value, str) or not value:
+            raise self.error(section, key, f"must be a file name, not {_kind(value)}")
+        p = Path(value)
+        return p if p.is_absolute() else self.base / p
+
+    def paths(self, section: str, key: str) -> list[Path]:
+        value = self.raw(section, key)
+        if value is None:
+            return []
+        values = value if isinstance(value, list) else [value]
+        return [self.path(section, key, v) for v in values]
+
+    def auth(self, need_psk: list[bool]) -> dict[str, Any]:
+        """The ``[auth]`` section as IkeConfiguration keywords; ``need_psk`` is set to
+        whether ``[peer] psk`` is still needed."""
+        out: dict[str, Any] = {}
+        key, cert = self.raw("auth", "key"), self.raw("auth", "certificate")
+        try:
+            if (key is None) != (cert is None):
+                missing = "key" if key is None else "certificate"
+                raise self.error("auth", missing, "is required with the other of key/certificate")
+            if key is not None:
+                out["credential"] = Credential.load(
+                    self.path("auth", "key", key),
+                    self.path("auth", "certificate", cert),
+                    *self.paths("auth", "chain"),
+                )
+            cas = self.paths("auth", "cacerts")
+            if cas:
+                out["trust"] = TrustStore.load(*cas)
+        except ConfigurationError as exc:
+            if exc.field and exc.field.startswith("auth."):
+                raise
+            raise ConfigurationError(f"{self.source}: [auth]: {exc}", field="auth") from None
+        send_cert = self.string("auth", "send_cert", "ifasked")
+        if send_cert not in SEND_CERT:
+            raise self.error("auth", "send_cert", f"must be one of {', '.join(SEND_CERT)}")
+        out["send_cert"] = send_cert
+        out["rsa_pss"] = self.boolean("auth", "rsa_pss", False)
+        ppk = self.secret("auth", "ppk", required=False)
+        if ppk:
+            ppk_id = self.string("auth", "ppk_id")
+            if not ppk_id:
+                raise self.error("auth", "ppk_id", "is required with a ppk")
+            out.update(ppk=ppk, ppk_id=ppk_id.encode())
+        out["ppk_required"] = self.boolean("auth", "ppk_required", False)
+        if out["ppk_required"] and not ppk:
+            raise self.error("auth", "ppk_required", "needs a ppk (or ppk_hex)")
+        need_psk.append("credential" not in out or "trust" not in out)
+        return out
+
     def psk(self) -> bytes:
-        text, hexed = self.raw("peer", "psk"), self.raw("peer", "psk_hex")
+        return self.secret("peer", "psk", required=True)
+
+    def secret(self, section: str, name: str, *, required: bool) -> bytes:
+        text, hexed = self.raw(section, name), self.raw(section, f"{name}_hex")
+        psk_hex = f"{name}_hex"
         if text is not None and hexed is not None:
-            raise self.error("peer", "psk", "give either psk or psk_hex, not both")
+            raise self.error(section, name, f"give either {name} or {psk_hex}, not both")
         if hexed is not None:
             if not isinstance(hexed, str):
-                raise self.error("peer", "psk_hex", f"must be a string, not {_kind(hexed)}")
+                raise self.error(section, psk_hex, f"must be a string, not {_kind(hexed)}")
             digits = hexed.strip().removeprefix("0x").replace(":", "").replace(" ", "")
             try:
                 key = bytes.fromhex(digits)
             except ValueError:
-                raise self.error("peer", "psk_hex", "must be hexadecimal digits") from None
+                raise self.error(section, psk_hex, "must be hexadecimal digits") from None
             if not key:
-                raise self.error("peer", "psk_hex", "must not be empty")
+                raise self.error(section, psk_hex, "must not be empty")
             return key
         if text is None:
-            raise self.error("peer", "psk", "is required (or give psk_hex)")
+            if not required:
+                return b""
+            raise self.error(section, name, f"is required (or give {psk_hex})")
         if not isinstance(text, str):
-            raise self.error("peer", "psk", f"must be a string, not {_kind(text)}")
+            raise self.error(section, name, f"must be a string, not {_kind(text)}")
         if not text:
-            raise self.error("peer", "psk", "must not be empty")
+            raise self.error(section, name, "must not be empty")
         return text.encode("utf-8")
 
     def peer_config(self) -> PeerConfig:
@@ -373,7 +461,13 @@ class _Reader:
             if remote_text is not None
             else None
         )
-        psk = self.psk()
+        need_psk: list[bool] = []
+        auth = self.auth(need_psk)
+        psk = (
+            self.psk()
+            if need_psk[0] or self.has("peer", "psk") or self.has("peer", "psk_hex")
+            else b""
+        )
 
         ike_proposals = self.proposals("ike", "aes256gcm16-prfsha384-x25519", ProtocolId.IKE)
         fragment_size = self.integer("ike", "fragment_size", 1280, 576, 65535)
@@ -412,10 +506,12 @@ class _Reader:
                 retransmit_base=base,
                 retransmit_tries=tries,
                 require_cookie=self.boolean("responder", "require_cookie", False),
+                validation_clock=utc_now,
                 nat_t_port=nat_t_port or 4500,
                 force_nat_t=self.boolean("ike", "force_nat_t", False),
                 kex_backends=self.backends("ike", "backends"),
                 half_open_timeout=self.number("responder", "half_open_timeout", 30.0),
+                **auth,
             )
         except ConfigurationError as exc:  # a cross-field rule of IkeConfiguration itself
             raise ConfigurationError(f"{self.source}: {exc}", field=exc.field) from None

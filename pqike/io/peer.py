@@ -35,6 +35,7 @@ from ..ike.events import (
 )
 from ..ike.sa import IkeSa
 from ..pcap import PcapWriter, ikev2_decryption_line
+from ..secrets import TranscriptWriter, open_secret_file
 from ..trace import Trace
 from .config import PeerConfig
 from .udp import UdpEndpoint, format_address
@@ -125,8 +126,12 @@ class _Artefacts:
         pcap: Path | None,
         keylog: Path | None,
         events: Path | None = None,
+        secrets: Path | None = None,
     ) -> None:
         self.pcap = PcapWriter(stack.enter_context(open(pcap, "wb"))) if pcap else None
+        self.secrets = (
+            TranscriptWriter(stack.enter_context(open_secret_file(secrets))) if secrets else None
+        )
         self.keylog: TextIO | None = (
             stack.enter_context(open(keylog, "w", encoding="ascii")) if keylog else None
         )
@@ -143,6 +148,8 @@ class _Artefacts:
             self.pcap.flush()
 
     def event(self, sa: IkeSa, event: Event) -> None:
+        if self.secrets is not None:
+            self.secrets.event(event)
         if isinstance(event, IkeSaEstablished) and self.keylog is not None:
             line = ikev2_decryption_line(event.spi_i, event.spi_r, event.suite, event.keys)
             self.keylog.write(line + "\n")
@@ -266,17 +273,19 @@ async def initiate(
     keylog: Path | None = None,
     delete: bool = True,
     events: Path | None = None,
+    secrets: Path | None = None,
 ) -> InitiatorResult:
     """Bring up one IKE SA with ``peer.remote``; never raises for a failed handshake.
 
     With ``delete`` the IKE SA is deleted again (INFORMATIONAL) once it is up, so the
     responder does not keep it; the trace then shows that exchange too. ``events``
-    names a file for the JSON-lines event log (see ``event_record``).
+    names a file for the JSON-lines event log (see ``event_record``), ``secrets`` one
+    for the secrets transcript (``pqike.secrets``, created 0600).
     """
     remote = peer.remote
     local_host = peer.local_for(remote[0])
     with ExitStack() as stack:
-        files = _Artefacts(stack, pcap, keylog, events)
+        files = _Artefacts(stack, pcap, keylog, events, secrets)
 
         udp = await UdpEndpoint.open(
             IkeEndpoint(None, limits=peer.limits),
@@ -361,16 +370,18 @@ async def serve(
     keylog: Path | None = None,
     ready: Callable[[UdpEndpoint], None] | None = None,
     events: Path | None = None,
+    secrets: Path | None = None,
 ) -> dict[str, int]:
     """Answer IKE_SA_INIT requests on every ``[peer] local`` address until ``stop`` is set.
 
     Each IKE SA that comes up or fails is reported through ``log``; ``ready`` is called
     once the sockets are bound. On stop, established IKE SAs are deleted (with a short
     grace period for the answers) and the endpoint's counters are returned. ``events``
-    names a file for the JSON-lines event log (see ``event_record``).
+    names a file for the JSON-lines event log (see ``event_record``), ``secrets`` one
+    for the secrets transcript (``pqike.secrets``, created 0600).
     """
     with ExitStack() as stack:
-        files = _Artefacts(stack, pcap, keylog, events)
+        files = _Artefacts(stack, pcap, keylog, events, secrets)
 
         def on_event(sa: IkeSa, event: Event) -> None:
             files.event(sa, event)

@@ -12,7 +12,7 @@ and resumes an interrupted run.
 """
 
 from .link import LinkProfile, LinkRun, simulate_handshake
-from .metrics import summarize
+from .metrics import summarize, summarize_phases
 from .peers import (
     HandshakeCase,
     HandshakeRun,
@@ -75,4 +75,5 @@ __all__ = [
     "run_experiment",
     "simulate_handshake",
     "summarize",
+    "summarize_phases",
 ]

@@ -26,9 +26,10 @@ import hashlib
 import heapq
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..handshake import PhaseResult, parse_phase, phase_outcome
 from ..ike.events import Event, IkeSaEstablished, IkeSaFailed, MessageSent
 from ..ike.sa import IkeSa
 from ..trace import Trace
@@ -182,6 +183,10 @@ class LinkRun:
     responder: IkeSa = field(repr=False)
     datagrams: list[bytes] = field(default_factory=list, repr=False)
     """The bytes of every datagram sent (UDP payloads), aligned with ``trace.datagrams``."""
+    phases: list[PhaseResult] = field(default_factory=list)
+    """The handshake, then each phase of ``then`` that ran, with its own cost: simulated
+    time from the command until both peers were idle (``duration`` network-only,
+    ``duration_cpu`` with the CPU added), CPU per side and the trace's totals."""
 
     @property
     def failures(self) -> list[tuple[str, IkeSaFailed]]:
@@ -221,14 +226,23 @@ def simulate_handshake(
     ipv6: bool = False,
     max_time: float = 600.0,
     process_time: Callable[[], float] = time.process_time,
+    then: Sequence[str] = (),
 ) -> LinkRun:
-    """Run a handshake between ``initiator`` and ``responder`` over a simulated link.
+    """Run a handshake between ``initiator`` and ``responder`` over a simulated link,
+    then each phase of ``then`` over the same link, one after the other.
 
     ``forward`` shapes datagrams from the initiator, ``backward`` (default: the same)
-    those from the responder. Stops when both peers are settled (established with no
-    timer pending, or closed), when nothing is left to happen, or at ``max_time``.
-    Never raises for a failed handshake.
+    those from the responder. A phase stops when both peers are settled (idle: nothing
+    in flight or queued, or closed), when nothing is left to happen, or ``max_time``
+    simulated seconds after it started. ``then`` names phases as
+    ``pqike.handshake.run_handshake`` does (``child``, ``ike``, ``responder:child``, ...,
+    see ``pqike.handshake.PHASES``; ``ValueError`` for an unknown one); loss, delay and
+    retransmissions apply to them as to the handshake. ``LinkRun.phases`` holds the
+    handshake and then each phase that ran (none after the IKE SA is gone), and the
+    trace labels every record with its phase. Never raises for a failed handshake or
+    phase.
     """
+    plan = [parse_phase(name) for name in then]
     sides = {"initiator": initiator, "responder": responder}
     peer = {"initiator": "responder", "responder": "initiator"}
     channels = {
@@ -248,6 +262,7 @@ def simulate_handshake(
     established_at: dict[str, tuple[float, float] | None] = dict.fromkeys(_SIDES)
     heap: list[tuple] = []
     seq = 0
+    now = 0.0
     wall0 = time.perf_counter()
 
     def push(t: float, kind: int, side: str, t_cpu: float, payload: tuple) -> None:
@@ -297,14 +312,10 @@ def simulate_handshake(
                 # The timer was armed when this step ended on the CPU clock.
                 push(at, _TIMER, side, at + (end_cpu - now), (timer_gen[side],))
 
-    now = 0.0
-    step("initiator", now, 0.0, lambda sa: sa.initiate(now=0.0))
-    timed_out = False
-    while heap and not (_settled(initiator) and _settled(responder)):
+    def next_event() -> None:
+        """Pop the earliest arrival or timer and let its peer handle it."""
+        nonlocal now
         t, _, kind, side, t_cpu, payload = heapq.heappop(heap)
-        if t > max_time:
-            timed_out = True
-            break
         now = t
         if kind == _ARRIVAL:
             data, src, dst = payload
@@ -314,20 +325,78 @@ def simulate_handshake(
                 d: bytes = data,
                 s: tuple[str, int] = src,
                 to: tuple[str, int] = dst,
-                n: float = now,
+                n: float = t,
             ) -> None:
                 sa.receive_datagram(d, s, now=n, local=to)
 
-            step(side, now, t_cpu, arrive)
+            step(side, t, t_cpu, arrive)
         elif payload[0] == timer_gen[side]:
             timer_at[side] = None
 
-            def fire(sa: IkeSa, n: float = now) -> None:
+            def fire(sa: IkeSa, n: float = t) -> None:
                 sa.handle_timer(now=n)
 
-            step(side, now, t_cpu, fire)
-    done = [established_at[s] for s in _SIDES]
+            step(side, t, t_cpu, fire)
+
+    def settle(limit: float) -> bool:
+        """Run until both peers are settled or nothing is left before ``limit``; return
+        whether ``limit`` cut the run short."""
+        while heap and not (_settled(initiator) and _settled(responder)):
+            if heap[0][0] > limit:
+                return True
+            next_event()
+        return False
+
+    def run_phase(
+        name: str, index: int, side: str, action: Callable[[IkeSa, float], None]
+    ) -> tuple[PhaseResult, bool]:
+        trace.phase = name
+        begin = now
+        # The command starts once both peers have finished what they were doing.
+        begin_cpu = max(now, *busy_cpu.values())
+        cpu0 = dict(cpu)
+        marks = {s: len(events[s]) for s in _SIDES}
+        step(side, now, begin_cpu, lambda sa: action(sa, begin))
+        cut = settle(begin + max_time)
+        new = {s: events[s][marks[s] :] for s in _SIDES}
+        ok, failure = phase_outcome(name, initiator, responder, new)
+        if (
+            cut
+            and not ok
+            and not any(isinstance(e, IkeSaFailed) for es in new.values() for e in es)
+        ):
+            # Neither side gave up: the phase ran out of simulated time.
+            failure = f"{name}: not finished after {max_time:g} s of simulated time"
+        result = PhaseResult(
+            name,
+            index,
+            ok,
+            begin,
+            now - begin,
+            cpu["initiator"] - cpu0["initiator"],
+            cpu["responder"] - cpu0["responder"],
+            trace.totals(phase=name),
+            failure,
+            duration_cpu=max(busy_cpu.values()) - begin_cpu,
+        )
+        return result, cut
+
+    def drain(limit: float) -> None:
+        """Deliver what is still on the wire once both peers went idle (a late duplicate,
+        say) before the next phase: in a real SA's life rekeys come long after, so
+        nothing of one phase should spill into the next one's command."""
+        while heap and heap[0][0] <= limit and any(item[2] == _ARRIVAL for item in heap):
+            next_event()
+
+    handshake, timed_out = run_phase("handshake", 0, "initiator", lambda sa, t: sa.initiate(now=t))
     established = initiator.is_established and responder.is_established
+    phases = [handshake]
+    for index, ((side, action), name) in enumerate(zip(plan, then, strict=True), 1):
+        if not (initiator.is_established and responder.is_established):
+            break
+        drain(now + max_time)
+        phases.append(run_phase(name, index, side, action)[0])
+    done = [established_at[s] for s in _SIDES]
     at = max(d[0] for d in done) if established and all(done) else None  # type: ignore[index]
     at_cpu = max(d[1] for d in done) if established and all(done) else None  # type: ignore[index]
     return LinkRun(
@@ -344,10 +413,11 @@ def simulate_handshake(
         cpu_initiator=cpu["initiator"],
         cpu_responder=cpu["responder"],
         wall=time.perf_counter() - wall0,
-        timed_out=timed_out or (not established and now >= max_time),
+        timed_out=timed_out or (not established and handshake.duration >= max_time),
         initiator=initiator,
         responder=responder,
         datagrams=sent,
+        phases=phases,
     )
 
 

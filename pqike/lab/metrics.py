@@ -5,12 +5,18 @@ Tidy tables come out of a run:
 - handshakes: one row per handshake (outcome, counts, bytes at IKE/UDP/IP level, times);
 - messages: one row per IKE message sent (retransmissions included);
 - datagrams: one row per UDP datagram sent, with what the link did to it;
-- payloads (when the spec asks for them): one row per part of each message.
+- payloads (when the spec asks for them): one row per part of each message;
+- phases (when the spec has ``phases``): one row per handshake and phase of the SA's
+  life (the handshake, then e.g. a Child SA rekey and an IKE SA rekey), each with its
+  own bytes, datagrams, round trips, retransmissions, time and CPU.
 
-Messages, datagrams and payloads are keyed by ``proposal, pair, profile, repetition`` like the
-handshakes they belong to. ``summarize`` turns handshakes into one row per
-configuration and metric: median, 5th/95th percentile, and the mean with a 95 %
-Student-t confidence interval, over the handshakes that established.
+Messages, datagrams, payloads and phases are keyed by ``proposal, pair, profile,
+repetition`` like the handshakes they belong to; messages and datagrams also say their
+``phase``, and the handshakes table counts the handshake phase alone. ``summarize``
+turns handshakes into one row per configuration and metric: median, 5th/95th
+percentile, and the mean with a 95 % Student-t confidence interval, over the
+handshakes that established; ``summarize_phases`` does the same per phase, over the
+phases that reached their goal.
 ``bootstrap_interval`` says whether two configurations differ by more than the noise.
 """
 
@@ -47,6 +53,24 @@ SUMMARY_METRICS: tuple[str, ...] = (
 )
 """The handshake columns ``summarize`` describes."""
 
+PHASE_METRICS: tuple[str, ...] = (
+    "sim_time_s",
+    "sim_time_cpu_s",
+    "ip_bytes",
+    "udp_bytes",
+    "ike_bytes",
+    "datagrams",
+    "fragments",
+    "round_trips",
+    "retransmissions",
+    "cpu_initiator_s",
+    "cpu_responder_s",
+)
+"""The phase columns ``summarize_phases`` describes."""
+
+HANDSHAKE_PHASE = "handshake"
+"""The name of the first phase of every SA's life in ``phases.csv``."""
+
 CONFIG_COLUMNS = (
     "proposal",
     "pair",
@@ -68,13 +92,21 @@ def _round(value: float | None, digits: int) -> float | None:
 def handshake_row(
     experiment: str, cell: Cell, repetition: int, seed: int, run: HandshakeRun
 ) -> dict[str, Any]:
-    """One row of ``handshakes.csv`` for ``run``."""
-    totals = run.trace.totals()
-    first_sends = [m for m in run.trace.messages if not m.retransmission]
+    """One row of ``handshakes.csv`` for ``run``: the handshake alone, whatever phases
+    followed it (they are in ``phase_rows``)."""
+    totals = run.trace.totals(phase=HANDSHAKE_PHASE)
+    first_sends = [
+        m for m in run.trace.messages if not m.retransmission and m.phase == HANDSHAKE_PHASE
+    ]
     intermediate = sum(
         1 for m in first_sends if m.exchange == "IKE_INTERMEDIATE" and not m.is_response
     )
-    fates = run.fates or []
+    fates = [
+        f
+        for f, d in zip(run.fates or [], run.trace.datagrams, strict=False)
+        if d.phase == HANDSHAKE_PHASE
+    ]
+    handshake_datagrams = [d for d in run.trace.datagrams if d.phase == HANDSHAKE_PHASE]
     if run.simulated:
         to_established = run.sim_time_cpu if run.established else None
     else:
@@ -101,7 +133,7 @@ def handshake_row(
         "ike_bytes": totals["ike_bytes"],
         "udp_bytes": totals["udp_bytes"],
         "ip_bytes": totals["ip_bytes"],
-        "largest_datagram_ip": max((d.ip_bytes for d in run.trace.datagrams), default=0),
+        "largest_datagram_ip": max((d.ip_bytes for d in handshake_datagrams), default=0),
         "retransmissions": totals["retransmissions"],
         "datagrams_lost": sum(1 for f in fates if f.fate == "lost"),
         "datagrams_mtu_dropped": sum(1 for f in fates if f.fate == "mtu"),
@@ -127,6 +159,7 @@ def message_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[st
             "profile": cell.profile.name,
             "repetition": repetition,
             "index": i,
+            "phase": m.phase,
             "sender": m.sender,
             "exchange": m.exchange,
             "message_id": m.message_id,
@@ -158,6 +191,7 @@ def datagram_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[s
                 "profile": cell.profile.name,
                 "repetition": repetition,
                 "index": i,
+                "phase": d.phase,
                 "sender": d.sender,
                 "exchange": d.exchange,
                 "message_id": d.message_id,
@@ -175,6 +209,115 @@ def datagram_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[s
             }
         )
     return rows
+
+
+def phase_rows(
+    experiment: str,
+    cell: Cell,
+    repetition: int,
+    seed: int,
+    run: HandshakeRun,
+    phases: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Rows of ``phases.csv``: the handshake, then each of ``phases`` (the spec's), one row
+    each, in order.
+
+    Times are simulated seconds from the phase's command until both peers were idle
+    again (``sim_time_s`` network-only, ``sim_time_cpu_s`` with each step's CPU added);
+    bytes and counts are those of the phase's own datagrams, retransmissions included. A
+    phase that could not run because an earlier one left no IKE SA gets a row with
+    ``ran`` false and empty measurements, so every repetition has every phase.
+    """
+    fates: Sequence[DatagramFate | None] = run.fates or [None] * len(run.trace.datagrams)
+    lost: dict[str, int] = {}
+    for d, fate in zip(run.trace.datagrams, fates, strict=True):
+        if fate is not None and fate.fate == "lost":
+            lost[d.phase] = lost.get(d.phase, 0) + 1
+    additional: dict[str, int] = {}
+    for m in run.trace.messages:
+        # RFC 9370: each additional key exchange is one IKE_INTERMEDIATE (handshake) or
+        # IKE_FOLLOWUP_KE (rekey) request.
+        if m.exchange in ("IKE_INTERMEDIATE", "IKE_FOLLOWUP_KE"):
+            if not m.is_response and not m.retransmission:
+                additional[m.phase] = additional.get(m.phase, 0) + 1
+    measured = {p.index: p for p in run.phases or []}
+    base = {
+        "experiment": experiment,
+        "cell": cell.id,
+        "proposal": cell.proposal.name,
+        "pair": cell.pair,
+        "profile": cell.profile.name,
+        "repetition": repetition,
+        "seed": seed,
+        **cell.profile.as_row(),
+        "ike_proposal": cell.proposal.ike,
+        "esp_proposal": cell.proposal.esp,
+    }
+    rows = []
+    for index, name in enumerate([HANDSHAKE_PHASE, *phases]):
+        p = measured.get(index)
+        if p is None and index == 0:
+            # A pair that measures no phases still has its handshake.
+            t = run.trace.totals(phase=HANDSHAKE_PHASE)
+            row = {
+                "phase": name,
+                "index": 0,
+                "ran": True,
+                "ok": run.established,
+                "failure": run.failure,
+                **{k: t[k] for k in _PHASE_COUNTS},
+                "start_s": 0.0,
+                "sim_time_s": _round(run.sim_time, 9),
+                "sim_time_cpu_s": _round(run.sim_time_cpu, 7),
+                "cpu_initiator_s": _round(run.cpu_initiator, 7),
+                "cpu_responder_s": _round(run.cpu_responder, 7),
+            }
+        elif p is None:
+            row = {
+                "phase": name,
+                "index": index,
+                "ran": False,
+                "ok": False,
+                "failure": "not run: no IKE SA was left after an earlier phase",
+                **dict.fromkeys(_PHASE_COUNTS),
+                "start_s": None,
+                "sim_time_s": None,
+                "sim_time_cpu_s": None,
+                "cpu_initiator_s": None,
+                "cpu_responder_s": None,
+            }
+        else:
+            row = {
+                "phase": p.name,
+                "index": p.index,
+                "ran": True,
+                "ok": p.ok,
+                "failure": p.failure,
+                **{k: p.totals[k] for k in _PHASE_COUNTS},
+                "start_s": _round(p.start, 9),
+                "sim_time_s": _round(p.duration, 9),
+                "sim_time_cpu_s": _round(p.duration_cpu, 7),
+                "cpu_initiator_s": _round(p.cpu_initiator, 7),
+                "cpu_responder_s": _round(p.cpu_responder, 7),
+            }
+        ran = row["ran"]
+        row["additional_exchanges"] = additional.get(name, 0) if ran else None
+        row["datagrams_lost"] = lost.get(name, 0) if ran else None
+        rows.append({**base, **row})
+    return rows
+
+
+_PHASE_COUNTS = (
+    "messages",
+    "datagrams",
+    "fragments",
+    "requests",
+    "round_trips",
+    "ike_bytes",
+    "udp_bytes",
+    "ip_bytes",
+    "retransmissions",
+)
 
 
 def payload_rows(cell: Cell, repetition: int, run: HandshakeRun) -> list[dict[str, Any]]:
@@ -344,10 +487,40 @@ def summarize(handshakes: pd.DataFrame) -> pd.DataFrame:
     ``established`` and ``success_rate`` say how many that is, ``retransmitted_share``
     how many of all the handshakes needed at least one retransmission.
     """
+    return _summary(
+        handshakes,
+        CONFIG_COLUMNS,
+        SUMMARY_METRICS,
+        ok="established",
+        counts=("handshakes", "established"),
+    )
+
+
+def summarize_phases(phases: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration, phase and metric of ``phases.csv``: n, mean with its
+    95 % interval, median, p5, p95, min and max over the phases that reached their goal
+    (``ok``); ``runs``, ``ok`` and ``success_rate`` say how many that is out of all the
+    repetitions, ``retransmitted_share`` how many needed a retransmission."""
+    return _summary(
+        phases,
+        (*CONFIG_COLUMNS, "phase", "index"),
+        PHASE_METRICS,
+        ok="ok",
+        counts=("runs", "ok"),
+    )
+
+
+def _summary(
+    frame: pd.DataFrame,
+    keys: Sequence[str],
+    metrics: Sequence[str],
+    *,
+    ok: str,
+    counts: tuple[str, str],
+) -> pd.DataFrame:
     columns = [
-        *CONFIG_COLUMNS,
-        "handshakes",
-        "established",
+        *keys,
+        *counts,
         "success_rate",
         "retransmitted_share",
         "metric",
@@ -361,32 +534,37 @@ def summarize(handshakes: pd.DataFrame) -> pd.DataFrame:
         "min",
         "max",
     ]
-    if handshakes.empty:
+    if frame.empty:
         return pd.DataFrame(columns=columns)
+    group_by = ["proposal", "pair", "profile", *(k for k in keys if k in ("phase", "index"))]
     rows = []
-    for _, group in handshakes.groupby(["proposal", "pair", "profile"], sort=False):
+    for _, group in frame.groupby(group_by, sort=False):
         first = group.iloc[0]
-        ok = group[group["established"].astype(bool)]
-        base = {c: first[c] for c in CONFIG_COLUMNS}
+        good = group[group[ok].astype(bool)]
+        base = {c: first[c] for c in keys}
         base.update(
-            handshakes=len(group),
-            established=len(ok),
-            success_rate=len(ok) / len(group),
-            retransmitted_share=float((group["retransmissions"] > 0).mean())
-            if "retransmissions" in group
-            else math.nan,
+            {
+                counts[0]: len(group),
+                counts[1]: len(good),
+                "success_rate": len(good) / len(group),
+                "retransmitted_share": float((group["retransmissions"] > 0).mean())
+                if "retransmissions" in group
+                else math.nan,
+            }
         )
-        for metric in SUMMARY_METRICS:
-            if metric not in ok:
+        for metric in metrics:
+            if metric not in good:
                 continue
-            stats = describe(ok[metric].tolist())
+            stats = describe(good[metric].tolist())
             rows.append({**base, "metric": metric, **stats})
     return pd.DataFrame(rows, columns=columns)
 
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
+    "HANDSHAKE_PHASE",
     "KEY_COLUMNS",
+    "PHASE_METRICS",
     "SUMMARY_METRICS",
     "bootstrap_interval",
     "datagram_rows",
@@ -395,6 +573,8 @@ __all__ = [
     "message_rows",
     "outside_noise",
     "payload_rows",
+    "phase_rows",
     "summarize",
+    "summarize_phases",
     "t_quantile",
 ]

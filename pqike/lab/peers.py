@@ -12,6 +12,11 @@ are missing says why through ``unavailable_reason()``; the runner refuses a spec
 needs it before running anything. A pair may also have ``close()``, which the runner
 calls when a run ends, for what it keeps between handshakes.
 
+A pair that can go on after the handshake (``HandshakeCase.phases``: rekeys and the
+like, on the same SA and link) says so with ``runs_phases = True`` and returns each
+phase's cost in ``HandshakeRun.phases``; the runner refuses a spec with phases for the
+others before running anything. Only ``memory`` can so far.
+
 To add a kind, write a class with ``name``, ``simulated``, ``unavailable_reason()`` and
 ``run(case)`` and pass ``pairs={**default_pairs(), "mine": Mine()}`` to the runner.
 This module is the base the concrete pairs build on, so it imports none of them: the
@@ -24,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ..handshake import INITIATOR_ADDRESS, RESPONDER_ADDRESS, make_config
-from ..ike.events import IkeSaEstablished
+from ..handshake import INITIATOR_ADDRESS, RESPONDER_ADDRESS, PhaseResult, make_config
+from ..ike.events import IkeSaEstablished, KeyExchangeCompleted
 from ..ike.sa import IkeSa
 from ..trace import Trace
 from .dissect import DissectedMessage, KeySchedule, dissect
@@ -50,6 +55,9 @@ class HandshakeCase:
     record_payloads: bool = False
     """Ask the pair for ``HandshakeRun.payloads``: every message split into its payloads
     (decrypted with the handshake's keys), when the pair can."""
+    phases: tuple[str, ...] = ()
+    """Phases to run after the handshake, in order (``pqike.handshake.PHASES`` names):
+    only for pairs with ``runs_phases``."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,10 @@ class HandshakeRun:
     datagram_columns: dict[str, list[Any]] | None = None
     """Extra columns of ``datagrams.csv``, each a list aligned with ``trace.datagrams``
     (the strongSwan pairs add the size each peer's own log reports for the datagram)."""
+    phases: list[PhaseResult] | None = None
+    """The handshake and each phase of ``HandshakeCase.phases`` that ran, with its own
+    cost, from pairs that run phases (``trace`` then labels every record's phase; the
+    other fields describe the handshake alone)."""
 
 
 @runtime_checkable
@@ -121,6 +133,7 @@ class MemoryPair:
 
     name = "memory"
     simulated = True
+    runs_phases = True
 
     def unavailable_reason(self) -> str | None:
         return None
@@ -165,15 +178,28 @@ class MemoryPair:
             seed=case.seed,
             ipv6=profile.ipv6,
             max_time=case.max_time,
+            then=case.phases,
         )
         est = next((e for e in run.initiator_events if isinstance(e, IkeSaEstablished)), None)
         payloads = None
         if case.record_payloads:
+            # The handshake's keys open the handshake's messages; after an IKE SA rekey
+            # other keys would be needed, so the payloads stay the handshake's.
             sent = [
-                (d.sender, raw) for d, raw in zip(run.trace.datagrams, run.datagrams, strict=True)
+                (d.sender, raw)
+                for d, raw in zip(run.trace.datagrams, run.datagrams, strict=True)
+                if d.phase == "handshake"
             ]
-            keys = KeySchedule.from_events(run.initiator_events, sent)
+            handshake_events = [
+                e
+                for e in run.initiator_events
+                if not (isinstance(e, KeyExchangeCompleted) and e.purpose is not None)
+            ]
+            keys = KeySchedule.from_events(handshake_events, sent)
             payloads = payload_records(run.trace, dissect(sent, keys))
+        # With phases after it, the handshake's own CPU and end are its phase's: the
+        # handshakes table describes the handshake alone.
+        handshake = run.phases[0]
         return HandshakeRun(
             established=run.established,
             failure=run.failure,
@@ -181,14 +207,15 @@ class MemoryPair:
             trace=run.trace,
             simulated=True,
             wall=run.wall,
-            end_time=run.end_time,
+            end_time=handshake.start + handshake.duration,
             sim_time=run.established_at,
             sim_time_cpu=run.established_at_cpu,
-            cpu_initiator=run.cpu_initiator,
-            cpu_responder=run.cpu_responder,
+            cpu_initiator=handshake.cpu_initiator,
+            cpu_responder=handshake.cpu_responder,
             fates=run.fates,
             message_cpu_times=run.message_cpu_times,
             payloads=payloads,
+            phases=run.phases if case.phases else None,
         )
 
 

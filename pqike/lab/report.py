@@ -16,6 +16,12 @@ a finding only when the 95 % bootstrap interval of the difference of their means
 (``pqike.lab.metrics.bootstrap_interval``) excludes zero; otherwise the report says it is
 within the noise.
 
+When the spec has ``phases`` (rekeys after each handshake), ``phases.csv`` gives the
+section *What post-quantum costs over an SA's life*: the handshake, one Child SA rekey
+and one IKE SA rekey per proposal and profile, their cost per hour at strongSwan's
+default rekey times, the overhead against the baseline with its interval, and the plot
+``lifetime_costs.png``; ``phase_summary.csv`` is rewritten with ``summary.csv``.
+
 What the report calls *time to established* is ``time_to_established_s``: for
 simulated pairs the virtual time until both peers are established with each step's
 measured CPU added, for real peers the wall time. *Network-only* time is
@@ -48,7 +54,15 @@ from .compare import (
     payload_findings,
     payload_section,
 )
-from .metrics import BOOTSTRAP_RESAMPLES, bootstrap_interval, describe, outside_noise, summarize
+from .metrics import (
+    BOOTSTRAP_RESAMPLES,
+    HANDSHAKE_PHASE,
+    bootstrap_interval,
+    describe,
+    outside_noise,
+    summarize,
+    summarize_phases,
+)
 
 PLOTS = {
     "bytes": "bytes_per_exchange.png",
@@ -56,6 +70,7 @@ PLOTS = {
     "cdf": "latency_cdf.png",
     "overhead": "overhead_vs_baseline.png",
     "pairs": "pairs_compared.png",
+    "lifetime": "lifetime_costs.png",
 }
 """The PNG files ``build_report`` draws (a plot without data is left out)."""
 
@@ -76,6 +91,13 @@ _LOG_SPAN = 10.0
 # coincide still look different.
 _STYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+CHILD_REKEY_TIME_S = 3600.0
+"""strongSwan's default ``children.<child>.rekey_time`` (1 h): Child SA rekeys per hour."""
+IKE_REKEY_TIME_S = 14400.0
+"""strongSwan's default IKE ``rekey_time`` (4 h); the handshake is amortised over it too."""
+# What the per-hour figures add up, per repetition: the same run's phases.
+_HOURLY = ("ip_bytes", "datagrams", "cpu_initiator_s", "cpu_responder_s")
 
 
 @dataclass
@@ -109,6 +131,10 @@ class _Data:
     diff_reference: str | None
     agreement: pd.DataFrame
     """Captured datagram sizes against the peers' own logs."""
+    phases: pd.DataFrame
+    """``phases.csv`` of ``pair`` (empty when the spec has no phases)."""
+    phase_msgs: pd.DataFrame
+    """The messages of ``pair`` sent after the handshake, in the phases."""
 
 
 # --- entry point --------------------------------------------------------------------
@@ -123,6 +149,9 @@ def build_report(out: str | Path) -> Path:
     out = Path(out)
     data = _load(out)
     summarize(data.hs_all).to_csv(out / "summary.csv", index=False)
+    phases_all = _read_csv(out / "phases.csv")
+    if not phases_all.empty:
+        summarize_phases(phases_all).to_csv(out / "phase_summary.csv", index=False)
     drawn: dict[str, str | None] = {}
     for key, draw in (
         ("bytes", _plot_bytes),
@@ -130,6 +159,7 @@ def build_report(out: str | Path) -> Path:
         ("cdf", _plot_cdf),
         ("overhead", _plot_overhead),
         ("pairs", _plot_pairs),
+        ("lifetime", _plot_lifetime),
     ):
         path = out / PLOTS[key]
         ok = draw(data, path)
@@ -161,7 +191,10 @@ def _load(out: Path) -> _Data:
     if hs_all.empty:
         raise ValueError(f"{out / 'handshakes.csv'} has no handshakes")
     hs_all["established"] = hs_all["established"].astype(bool)
-    msgs_all = _read_csv(out / "messages.csv")
+    # The sections about the handshake read its messages alone; rekeys after it (when
+    # the spec has phases) are in their own section, from phases.csv.
+    every_message = _read_csv(out / "messages.csv")
+    msgs_all = _handshake_only(every_message)
     meta = _read_json(out / "run.json")
     env = _read_json(out / "environment.json")
     pairs = list(dict.fromkeys(hs_all["pair"]))
@@ -184,8 +217,17 @@ def _load(out: Path) -> _Data:
     if highlight not in proposals:
         highlight = next((p for p in proposals if p != baseline), None)
     ref, reason = _reference(profiles.loc[names])
-    datagrams = _read_csv(out / "datagrams.csv")
+    datagrams = _handshake_only(_read_csv(out / "datagrams.csv"))
     payloads = _read_csv(out / "payloads.csv")
+    phases = _read_csv(out / "phases.csv")
+    phase_msgs = every_message.iloc[0:0]
+    if not phases.empty:
+        phases = phases[phases["pair"] == pair].copy()
+        phases["ok"] = phases["ok"].astype(bool)
+        if "phase" in every_message:
+            phase_msgs = every_message[
+                (every_message["pair"] == pair) & (every_message["phase"] != HANDSHAKE_PHASE)
+            ]
     present = set(payloads["pair"]) if not payloads.empty else set()
     diff_reference = next((p for p in ("memory", "udp") if p in present), None)
     diffs = (
@@ -215,7 +257,16 @@ def _load(out: Path) -> _Data:
         diffs,
         diff_reference,
         log_agreement(datagrams),
+        phases,
+        phase_msgs,
     )
+
+
+def _handshake_only(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the handshake phase (all rows of tables without a ``phase`` column)."""
+    if table.empty or "phase" not in table:
+        return table
+    return table[table["phase"] == HANDSHAKE_PHASE].reset_index(drop=True)
 
 
 def _clean(profiles: pd.DataFrame) -> pd.DataFrame:
@@ -985,6 +1036,367 @@ def _plot_pairs(data: _Data, path: Path) -> bool:
     return True
 
 
+# --- an SA's life (phases.csv) -------------------------------------------------------
+
+
+def _phase_order(data: _Data) -> list[str]:
+    """The phases of the run, handshake first, in the spec's order."""
+    ph = data.phases
+    if ph.empty:
+        return []
+    return [str(n) for n in ph.sort_values("index", kind="stable")["phase"].drop_duplicates()]
+
+
+_PHASE_LABELS = {
+    HANDSHAKE_PHASE: "handshake",
+    "child": "Child SA rekey",
+    "ike": "IKE SA rekey",
+    "new-child": "new Child SA",
+    "liveness": "liveness check",
+    "delete-child": "Child SA delete",
+    "delete": "IKE SA delete",
+}
+
+
+def _phase_label(name: str) -> str:
+    """``Child SA rekey`` for ``child``; ``(responder)`` when the responder starts it."""
+    side, _, what = name.rpartition(":")
+    label = _PHASE_LABELS.get(what, what)
+    return f"{label} ({side})" if side else label
+
+
+def _phase_of(names: Sequence[str], what: str) -> str | None:
+    """The first phase that is a ``what`` (``child``, ``ike``), whoever started it."""
+    return next((n for n in names if n.rpartition(":")[2] == what), None)
+
+
+def _per_hour(data: _Data) -> pd.DataFrame:
+    """Per repetition whose handshake, Child SA rekey and IKE SA rekey all reached their
+    goal: the cost per hour at strongSwan's default rekey times, from that one run.
+
+    ``<metric>`` is one Child SA rekey + a quarter of an IKE SA rekey + a quarter of the
+    handshake (amortised over one IKE SA lifetime); ``<metric>_steady`` leaves the
+    handshake out. Composing each repetition's own phases keeps the spread between runs
+    for the intervals.
+    """
+    names = _phase_order(data)
+    child, ike = _phase_of(names, "child"), _phase_of(names, "ike")
+    if child is None or ike is None:
+        return pd.DataFrame()
+    ph = data.phases[data.phases["phase"].isin([HANDSHAKE_PHASE, child, ike])]
+    keys = ["proposal", "profile", "repetition"]
+    wide = ph.set_index([*keys, "phase"])[["ok", *_HOURLY]].unstack("phase")
+    complete = wide["ok"].reindex(columns=[HANDSHAKE_PHASE, child, ike]).fillna(False)
+    wide = wide[complete.astype(bool).all(axis=1)]
+    if wide.empty:
+        return pd.DataFrame()
+    child_rate = 3600.0 / CHILD_REKEY_TIME_S
+    ike_rate = 3600.0 / IKE_REKEY_TIME_S
+    out = pd.DataFrame(index=wide.index)
+    for metric in _HOURLY:
+        steady = wide[(metric, child)] * child_rate + wide[(metric, ike)] * ike_rate
+        out[f"{metric}_steady"] = steady
+        out[metric] = steady + wide[(metric, HANDSHAKE_PHASE)] * ike_rate
+    return out.reset_index()
+
+
+def _phase_stats(data: _Data, proposal: str, profile: str, phase: str, metric: str) -> dict:
+    at = _at(data.phases, proposal, profile)
+    at = at[(at["phase"] == phase) & at["ok"]]
+    return describe(at[metric].tolist() if metric in at else [])
+
+
+def _cpu_both(frame: pd.DataFrame) -> list[float]:
+    return (frame["cpu_initiator_s"] + frame["cpu_responder_s"]).tolist()
+
+
+def _unanswered_deletes(data: _Data) -> pd.DataFrame:
+    """IKE SA rekeys that ended on an unanswered retransmission of the old IKE SA's
+    Delete: its response was lost, and the peer, which deleted that SA on the first
+    request, answers no retransmission, so the sender retries until it gives up."""
+    m = data.phase_msgs
+    if m.empty:
+        return pd.DataFrame()
+    ike = [n for n in _phase_order(data) if n.rpartition(":")[2] == "ike"]
+    m = m[m["phase"].isin(ike)]
+    keys = ["proposal", "profile", "repetition", "phase"]
+    last = m.sort_values("index").groupby(keys, sort=False).tail(1)
+    hit = last[
+        (last["exchange"] == "INFORMATIONAL")
+        & ~last["is_response"].astype(bool)
+        & last["retransmission"].astype(bool)
+    ]
+    return data.phases.merge(hit[keys], on=keys)
+
+
+def _plot_lifetime(data: _Data, path: Path) -> bool:
+    """IP bytes and CPU (both peers) of the handshake, each phase and one hour at
+    strongSwan's default rekey times, per proposal at the reference profile: bars are
+    means, whiskers their 95 % interval; log axes when the values span decades."""
+    names = _phase_order(data)
+    if len(names) < 2:
+        return False
+    hourly = _per_hour(data)
+    groups = [*names, "per hour"] if not hourly.empty else names
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    width = 0.8 / max(1, len(data.proposals))
+    for ax, (label, scale) in zip(
+        axes, (("IP bytes, both directions", 1.0), ("CPU, both peers (ms)", 1000.0)), strict=True
+    ):
+        everything: list[float] = []
+        for k, p in enumerate(data.proposals):
+            means, err = [], [[], []]
+            for g in groups:
+                if g == "per hour":
+                    at = _at(hourly, p, data.ref)
+                    values = (
+                        at["ip_bytes"].tolist()
+                        if scale == 1.0
+                        else (at["cpu_initiator_s"] + at["cpu_responder_s"]).tolist()
+                    )
+                else:
+                    at = _at(data.phases, p, data.ref)
+                    at = at[(at["phase"] == g) & at["ok"]]
+                    values = at["ip_bytes"].tolist() if scale == 1.0 else _cpu_both(at)
+                d = describe(values)
+                mean = d["mean"] * scale
+                means.append(mean)
+                low = d["ci95_low"] if not math.isnan(d["ci95_low"]) else d["mean"]
+                high = d["ci95_high"] if not math.isnan(d["ci95_high"]) else d["mean"]
+                err[0].append(max(0.0, d["mean"] - low) * scale if d["n"] else 0.0)
+                err[1].append(max(0.0, high - d["mean"]) * scale if d["n"] else 0.0)
+                everything.append(mean)
+            xs = [i + (k - (len(data.proposals) - 1) / 2) * width for i in range(len(groups))]
+            ax.bar(xs, means, width=width, label=p, yerr=err, capsize=3)
+        ax.set_xticks(
+            range(len(groups)), [g if g == "per hour" else _phase_label(g) for g in groups]
+        )
+        _rotate(ax)
+        if _log_axis(everything):
+            ax.set_yscale("log")
+            label += " (log scale)"
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3, which="both")
+        if len(groups) > len(names):
+            ax.axvline(len(names) - 0.5, color="grey", linewidth=0.8, linestyle=":")
+    axes[0].set_title("Bytes of each part of an SA's life", fontsize=9)
+    axes[1].set_title("CPU of each part of an SA's life (this machine)", fontsize=9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8)
+    fig.suptitle(
+        f"At `{data.ref}` ({_profile_text(data.profiles, data.ref)}); per hour: one Child SA "
+        "rekey + 1/4 IKE SA rekey + 1/4 handshake; bars: mean, whiskers: 95 % CI",
+        fontsize=8,
+    )
+    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _lifetime_section(data: _Data, plots: dict[str, str | None]) -> list[str]:
+    """What post-quantum costs over an SA's life: only for runs with phases."""
+    names = _phase_order(data)
+    if len(names) < 2:
+        return []
+    lines = [
+        "## What post-quantum costs over an SA's life",
+        "",
+        "From `phases.csv`: after every handshake the same two peers ran "
+        + ", then ".join(f"`{n}`" for n in names[1:])
+        + " over the same link. Each phase is measured from its command until both peers "
+        "are idle again, with every datagram it sent (retransmissions included); times add "
+        "the CPU of every step, as *time to established* does.",
+        "",
+    ]
+    if plots.get("lifetime"):
+        lines += [f"![Bytes and CPU over an SA's life]({plots['lifetime']})", ""]
+    rows = []
+    for prof in data.names:
+        for p in data.proposals:
+            for n in names:
+                at = _at(data.phases, p, prof)
+                at = at[at["phase"] == n]
+                ok = at[at["ok"]]
+                if at.empty:
+                    continue
+                t = describe(ok["sim_time_cpu_s"].tolist())
+                rows.append(
+                    [
+                        f"`{prof}`",
+                        p,
+                        _phase_label(n),
+                        _share(len(ok), len(at)),
+                        _interval(describe(ok["ip_bytes"].tolist()), _bytes),
+                        _fixed(float(ok["datagrams"].mean())) if len(ok) else "n/a",
+                        _num(_median(ok, "round_trips")),
+                        f"{_interval(t)} (median {_time(t['median'])}, p95 {_time(t['p95'])})",
+                        _time(float(ok["cpu_initiator_s"].mean())) if len(ok) else "n/a",
+                        _time(float(ok["cpu_responder_s"].mean())) if len(ok) else "n/a",
+                        _share(int((at["retransmissions"] > 0).sum()), len(at)),
+                    ]
+                )
+    lines += [
+        "Each part of the SA's life, per proposal and profile: means with their 95 % "
+        "interval in brackets over the phases that reached their goal, round trips as the "
+        "median.",
+        "",
+        _table(
+            [
+                "profile",
+                "proposal",
+                "phase",
+                "ok",
+                "IP bytes",
+                "datagrams",
+                "round trips",
+                "time until both idle",
+                "CPU initiator",
+                "CPU responder",
+                "with a retransmission",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    tail = _unanswered_deletes(data)
+    if not tail.empty:
+        ike = data.phases[data.phases["phase"].isin(set(tail["phase"]))]
+        lines += [
+            f"In {_share(len(tail), len(ike))} IKE SA rekeys (all proposals and profiles) "
+            "the response to the Delete of the old IKE SA was lost. The peer had deleted "
+            "that SA on the first request and answers no retransmission, so the sender "
+            "retransmitted the Delete until it gave up, and the phase took "
+            f"{_time(float(tail['sim_time_s'].median()))} (median) until both were idle; "
+            "the new IKE SA was already established on both sides. These few runs make "
+            "the long tail and the wide intervals of the IKE SA rekey's time; its median "
+            "and p95 tell the common case.",
+            "",
+        ]
+    hourly = _per_hour(data)
+    if hourly.empty:
+        lines += [
+            "No cost per hour: it needs a `child` and an `ike` phase that reached their goal "
+            "after a handshake that did.",
+            "",
+        ]
+        return lines
+    lines += [
+        "### Per hour at strongSwan's default rekey times",
+        "",
+        f"strongSwan rekeys a Child SA after `rekey_time` = {_num(CHILD_REKEY_TIME_S / 3600)} h "
+        f"and the IKE SA after `rekey_time` = {_num(IKE_REKEY_TIME_S / 3600)} h, so an hour "
+        "costs one Child SA rekey and a quarter of an IKE SA rekey (*steady*). The *per "
+        "hour* columns also add a quarter of the handshake: **we assume the connection is "
+        "set up anew once per IKE SA lifetime (4 h)**. That is an upper bound: with "
+        "strongSwan's default `reauth_time = 0` a connection is set up once and then only "
+        "rekeyed, so over a long-lived connection the cost per hour tends to the steady "
+        "figure. One Child SA per IKE SA; strongSwan rekeys up to `rand_time` early (10 % "
+        "of the lifetime by default), so real rekeys come up to about 11 % more often. Each "
+        "repetition's own phases are added up, so the intervals (95 %, Student t) carry the "
+        "spread between runs, retransmissions included.",
+        "",
+    ]
+    rows = []
+    for prof in data.names:
+        for p in data.proposals:
+            at = _at(hourly, p, prof)
+            if at.empty:
+                continue
+            rows.append(
+                [
+                    f"`{prof}`",
+                    p,
+                    str(len(at)),
+                    _interval(describe(at["ip_bytes"].tolist()), _bytes),
+                    _interval(describe(at["ip_bytes_steady"].tolist()), _bytes),
+                    _fixed(float(at["datagrams"].mean())),
+                    _interval(describe(at["cpu_initiator_s"].tolist())),
+                    _interval(describe(at["cpu_responder_s"].tolist())),
+                ]
+            )
+    lines += [
+        _table(
+            [
+                "profile",
+                "proposal",
+                "runs",
+                "IP bytes per hour",
+                "steady (no handshake)",
+                "datagrams per hour",
+                "CPU initiator per hour",
+                "CPU responder per hour",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    others = [p for p in data.proposals if p != data.baseline]
+    rows = []
+    for prof in data.names:
+        base = _at(hourly, data.baseline, prof)
+        for p in others:
+            at = _at(hourly, p, prof)
+            if at.empty or base.empty:
+                continue
+            counts = (len(at), len(base))
+            ratio = bootstrap_interval(
+                at["ip_bytes"].tolist(), base["ip_bytes"].tolist(), ratio=True
+            )
+            diff = bootstrap_interval(at["ip_bytes"].tolist(), base["ip_bytes"].tolist())
+            cpu = bootstrap_interval(_cpu_both(at), _cpu_both(base), ratio=True)
+            rows.append(
+                [
+                    f"`{prof}`",
+                    p,
+                    f"{_signed_bytes(diff[0])} [{_signed_bytes(diff[1])}, "
+                    f"{_signed_bytes(diff[2])}]",
+                    _ratio_text(ratio),
+                    _verdict(ratio, counts, ratio=True),
+                    _ratio_text(cpu),
+                    _verdict(cpu, counts, ratio=True),
+                ]
+            )
+    if rows:
+        lines += [
+            f"Overhead per hour (with the handshake) against {data.baseline}, with the 95 % "
+            "bootstrap interval of the difference and of the ratio of the means:",
+            "",
+            _table(
+                [
+                    "profile",
+                    "proposal",
+                    "IP bytes per hour",
+                    "relative",
+                    "bytes: difference",
+                    "CPU (both peers) relative",
+                    "CPU: difference",
+                ],
+                rows,
+            ),
+            "",
+        ]
+        h = data.highlight
+        base, hi = _at(hourly, data.baseline, data.ref), _at(hourly, h, data.ref)
+        if h is not None and not base.empty and not hi.empty:
+            hb, bb = float(hi["ip_bytes"].mean()), float(base["ip_bytes"].mean())
+            lines += [
+                f"In short, at `{data.ref}`: {h} costs {_bytes(hb)} IP bytes per hour against "
+                f"{_bytes(bb)} for {data.baseline} ({_bytes(hb * 24)} against "
+                f"{_bytes(bb * 24)} a day), of which the handshake's quarter is "
+                f"{_bytes(hb - float(hi['ip_bytes_steady'].mean()))} against "
+                f"{_bytes(bb - float(base['ip_bytes_steady'].mean()))}.",
+                "",
+            ]
+    return lines
+
+
+def _signed_bytes(n: float) -> str:
+    if math.isnan(n):
+        return "n/a"
+    return ("+" if n >= 0 else "-") + _bytes(abs(n))
+
+
 # --- the report ----------------------------------------------------------------------
 
 
@@ -1077,6 +1489,7 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
     lines += _loss_section(data)
     lines += _latency_section(data, plots)
     lines += _overhead_section(data, plots)
+    lines += _lifetime_section(data, plots)
     if hs["pair"].nunique() > 1:
         lines += _pairs_section(data)
         if plots.get("pairs"):
@@ -1114,11 +1527,21 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
         "- Every handshake of a profile and repetition uses the same link seed whatever the "
         "proposal, so proposals are compared on the same random draws.",
     ]
+    if not data.phases.empty:
+        lines.append(
+            "- Phases (`phases.csv`): after each handshake the spec's phases run one after "
+            "the other on the same two peers and link (`pqike.lab.link.simulate_handshake"
+            "(then=...)`), each started by its command (e.g. `IkeSa.rekey_child`) as soon as "
+            "both peers were idle, and measured until both are idle again: its own "
+            "datagrams (retransmissions included), round trips, simulated time (with the "
+            "CPU of every step added) and CPU per side. A phase is *ok* when it reached its "
+            "goal on both sides (a new Child SA, a rekeyed IKE SA, ...)."
+        )
     if any("strongswan" in str(p) for p in hs["pair"].unique()):
         lines.append(
             "- strongSwan pairs (`pqike-strongswan`, `strongswan-pqike`, `strongswan`): "
             "charon 6.0.1 and pqike on ports 500/4500 in two network namespaces "
-            "(`interop/lab.py`); the profile is applied on the IP path by "
+            "(`pqike/interop/lab.py`); the profile is applied on the IP path by "
             "`pqike.lab.tun_relay`, which also logs every datagram (no NAT between the "
             "peers). Time to established runs from the first IKE_SA_INIT datagram leaving "
             "the initiator to the last IKE_AUTH response datagram reaching it; CPU is "

@@ -10,7 +10,9 @@
     messages.csv
     datagrams.csv
     payloads.csv       with ``record_payloads``: every part of every message
+    phases.csv         with ``phases``: one row per handshake and phase of the SA's life
     summary.csv        per configuration and metric (see ``pqike.lab.metrics``)
+    phase_summary.csv  with ``phases``: per configuration, phase and metric
     environment.json   package versions, machine, seed, spec hash
     report.md, *.png   from ``pqike.lab.report.build_report``
 
@@ -48,12 +50,20 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ConfigurationError
-from .metrics import datagram_rows, handshake_row, message_rows, payload_rows, summarize
+from .metrics import (
+    datagram_rows,
+    handshake_row,
+    message_rows,
+    payload_rows,
+    phase_rows,
+    summarize,
+    summarize_phases,
+)
 from .peers import HandshakeCase, PeerPair
 from .registry import default_pairs
 from .spec import Cell, ExperimentSpec, load_spec
 
-TABLES = ("handshakes", "messages", "datagrams", "payloads")
+TABLES = ("handshakes", "messages", "datagrams", "payloads", "phases")
 
 
 @dataclass(frozen=True)
@@ -74,13 +84,15 @@ class Progress:
 
 @dataclass
 class CellResult:
-    """The tables of one cell (``payloads`` is empty unless the spec records them)."""
+    """The tables of one cell (``payloads`` is empty unless the spec records them,
+    ``phases`` unless it has phases)."""
 
     cell: Cell
     handshakes: pd.DataFrame
     messages: pd.DataFrame
     datagrams: pd.DataFrame
     payloads: pd.DataFrame = field(default_factory=pd.DataFrame)
+    phases: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -100,6 +112,10 @@ class ExperimentResult:
     report: Path | None = None
     payloads: pd.DataFrame = field(default_factory=pd.DataFrame)
     """``payloads.csv`` (empty unless the spec sets ``record_payloads``)."""
+    phases: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """``phases.csv`` (empty unless the spec has ``phases``)."""
+    phase_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """``phase_summary.csv`` (empty unless the spec has ``phases``)."""
 
 
 def handshake_seed(seed: int, profile: str, repetition: int) -> int:
@@ -115,13 +131,24 @@ def handshake_seed(seed: int, profile: str, repetition: int) -> int:
 
 
 def check_pairs(spec: ExperimentSpec, pairs: Mapping[str, PeerPair]) -> None:
-    """Raise ``ConfigurationError`` (field ``experiment.pairs``) if a pair cannot run here."""
+    """Raise ``ConfigurationError`` (field ``experiment.pairs``) if a pair cannot run here,
+    or (field ``experiment.phases``) if the spec has phases a pair cannot run."""
     for i, name in enumerate(spec.pairs):
         pair = pairs.get(name)
         if pair is None:
             raise ConfigurationError(
                 f"{spec.source}: experiment.pairs[{i}]: no implementation of peer pair {name!r}",
                 field=f"experiment.pairs[{i}]",
+            )
+        # Before availability: a pair that cannot run phases cannot run this spec on
+        # any machine, which is the more useful thing to hear.
+        if spec.phases and not getattr(pair, "runs_phases", False):
+            able = [n for n, p in pairs.items() if getattr(p, "runs_phases", False)]
+            raise ConfigurationError(
+                f"{spec.source}: experiment.phases: peer pair {name!r} runs the handshake "
+                "only, not phases after it, so list only pairs that can "
+                f"({', '.join(able) or 'none here'}) in experiment.pairs or drop the phases",
+                field="experiment.phases",
             )
         reason = pair.unavailable_reason()
         if reason is not None:
@@ -158,13 +185,14 @@ def run_cell(
             retransmit_tries=spec.retransmit_tries,
             max_time=spec.max_time_s,
             record_payloads=spec.record_payloads,
+            phases=spec.phases,
         )
 
     if pair.simulated:
         # One unrecorded handshake first: the first one in a process pays one-time costs
         # (imports, OpenSSL and cipher set-up) that would inflate its CPU columns.
         pair.run(case(0))
-    hs, msgs, dgrams, parts = [], [], [], []
+    hs, msgs, dgrams, parts, phases = [], [], [], [], []
     for rep in range(reps):
         this = case(rep)
         run = pair.run(this)
@@ -174,10 +202,17 @@ def run_cell(
             dgrams.extend(datagram_rows(cell, rep, run))
         if spec.record_payloads:
             parts.extend(payload_rows(cell, rep, run))
+        if spec.phases:
+            phases.extend(phase_rows(spec.name, cell, rep, this.seed, run, spec.phases))
         if on_handshake is not None:
             on_handshake(rep)
     return CellResult(
-        cell, pd.DataFrame(hs), pd.DataFrame(msgs), pd.DataFrame(dgrams), pd.DataFrame(parts)
+        cell,
+        pd.DataFrame(hs),
+        pd.DataFrame(msgs),
+        pd.DataFrame(dgrams),
+        pd.DataFrame(parts),
+        pd.DataFrame(phases),
     )
 
 
@@ -256,7 +291,9 @@ def run_experiment(
         tables = {n: _read_cells(outdir, cells, n) for n in names}
     tables.setdefault("datagrams", pd.DataFrame())
     tables.setdefault("payloads", pd.DataFrame())
+    tables.setdefault("phases", pd.DataFrame())
     summary = summarize(tables["handshakes"])
+    phase_summary = summarize_phases(tables["phases"]) if spec.phases else pd.DataFrame()
     result = ExperimentResult(
         spec,
         outdir,
@@ -268,12 +305,16 @@ def run_experiment(
         skipped,
         discarded,
         payloads=tables["payloads"],
+        phases=tables["phases"],
+        phase_summary=phase_summary,
     )
     if outdir is not None:
         if not complete:
             for n in names:
                 tables[n].to_csv(outdir / f"{n}.csv", index=False)
             summary.to_csv(outdir / "summary.csv", index=False)
+            if spec.phases:
+                phase_summary.to_csv(outdir / "phase_summary.csv", index=False)
             (outdir / "environment.json").write_text(
                 json.dumps(environment(spec), indent=2) + "\n", "utf-8"
             )
@@ -293,6 +334,8 @@ def _tables(spec: ExperimentSpec) -> tuple[str, ...]:
         names += ("datagrams",)
     if spec.record_payloads:
         names += ("payloads",)
+    if spec.phases:
+        names += ("phases",)
     return names
 
 
@@ -305,7 +348,9 @@ _OUTPUTS = (
     "messages.csv",
     "datagrams.csv",
     "payloads.csv",
+    "phases.csv",
     "summary.csv",
+    "phase_summary.csv",
     "environment.json",
     "report.md",
     "bytes_per_exchange.png",
@@ -313,6 +358,7 @@ _OUTPUTS = (
     "latency_cdf.png",
     "overhead_vs_baseline.png",
     "pairs_compared.png",
+    "lifetime_costs.png",
 )
 # What a run leaves in its directory: anything else there means it is not ours.
 _OWN = frozenset({*_OUTPUTS, "run.json", "spec.toml", "cells", ".run.json.tmp"})
@@ -411,7 +457,9 @@ def _write_journal(
         "retransmit_timeout_s": spec.retransmit_timeout_s,
         "retransmit_tries": spec.retransmit_tries,
         "pairs": list(spec.pairs),
+        "phases": list(spec.phases),
         "proposals": {p.name: p.ike for p in spec.proposals},
+        "esp": {p.name: p.esp for p in spec.proposals},
         "profiles": [
             {
                 "name": p.name,

@@ -39,6 +39,7 @@ from typing import Any, NoReturn
 from ..constants import ADDKE_TYPES, ProtocolId, TransformType
 from ..crypto.kex import DEFAULT_REGISTRY, KeyExchangeRegistry
 from ..errors import ConfigurationError
+from ..handshake import PHASES, parse_phase
 from ..proposal import parse_proposals
 from .link import LinkProfile
 
@@ -68,6 +69,7 @@ _EXPERIMENT_KEYS = (
     "retransmit_tries",
     "record_datagrams",
     "record_payloads",
+    "phases",
 )
 _PROPOSAL_KEYS = ("ike", "esp", "responder", "description")
 _PROFILE_KEYS = (
@@ -187,6 +189,10 @@ class ExperimentSpec:
     record_payloads: bool = False
     """Write ``payloads.csv``: every message split into its payloads (decrypted with the
     handshake's keys) by the pairs that can; the report then compares the pairs' payloads."""
+    phases: tuple[str, ...] = ()
+    """What each handshake is followed by, in order, on the same SA and link: ``child``
+    (a Child SA rekey, with the proposal's ``esp`` KE/ADDKE), ``ike`` (an IKE SA rekey),
+    ... (``pqike.handshake.PHASES``); each phase gets its own row in ``phases.csv``."""
     repeat: int | None = None
     """Repetitions forced on every cell (``--repeat``), overriding the spec's counts."""
     source: str = "<spec>"
@@ -275,6 +281,7 @@ def parse_spec(
     rt_tries = v.integer(exp.get("retransmit_tries", 5), "experiment.retransmit_tries", 0, 100)
     record_datagrams = v.boolean(exp.get("record_datagrams", True), "experiment.record_datagrams")
     record_payloads = v.boolean(exp.get("record_payloads", False), "experiment.record_payloads")
+    phases = v.phases(exp.get("phases", []), "experiment.phases")
 
     proposals = v.proposals(data.get("proposals"), esp)
     profiles = v.profiles(data.get("profiles"))
@@ -309,6 +316,7 @@ def parse_spec(
         retransmit_tries=rt_tries,
         record_datagrams=record_datagrams,
         record_payloads=record_payloads,
+        phases=phases,
         source=source,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         text=text,
@@ -394,6 +402,33 @@ class _Validator:
                 )
             if item in out:
                 self.fail(f"{field}[{i}]", f"peer pair {item!r} is listed twice")
+            out.append(item)
+        return tuple(out)
+
+    def phases(self, value: Any, field: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            self.fail(
+                field, f'must be a list of phases such as ["child", "ike"], got {_show(value)}'
+            )
+        out: list[str] = []
+        for i, item in enumerate(value):
+            where = f"{field}[{i}]"
+            if not isinstance(item, str):
+                self.fail(where, f"must be a phase name, got {_show(item)}")
+            try:
+                parse_phase(item)
+            except ValueError:
+                self.fail(
+                    where,
+                    f"unknown phase {item!r} (expected one of {', '.join(PHASES)}, "
+                    "optionally prefixed 'responder:')",
+                )
+            if item.rpartition(":")[2] == "delete" and i != len(value) - 1:
+                self.fail(
+                    where,
+                    f"{item!r} deletes the IKE SA, so nothing can follow it: make it the "
+                    "last phase",
+                )
             out.append(item)
         return tuple(out)
 

@@ -259,3 +259,25 @@ def test_reference_logs_hold_the_keys_that_protect_the_reference_datagrams():
     idr_length = struct.unpack_from("!H", idr, 2)[0]
     assert idr[4] == 2  # ID_FQDN
     assert idr[8:idr_length] == b"right.pqike.test"
+
+
+def test_certificate_auth_needs_libipsec_and_names_the_files():
+    """load-tester brings an RSA key and on-demand certificates of its own, which charon
+    would sign with; pubkey auth is refused with it."""
+    from pqike.interop.lab import LabError, StrongSwanConfig, render_swanctl_conf
+
+    files = dict(auth="pubkey", cert="/x/ee.pem", key="/x/ee.key", cacert="/x/ca.pem")
+    with pytest.raises(LabError, match="libipsec"):
+        render_swanctl_conf(StrongSwanConfig(**files))
+    text = render_swanctl_conf(
+        StrongSwanConfig(
+            **files,
+            kernel="libipsec",
+            intermediates=("/x/i1.pem",),
+            send_cert="always",
+            peer_cert="/x/peer.pem",
+        )
+    )
+    assert "certs = /x/ee.pem" in text and "cacerts = /x/ca.pem" in text
+    assert "certs = /x/peer.pem" in text and "send_cert = always" in text
+    assert "cacert = /x/i1.pem" in text and "/x/ee.key" not in text

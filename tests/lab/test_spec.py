@@ -83,6 +83,7 @@ def test_the_shipped_specs_validate():
         "hybrid-vs-classical.toml",
         "kem-zoo.toml",
         "lossy-links.toml",
+        "sa-lifetime.toml",
         "strongswan-peers.toml",
         "udp-loopback.toml",
     ]

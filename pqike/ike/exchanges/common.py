@@ -80,3 +80,24 @@ def joined_ke(payloads: Iterable[Payload]) -> KePayload | None:
     ):
         raise InvalidSyntax("several KE payloads that are not one split key exchange value")
     return KePayload(kes[0].method, b"".join(k.data for k in kes))
+
+
+_ML_KEM = (35, 36, 37)
+"""ML-KEM-512/768/1024 (IANA Transform Type 4 IDs 35-37)."""
+
+
+def impaired_ke(
+    impairments: frozenset[str], method: int, data: bytes, *, request: bool
+) -> tuple[int, bytes]:
+    """The (method, data) of an additional key exchange's KE payload as an impaired
+    peer sends it (``pqike.ike.impair``); unchanged without impairments."""
+    if not impairments:
+        return method, data
+    if request and "bad-mlkem-key" in impairments and method in _ML_KEM and len(data) > 2:
+        # FIPS 203 7.2: ByteEncode12 of the first coefficient is 4095, not below q = 3329.
+        data = b"\xff" + bytes([data[1] | 0x0F]) + data[2:]
+    if not request and "short-ciphertext" in impairments and data:
+        data = data[:-1]
+    if "wrong-ke-method" in impairments:
+        method = 37 if method != 37 else 36
+    return method, data

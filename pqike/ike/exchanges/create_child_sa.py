@@ -55,7 +55,7 @@ from ...wire.payloads import (
 )
 from ..child import ChildSa, ChildState
 from ..context import ChildExchange, Inbound, NewChild
-from ..events import IkeSaRekeyed, KeyExchangeCompleted, Purpose
+from ..events import IkeKeysDerived, IkeSaRekeyed, KeyExchangeCompleted, Purpose
 from ..generation import Crypto
 from ..states import Outcome
 from ..ts import narrow
@@ -323,7 +323,8 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         out.append(KePayload(suite.ke, ke_data))
     if suite.rounds:
         ctx.link = os.urandom(LINK_SIZE)
-        out.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, ctx.link))
+        if "omit-addke-notify" not in cfg.impairments:
+            out.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, ctx.link))
     if purpose is not Purpose.REKEY_IKE:
         out += [TsiPayload(ctx.ts_i), TsrPayload(ctx.ts_r)]
     if old is not None and old.state is ChildState.REKEYING:
@@ -410,6 +411,23 @@ def _finish_ike_rekey(sa: IkeSa, ctx: ChildExchange, now: float) -> None:
         spi_r,
         encr_key_size=cipher.key_size,
         integ_key_size=cipher.integ_key_size,
+    )
+    methods = [m for m in (suite.ke, *(m for _, m in suite.rounds)) if m is not None]
+    sa.emit(
+        IkeKeysDerived(
+            spi_i,
+            spi_r,
+            ExchangeType.CREATE_CHILD_SA,
+            0,
+            ctx.nonce_i,
+            ctx.nonce_r,
+            tuple(zip(methods, ctx.secrets, strict=False)),
+            keys,
+            suite.prf,
+            previous_sk_d=old.keys.sk_d,
+            old_spi_i=sa.gen.spi_i,
+            old_spi_r=sa.gen.spi_r,
+        )
     )
     rekeyed = IkeSaRekeyed(
         now,

@@ -21,7 +21,7 @@ from ..context import ChildExchange, Inbound
 from ..events import KeyExchangeCompleted
 from ..states import Outcome
 from . import create_child_sa
-from .common import joined_ke, ke_payloads, notify, raise_peer_error
+from .common import impaired_ke, joined_ke, ke_payloads, notify, raise_peer_error
 
 if TYPE_CHECKING:
     from ..sa import IkeSa
@@ -31,7 +31,10 @@ def send_next(sa: IkeSa, ctx: ChildExchange, now: float) -> None:
     """The initiator's KEi of the next round, linked to the exchange it belongs to."""
     _, method = ctx.rounds.current
     ctx.rounds.kex = sa.new_kex(method)
-    payloads: list[Payload] = ke_payloads(method, ctx.rounds.kex.public_data())
+    sent, data = impaired_ke(
+        sa.config.impairments, method, ctx.rounds.kex.public_data(), request=True
+    )
+    payloads: list[Payload] = ke_payloads(sent, data)
     payloads.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, ctx.link))
     sa.send_request(ExchangeType.IKE_FOLLOWUP_KE, payloads, now=now)
 
@@ -96,10 +99,15 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     ctx.secrets.append(secret)
     sa.emit(KeyExchangeCompleted(method, rnd, secret, ctx.purpose))
     ctx.rounds.done += 1
-    out = ke_payloads(method, data)
+    imp = sa.config.impairments
+    out = ke_payloads(*impaired_ke(imp, method, data, request=False))
     if not ctx.rounds.finished:
         ctx.link = os.urandom(create_child_sa.LINK_SIZE)
-        out.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, ctx.link))
+        if "omit-addke-notify" not in imp:
+            out.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, ctx.link))
+    elif "addke-notify-on-last" in imp:
+        # libreswan #2926: RFC 9370 2.2.4 wants no notify after the last round.
+        out.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, os.urandom(8)))
     sa.send_response(ExchangeType.IKE_FOLLOWUP_KE, out, message_id=msg.header.message_id, now=now)
     sa.child_in_current = None
     if ctx.rounds.finished:

@@ -1,20 +1,23 @@
 """IKE_AUTH (RFC 7296 1.2, 2.15): identities, AUTH, and the first Child SA.
 
-    HDR, SK{IDi, [IDr], AUTH, [N(USE_TRANSPORT_MODE)], SAi2, TSi, TSr}  -->
-                                   <--  HDR, SK{IDr, AUTH, [N(USE_TRANSPORT_MODE)], SAr2, TSi, TSr}
+    HDR, SK{IDi, [CERT+], [CERTREQ], [IDr], AUTH, [N(PPK_IDENTITY), [N(NO_PPK_AUTH)]],
+            [N(SUPPORTED_AUTH_METHODS)], [N(USE_TRANSPORT_MODE)], SAi2, TSi, TSr}  -->
+       <--  HDR, SK{IDr, [CERT+], AUTH, [N(PPK_IDENTITY)], [N(USE_TRANSPORT_MODE)],
+                    SAr2, TSi, TSr}
 
 AUTH signs the sender's IKE_SA_INIT message, the peer's nonce and prf(SK_p, ID), with
-the IntAuth chain of any IKE_INTERMEDIATE exchanges appended (RFC 9242 3.3.2). A refused
-Child SA does not fail the IKE SA: the response carries the error Notify instead of
-SAr2 and the traffic selectors (RFC 7296 1.2).
+the IntAuth chain of any IKE_INTERMEDIATE exchanges appended (RFC 9242 3.3.2): a PSK MAC
+or a signature with a certificate (``authentication``). With a PPK (RFC 8784 3) both
+AUTH payloads use SK_p' and, once both sides authenticated, SK_d' replaces SK_d. A
+refused Child SA does not fail the IKE SA: the response carries the error Notify instead
+of SAr2 and the traffic selectors (RFC 7296 1.2).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...constants import AuthMethod, ExchangeType, NotifyType, ProtocolId, name_of
-from ...crypto import auth as crypto_auth
+from ...constants import ExchangeType, NotifyType, ProtocolId, name_of
 from ...errors import (
     AuthenticationFailed,
     InvalidSyntax,
@@ -40,35 +43,18 @@ from ..context import Inbound, NewChild
 from ..events import CreateChildSaFailed, Purpose
 from ..states import Outcome
 from ..ts import narrow
+from . import authentication as authn
 from .common import error_notify, first, notify
 
 if TYPE_CHECKING:
     from ..sa import IkeSa
 
-PSK = AuthMethod.SHARED_KEY_MESSAGE_INTEGRITY_CODE
+PSK = authn.PSK
 
 
-def _int_auth_tail(sa: IkeSa, auth_mid: int) -> bytes:
-    hs = sa.hs
-    if hs.intermediate_exchanges == 0:
-        return b""
-    # RFC 9242 3.3.2: IntAuth = IntAuth_iN | IntAuth_rN | IKE_AUTH message ID.
-    return hs.int_auth_i + hs.int_auth_r + auth_mid.to_bytes(4, "big")
-
-
-def auth_value(sa: IkeSa, *, ours: bool, id_body: bytes, auth_mid: int) -> bytes:
-    """The PSK AUTH value (RFC 7296 2.15) of our side (``ours``) or the peer's."""
-    hs = sa.hs
-    crypto = sa.gen.crypto
-    assert crypto is not None
-    i_side = sa.is_initiator == ours
-    real = hs.sa_init_request if i_side else hs.sa_init_response
-    nonce = hs.nonce_r if i_side else hs.nonce_i
-    sk_p = crypto.keys.sk_pi if i_side else crypto.keys.sk_pr
-    octets = crypto_auth.signed_octets(
-        real, nonce, crypto.prf, sk_p, id_body, _int_auth_tail(sa, auth_mid)
-    )
-    return crypto_auth.psk_auth(crypto.prf, sa.config.psk, octets)
+def _ppk_in_use(sa: IkeSa) -> bool:
+    """RFC 8784 3: the initiator uses its PPK when both sent USE_PPK."""
+    return bool(sa.config.ppk) and sa.hs.use_ppk and sa.config.ppk_mode == "rfc8784"
 
 
 def esp_proposals(sa: IkeSa, spi: bytes) -> tuple[Proposal, ...]:
@@ -84,11 +70,36 @@ def send_request(sa: IkeSa, now: float) -> None:
     """The initiator's IKE_AUTH request."""
     cfg = sa.config
     mid = sa.gen.my_mid
+    if cfg.ppk_required and cfg.ppk_mode == "rfc8784" and not sa.hs.use_ppk:
+        # RFC 8784 3: a mandatory PPK and a responder without USE_PPK: give up.
+        raise AuthenticationFailed("a PPK is required but the responder did not send USE_PPK")
+    how = authn.choose_auth(sa)
     idi = IdiPayload(cfg.local_id.id_type, cfg.local_id.data)
-    payloads: list[Payload] = [idi]
+    payloads: list[Payload] = [idi, *authn.cert_payloads(sa), *authn.certreq_payloads(sa)]
     if cfg.remote_id is not None:
         payloads.append(IdrPayload(cfg.remote_id.id_type, cfg.remote_id.data))
-    payloads.append(AuthPayload(PSK, auth_value(sa, ours=True, id_body=idi.body, auth_mid=mid)))
+    plain = authn.current_keys(sa)
+    use_ppk = _ppk_in_use(sa)
+    keys = authn.mixed_keys(sa) if use_ppk else plain
+    signed = authn.octets(sa, ours=True, id_body=idi.body, auth_mid=mid, keys=keys)
+    payloads.append(AuthPayload(how.method, authn.auth_data(sa, how, signed)))
+    if use_ppk:
+        payloads.append(authn.ppk_identity(sa))
+        if not cfg.ppk_required:
+            # RFC 8784 3: the same AUTH with the original SK_pi, for a responder
+            # that has no PPK for us.
+            unmixed = authn.octets(sa, ours=True, id_body=idi.body, auth_mid=mid, keys=plain)
+            payloads.append(
+                NotifyPayload(NotifyType.NO_PPK_AUTH, authn.auth_data(sa, how, unmixed))
+            )
+    if sa.hs.peer_announces_methods and authn.uses_certificates(sa):
+        # RFC 9593 3.1: the initiator's list goes in the IKE_AUTH request.
+        payloads.append(
+            NotifyPayload(
+                NotifyType.SUPPORTED_AUTH_METHODS,
+                authn.encode_auth_methods(authn.accepted_methods(sa)),
+            )
+        )
     if cfg.transport_mode:
         payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
     payloads += [
@@ -103,6 +114,7 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     """The responder: verify the initiator, answer with our AUTH and the Child SA."""
     mid = msg.header.message_id
     inner = msg.payloads
+    cfg = sa.config
     if not sa.hs.rounds.finished:
         raise InvalidSyntax("IKE_AUTH before every additional key exchange")
     idi = first(inner, IdiPayload)
@@ -110,17 +122,45 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     if idi is None or auth is None:
         raise InvalidSyntax("IKE_AUTH without IDi or AUTH")
     peer = Identity(idi.id_type, idi.data)
-    remote_id = sa.config.remote_id
+    remote_id = cfg.remote_id
     if remote_id is not None and peer != remote_id:
         raise AuthenticationFailed(f"peer identity {peer} is not the configured {remote_id}")
-    expected = auth_value(sa, ours=False, id_body=idi.body, auth_mid=mid)
-    if auth.method != PSK or auth.data != expected:
-        raise AuthenticationFailed("the initiator's AUTH payload does not verify")
-    idr = IdrPayload(sa.config.local_id.id_type, sa.config.local_id.data)
+    authn.note_certreqs(sa, inner)
+    methods = notify(inner, NotifyType.SUPPORTED_AUTH_METHODS)
+    if methods is not None and methods.data:
+        sa.hs.peer_auth_methods = authn.decode_auth_methods(methods.data)
+    plain = authn.current_keys(sa)
+    # RFC 8784 3: with the PPK the initiator names, AUTH is made with SK_pi'; without
+    # it (and only if we do not require one) NO_PPK_AUTH holds AUTH with SK_pi.
+    use_ppk = False
+    auth_data = auth.data
+    if cfg.ppk and cfg.ppk_mode == "rfc8784" and sa.hs.use_ppk:
+        their_id = authn.peer_ppk_id(notify(inner, NotifyType.PPK_IDENTITY))
+        if their_id == cfg.ppk_id:
+            use_ppk = True
+        else:
+            no_ppk = notify(inner, NotifyType.NO_PPK_AUTH)
+            if cfg.ppk_required or no_ppk is None:
+                named = "no PPK_IDENTITY" if their_id is None else f"PPK_ID {their_id!r}"
+                raise AuthenticationFailed(f"a PPK is required and the initiator sent {named}")
+            auth_data = no_ppk.data
+    elif cfg.ppk_required and cfg.ppk_mode == "rfc8784":
+        raise AuthenticationFailed("a PPK is required but the initiator did not send USE_PPK")
+    keys = authn.mixed_keys(sa) if use_ppk else plain
+    signed = authn.octets(sa, ours=False, id_body=idi.body, auth_mid=mid, keys=keys)
+    authn.verify_peer(sa, inner, peer, auth.method, auth_data, signed, "initiator")
+    how = authn.choose_auth(sa)
+    idr = IdrPayload(cfg.local_id.id_type, cfg.local_id.data)
+    ours = authn.octets(sa, ours=True, id_body=idr.body, auth_mid=mid, keys=keys)
     out: list[Payload] = [
         idr,
-        AuthPayload(PSK, auth_value(sa, ours=True, id_body=idr.body, auth_mid=mid)),
+        *authn.cert_payloads(sa),
+        AuthPayload(how.method, authn.auth_data(sa, how, ours)),
     ]
+    if use_ppk:
+        # RFC 8784 3: an empty PPK_IDENTITY tells the initiator the PPK was used.
+        out.append(NotifyPayload(NotifyType.PPK_IDENTITY))
+        sa.gen.crypto.keys = keys  # type: ignore[union-attr]
     child = None
     refused: ProtocolError | None = None
     try:
@@ -184,20 +224,27 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         kind = err.notify_type if err is not None else NotifyType.INVALID_SYNTAX
         raise PeerError(kind, f"responder answered {name_of(NotifyType, kind)}")
     peer = Identity(idr.id_type, idr.data)
-    expected = auth_value(sa, ours=False, id_body=idr.body, auth_mid=mid)
-    remote_id = sa.config.remote_id
-    bad_id = remote_id is not None and peer != remote_id
-    if bad_id or auth.method != PSK or auth.data != expected:
-        reason = (
-            f"responder identity {peer} is not {remote_id}"
-            if bad_id
-            else "the responder's AUTH payload does not verify"
-        )
+    cfg = sa.config
+    remote_id = cfg.remote_id
+    try:
+        if remote_id is not None and peer != remote_id:
+            raise AuthenticationFailed(f"responder identity {peer} is not {remote_id}")
+        # RFC 8784 3: an empty PPK_IDENTITY says the responder used our PPK; without it
+        # the responder went on without (allowed only when the PPK is optional).
+        used_ppk = _ppk_in_use(sa) and notify(inner, NotifyType.PPK_IDENTITY) is not None
+        if _ppk_in_use(sa) and not used_ppk and cfg.ppk_required:
+            raise AuthenticationFailed("a PPK is required but the responder did not use it")
+        keys = authn.mixed_keys(sa) if used_ppk else authn.current_keys(sa)
+        signed = authn.octets(sa, ours=False, id_body=idr.body, auth_mid=mid, keys=keys)
+        authn.verify_peer(sa, inner, peer, auth.method, auth.data, signed, "responder")
+    except AuthenticationFailed:
         # RFC 7296 2.21.2: tell the responder in a new INFORMATIONAL exchange.
         sa.send_request(
             ExchangeType.INFORMATIONAL, [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)], now=now
         )
-        raise AuthenticationFailed(reason)
+        raise
+    if used_ppk:
+        sa.gen.crypto.keys = keys  # type: ignore[union-attr]
     sa.established(now, peer)
     err = error_notify(inner)
     sa_payload = first(inner, SaPayload)

@@ -17,10 +17,20 @@ from ...crypto import auth as crypto_auth
 from ...crypto.prf import get_prf
 from ...errors import InvalidSyntax, NoProposalChosen, PeerError, ProtocolError
 from ...proposal import NegotiatedSuite, check_selected, select_proposal
-from ...wire.payloads import KePayload, NoncePayload, NotifyPayload, Payload, SaPayload
+from ...wire.codec import encode_message
+from ...wire.payloads import (
+    IkeHeader,
+    KePayload,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    Proposal,
+    SaPayload,
+)
 from ..context import Inbound
 from ..events import KeyExchangeCompleted
 from ..states import Ignore, Outcome
+from . import authentication as authn
 from . import intermediate
 from .common import check_nonce, error_notify, first, notify
 
@@ -46,6 +56,7 @@ def send_request(sa: IkeSa, now: float) -> None:
     payloads += sa.nat_notifies(ZERO_SPI)
     if sa.config.fragmentation:
         payloads.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+    payloads += _auth_notifies(sa, initiator=True)
     if any(t.type in ADDKE_TYPES for p in sa.config.ike_proposals for t in p.transforms):
         # RFC 9370 2.2.1 / RFC 9242 3.1: additional key exchanges need IKE_INTERMEDIATE.
         payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
@@ -53,6 +64,54 @@ def send_request(sa: IkeSa, now: float) -> None:
     hs.sa_init_request = sa.send_request(
         ExchangeType.IKE_SA_INIT, payloads, now=now, protected=False
     )
+    if "retransmit-changed-nonce" in sa.config.impairments:
+        # RFC 7296 2.1 wants a retransmission to be the same bytes; this one is not.
+        other = [
+            NoncePayload(os.urandom(len(hs.nonce_i))) if isinstance(p, NoncePayload) else p
+            for p in payloads
+        ]
+        header = IkeHeader(sa.gen.spi_i, ZERO_SPI, 0, ExchangeType.IKE_SA_INIT, 0x08, 0)
+        sa.emit_raw(encode_message(header, other))
+
+
+def _auth_notifies(sa: IkeSa, *, initiator: bool) -> list[Payload]:
+    """SIGNATURE_HASH_ALGORITHMS (RFC 7427 4), SUPPORTED_AUTH_METHODS (RFC 9593 3.1: empty
+    from the initiator, the responder's list in reply) and USE_PPK (RFC 8784 3).
+
+    Hashes and methods only when we sign or accept signatures, so that a PSK-only
+    IKE_SA_INIT keeps its size; a responder answers only what the initiator sent.
+    """
+    hs = sa.hs
+    out: list[Payload] = []
+    if authn.uses_certificates(sa):
+        if initiator or hs.peer_hashes:
+            out.append(authn.hash_notify())
+        if initiator:
+            out.append(NotifyPayload(NotifyType.SUPPORTED_AUTH_METHODS))
+        elif hs.peer_announces_methods:
+            data = authn.encode_auth_methods(authn.accepted_methods(sa))
+            out.append(NotifyPayload(NotifyType.SUPPORTED_AUTH_METHODS, data))
+    if sa.config.ppk and sa.config.ppk_mode == "rfc8784" and (initiator or hs.use_ppk):
+        out.append(NotifyPayload(NotifyType.USE_PPK))
+    return out
+
+
+def _note_auth_notifies(sa: IkeSa, payloads: tuple[Payload, ...], *, initiator: bool) -> None:
+    """What the peer's IKE_SA_INIT message says about authentication."""
+    hs = sa.hs
+    hashes = notify(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS)
+    if hashes is not None:
+        hs.peer_hashes = authn.parse_hashes(hashes.data)
+    methods = notify(payloads, NotifyType.SUPPORTED_AUTH_METHODS)
+    if methods is not None:
+        if initiator and methods.data:
+            hs.peer_auth_methods = authn.decode_auth_methods(methods.data)
+        elif not initiator:
+            hs.peer_announces_methods = True
+    if sa.config.ppk and sa.config.ppk_mode == "rfc8784":
+        hs.use_ppk = notify(payloads, NotifyType.USE_PPK) is not None
+    if initiator:
+        authn.note_certreqs(sa, payloads)
 
 
 def start(sa: IkeSa, now: float) -> None:
@@ -101,6 +160,10 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         sa.bump("bad_requests")
         return Outcome.STATELESS
     selected = select_proposal(sa_payload.proposals, sa.config.ike_proposals, prefer_ke=ke.method)
+    if "strip-addke" in sa.config.impairments:
+        # A downgrade: answer as if no ADDKE transform had been offered (RFC 9370 2.2.1).
+        kept = tuple(t for t in selected.transforms if t.type not in ADDKE_TYPES)
+        selected = Proposal(selected.number, selected.protocol_id, kept, selected.spi)
     suite = NegotiatedSuite.from_proposal(selected)
     if suite.ke != ke.method:
         # RFC 7296 1.2: tell the initiator which method we selected.
@@ -122,6 +185,7 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     hs.nonce_r = os.urandom(sa.config.nonce_size)
     sa.peer_fragmentation = notify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
     sa.check_nat(payloads, ZERO_SPI, msg.source)
+    _note_auth_notifies(sa, payloads, initiator=False)
     hs.ke_method = ke.method
     kex = sa.new_kex(ke.method)
     try:
@@ -136,8 +200,11 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         NoncePayload(hs.nonce_r),
     ]
     out += sa.nat_notifies(sa.gen.spi_r)
+    # RFC 7296 3.7 (as strongSwan): our CERTREQ comes with the IKE_SA_INIT response.
+    out += authn.certreq_payloads(sa)
     if sa.config.fragmentation and sa.peer_fragmentation:
         out.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+    out += _auth_notifies(sa, initiator=False)
     if peer_intermediate and suite.rounds:
         out.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
     sa.install_first_keys(suite, secret)
@@ -232,7 +299,23 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
             "responder chose additional key exchanges without IKE_INTERMEDIATE support"
         )
     sa.check_nat(payloads, sa.gen.spi_r, msg.source)
+    _note_auth_notifies(sa, payloads, initiator=True)
     sa.float_to_nat_t()
     sa.install_first_keys(suite, secret)
     hs.rounds.pending = suite.rounds
+    if "run-none-round" in sa.config.impairments:
+        hs.rounds.pending = _with_none_rounds(sa, suite)
     return intermediate.send_next(sa, now)
+
+
+def _with_none_rounds(sa: IkeSa, suite: NegotiatedSuite) -> tuple[tuple[int, int], ...]:
+    """The rounds an impaired initiator runs: also one for each ADDKE type it offered a
+    method for that the responder selected as NONE or left out (libreswan #2446)."""
+    chosen = {n for n, _ in suite.rounds}
+    extra = []
+    for t in sa.config.ike_proposals[0].transforms:
+        n = t.type - TransformType.ADDKE1 + 1
+        if t.type in ADDKE_TYPES and t.id != 0 and n not in chosen:
+            chosen.add(n)
+            extra.append((n, t.id))
+    return tuple(sorted((*suite.rounds, *extra)))

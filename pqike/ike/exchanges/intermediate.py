@@ -16,11 +16,11 @@ from ...constants import ExchangeType
 from ...crypto import auth as crypto_auth
 from ...errors import InvalidSyntax, ProtocolError
 from ..context import Inbound
-from ..events import KeyExchangeCompleted
+from ..events import IntAuthComputed, KeyExchangeCompleted
 from ..protection import ProtectedMessage, UnprotectedMessage
 from ..states import Outcome
 from . import ike_auth
-from .common import joined_ke, ke_payloads, raise_peer_error
+from .common import impaired_ke, joined_ke, ke_payloads, raise_peer_error
 
 if TYPE_CHECKING:
     from ..sa import IkeSa
@@ -34,9 +34,10 @@ def send_next(sa: IkeSa, now: float) -> Outcome:
         return Outcome.AUTH
     _, method = rounds.current
     rounds.kex = sa.new_kex(method)
-    sa.send_request(
-        ExchangeType.IKE_INTERMEDIATE, ke_payloads(method, rounds.kex.public_data()), now=now
+    sent, data = impaired_ke(
+        sa.config.impairments, method, rounds.kex.public_data(), request=True
     )
+    sa.send_request(ExchangeType.IKE_INTERMEDIATE, ke_payloads(sent, data), now=now)
     return Outcome.ROUNDS
 
 
@@ -49,14 +50,34 @@ def chain_int_auth(sa: IkeSa, message: ProtectedMessage | UnprotectedMessage, *,
     if isinstance(message, UnprotectedMessage):
         header, unprotected = message.header_bytes, message.unprotected
     else:
-        header, unprotected = message.header, b""
+        header, unprotected = message.header, message.unprotected
     octets = crypto_auth.int_auth_octets(
         header, unprotected, message.first_inner, message.plaintext
     )
+    sk_p = crypto.keys.sk_pi if initiator else crypto.keys.sk_pr
+    previous = hs.int_auth_i if initiator else hs.int_auth_r
+    value = crypto_auth.int_auth(crypto.prf, sk_p, previous, octets)
     if initiator:
-        hs.int_auth_i = crypto_auth.int_auth(crypto.prf, crypto.keys.sk_pi, hs.int_auth_i, octets)
+        hs.int_auth_i = value
     else:
-        hs.int_auth_r = crypto_auth.int_auth(crypto.prf, crypto.keys.sk_pr, hs.int_auth_r, octets)
+        hs.int_auth_r = value
+    # A ends with the 4-byte SK generic header; P (the inner payloads) follows it.
+    split = len(octets) - len(message.plaintext)
+    sa.emit(
+        IntAuthComputed(
+            sa.gen.spi_i,
+            sa.gen.spi_r,
+            int.from_bytes(octets[20:24], "big"),
+            bool(octets[19] & 0x20),
+            initiator,
+            hs.intermediate_exchanges,
+            sk_p,
+            previous,
+            octets[:split],
+            octets[split:],
+            value,
+        )
+    )
 
 
 def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
@@ -78,9 +99,10 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     except ProtocolError as exc:
         # draft-ietf-ipsecme-ikev2-mlkem 2.2: a bad encapsulation key -> INVALID_SYNTAX.
         raise InvalidSyntax(f"round {rnd}: bad KEi: {exc}", round=rnd) from exc
+    sent, data = impaired_ke(sa.config.impairments, method, data, request=False)
     sa.send_response(
         ExchangeType.IKE_INTERMEDIATE,
-        ke_payloads(method, data),
+        ke_payloads(sent, data),
         message_id=msg.header.message_id,
         now=now,
     )
