@@ -100,6 +100,9 @@ class HandshakeContext:
     """The initiator sent an empty SUPPORTED_AUTH_METHODS in IKE_SA_INIT (RFC 9593 3.1)."""
     use_ppk: bool = False
     """RFC 8784 3: both peers sent USE_PPK in IKE_SA_INIT."""
+    psk_values: dict[bytes, bytes] = field(default_factory=dict)
+    """PSK AUTH values by signed octets: the transcript event, our AUTH payload and the
+    check of the peer's each need one, and each is computed once."""
 
 
 @dataclass
