@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -733,6 +734,17 @@ def experiment_run(
         help="Replace a finished run of another spec in --out (or write into a directory "
         "that holds other files).",
     ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Local processes for the simulated cells (default: one per core).",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="A Dask scheduler (tcp://host:8786) to run the simulated cells on instead.",
+    ),
 ) -> None:
     """Run every cell of SPEC; an interrupted run resumes where it stopped."""
     from pathlib import Path
@@ -789,7 +801,15 @@ def experiment_run(
                 state["cells"] = p.cells_done
                 bar.update(task, completed=p.handshakes_done)
 
-            result = run_experiment(loaded, target, pairs=pairs, progress=progress, force=force)
+            result = run_experiment(
+                loaded,
+                target,
+                pairs=pairs,
+                progress=progress,
+                force=force,
+                workers=workers or os.cpu_count() or 1,
+                scheduler=scheduler,
+            )
     except ConfigurationError as exc:
         _fail(str(exc))
         return
