@@ -34,6 +34,7 @@ when the run ends, also on an error or an interruption.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -383,11 +384,12 @@ def _run_task(task: _Task) -> tuple[int, int, CellResult]:
     return index, start, result
 
 
-def _quiet_worker() -> None:
+def _quiet_worker(started) -> None:
     # Ctrl-C is the parent's to handle: it terminates the pool and keeps the saved cells.
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    started.wait()
 
 
 def _local_results(tasks: list[_Task], workers: int):
@@ -397,9 +399,45 @@ def _local_results(tasks: list[_Task], workers: int):
     # not from this one (which may hold threads, such as the progress bar's).
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["pqike.lab.runner"])
-    with ctx.Pool(min(workers, len(tasks)), initializer=_quiet_worker) as pool:
-        # Leaving the block (done, an error, Ctrl-C) terminates the workers.
-        yield from pool.imap_unordered(_run_task, tasks)
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    n = min(workers, len(tasks))
+    executor = None
+    futures = []
+    try:
+        with _sigint_deferred():
+            # A worker killed while still starting prints a traceback: a Ctrl-C waits
+            # (SIGINT blocked here, and so in the fork server and the workers, which
+            # keep this mask) until every worker has started, then arrives.
+            started = ctx.Barrier(n + 1)
+            executor = ProcessPoolExecutor(
+                n, mp_context=ctx, initializer=_quiet_worker, initargs=(started,)
+            )
+            futures = [executor.submit(_run_task, task) for task in tasks]
+            started.wait(timeout=120)
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        # Done, an error or Ctrl-C: the workers go (their chunks are lost, not the
+        # cells already saved).
+        for future in futures:
+            future.cancel()
+        if executor is not None:
+            # The executor has no public way to stop a running task.
+            for process in list(getattr(executor, "_processes", {}).values()):
+                process.terminate()
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _dask_results(tasks: list[_Task], scheduler: str):
