@@ -7,6 +7,13 @@ or fragment at its real size, AUTH and IntAuth PRFs, NAT detection hashes, Child
 KEYMAT), called straight on the crypto layer with no protocol around them. Both are
 measured in the same run, interleaved, so machine noise hits them alike. The ratio
 says what the protocol machinery (codec, state machine, events) costs on top.
+
+Both are timed as one region each, with the same clock: the floor from its first key
+pair to its last KEYMAT; the handshake from making the two ``IkeSa`` objects to both
+being established, with every datagram handed over and every event read. Outside both
+regions: what a process does once (the configurations, parsed from the proposal
+strings, and the floor's plan of sizes), and the ``Trace`` that ``run_handshake``
+keeps for reports.
 """
 
 from __future__ import annotations
@@ -23,7 +30,15 @@ from .crypto.kex import DEFAULT_REGISTRY
 from .crypto.keys import IkeKeys, derive_child_keys, initial_ike_keys, updated_ike_keys
 from .crypto.prf import get_prf
 from .crypto.protect import encr_key_size, get_cipher, integ_key_size
-from .handshake import HandshakeResult, run_handshake
+from .handshake import (
+    INITIATOR_ADDRESS,
+    RESPONDER_ADDRESS,
+    HandshakeResult,
+    make_config,
+    run_handshake,
+)
+from .ike.config import IkeConfiguration
+from .ike.sa import IkeSa
 
 
 @dataclass(frozen=True)
@@ -146,12 +161,40 @@ class BenchReport:
                 f"proposal:            {self.proposal}",
                 f"runs:                {self.runs} (interleaved handshake / floor)",
                 f"handshake CPU:       {self.handshake_median * 1e3:.3f} ms median (both sides, "
-                f"{self.datagrams} datagrams, {self.udp_bytes} UDP bytes)",
+                f"{self.datagrams} datagrams, {self.udp_bytes} UDP bytes: two new IkeSa "
+                "to both established, every event read)",
                 f"crypto floor CPU:    {self.floor_median * 1e3:.3f} ms median "
-                "(the same handshake's crypto operations alone)",
-                f"ratio:               {self.ratio:.2f} (handshake / crypto floor; goal <= 2)",
+                "(the same handshake's crypto operations alone, one region too)",
+                f"ratio:               {self.ratio:.2f} (handshake / crypto floor; goal <= 1.5)",
             ]
         )
+
+
+def handshake_region(
+    initiator_config: IkeConfiguration, responder_config: IkeConfiguration
+) -> bool:
+    """One whole handshake between two new ``IkeSa`` objects, driven with no bookkeeping
+    (the region ``bench_handshake`` times): every datagram is delivered at once, every
+    event read. True when both ends are established."""
+    local, remote = INITIATOR_ADDRESS[4], RESPONDER_ADDRESS[4]
+    initiator = IkeSa(initiator_config, is_initiator=True, local=local, remote=remote)
+    responder = IkeSa(responder_config, is_initiator=False, local=remote, remote=local)
+    initiator.initiate(now=0.0)
+    for _ in range(64):
+        moved = False
+        for data, dst in initiator.datagrams_to_send(now=0.0):
+            responder.receive_datagram(data, local, now=0.0, local=dst)
+            moved = True
+        for data, dst in responder.datagrams_to_send(now=0.0):
+            initiator.receive_datagram(data, remote, now=0.0, local=dst)
+            moved = True
+        while initiator.next_event() is not None:
+            pass
+        while responder.next_event() is not None:
+            pass
+        if not moved:
+            break
+    return initiator.is_established and responder.is_established
 
 
 def bench_handshake(proposal: str, esp: str = "aes256gcm16", *, runs: int = 200) -> BenchReport:
@@ -160,17 +203,25 @@ def bench_handshake(proposal: str, esp: str = "aes256gcm16", *, runs: int = 200)
     if not reference.established:
         raise RuntimeError(f"the reference handshake failed: {reference.failures}")
     plan = _plan(reference)
+    ini_config = make_config(
+        proposal, esp, local_id="initiator.pqike.example", remote_id="responder.pqike.example"
+    )
+    res_config = make_config(proposal, esp, local_id="responder.pqike.example")
     hs: list[float] = []
     fl: list[float] = []
+    clock = time.process_time
     for _ in range(3):  # warm caches on both paths
-        run_handshake(proposal, esp)
+        handshake_region(ini_config, res_config)
         crypto_floor(plan)
     for _ in range(runs):
-        r = run_handshake(proposal, esp)
-        hs.append(r.cpu_initiator + r.cpu_responder)
-        t0 = time.process_time()
+        t0 = clock()
+        ok = handshake_region(ini_config, res_config)
+        hs.append(clock() - t0)
+        if not ok:
+            raise RuntimeError("a timed handshake failed")
+        t0 = clock()
         crypto_floor(plan)
-        fl.append(time.process_time() - t0)
+        fl.append(clock() - t0)
     t = reference.trace.totals()
     return BenchReport(
         proposal, runs, statistics.median(hs), statistics.median(fl), t["udp_bytes"], t["datagrams"]
@@ -230,7 +281,6 @@ def _rss() -> int:
 
 def _establish_into(endpoint, config, *, now: float) -> bool:
     """One in-memory initiator against ``endpoint``; the initiator is dropped afterwards."""
-    from .ike.sa import IkeSa
 
     local, remote = ("198.51.100.1", 500), ("198.51.100.2", 500)
     initiator = IkeSa(config, is_initiator=True, local=local, remote=remote)
@@ -270,7 +320,6 @@ def bench_memory(
     import gc
     import tracemalloc
 
-    from .handshake import make_config
     from .ike.endpoint import IkeEndpoint
 
     responder = make_config(proposal, esp, local_id="responder.pqike.example")
@@ -294,6 +343,9 @@ def bench_memory(
         now += 0.001
         if progress is not None and ((i + 1) % 100 == 0 or i + 1 == sas):
             progress(i + 1, sas)
+    # What an established SA costs in the steady state: the endpoint's bounded cache of
+    # IKE_SA_INIT answers (for replays, EndpointLimits.replay_window) is let expire first.
+    endpoint.handle_timer(now=now + endpoint.limits.replay_window)
     gc.collect()
     rss1 = _rss()
     if traced:

@@ -14,6 +14,7 @@ backend provides; whether a method can be used is checked when a configuration i
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -243,7 +244,8 @@ def _keyword(transform: Transform) -> str:
 
 
 def parse_proposals(text: str, *, protocol: int = ProtocolId.IKE) -> tuple[Proposal, ...]:
-    """Parse strongSwan proposal syntax into proposals numbered 1..n.
+    """Parse strongSwan proposal syntax into proposals numbered 1..n (each text once per
+    process: the result is frozen, and sharing it lets the selection memos hit).
 
     Proposals are separated by ``,`` and algorithms by ``-``; several algorithms of one
     type are alternatives, kept in the order written. In an IKE proposal without a PRF
@@ -253,6 +255,11 @@ def parse_proposals(text: str, *, protocol: int = ProtocolId.IKE) -> tuple[Propo
 
     Raises ``ConfigurationError(field="proposal")`` naming the bad token and proposal.
     """
+    return _parse_proposals(text, int(protocol))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_proposals(text: str, protocol: int) -> tuple[Proposal, ...]:
     if protocol not in (ProtocolId.IKE, ProtocolId.ESP):
         raise ConfigurationError(
             f"proposals for protocol {name_of(ProtocolId, protocol)} are not supported",
@@ -402,8 +409,52 @@ def without_key_exchanges(proposal: Proposal) -> Proposal:
     1.2): strongSwan ignores the key exchange transforms of both sides there
     (PROPOSAL_SKIP_KE), so pass both the offered and the configured proposals through this.
     """
-    kept = tuple(t for t in proposal.transforms if t.type not in _KE_TYPES)
+    transforms = proposal.transforms
+    hit = _NO_KE_MEMO.get(id(transforms))
+    if hit is None:
+        # One tuple per distinct input, so the memos below see the same identity.
+        hit = (transforms, tuple(t for t in transforms if t.type not in _KE_TYPES))
+        _remember(_NO_KE_MEMO, id(transforms), hit)
+    kept = hit[1]
+    if len(kept) == len(transforms):
+        return proposal  # a frozen value: nothing to take out, nothing to copy
     return Proposal(proposal.number, proposal.protocol_id, kept, proposal.spi)
+
+
+# --- memos ----------------------------------------------------------------------------------
+#
+# Selection and checking are pure functions of frozen values, and a peer meets the same
+# few offers again and again: each distinct question is answered once. The keys name the
+# transform tuples by identity (the decoder hands out one tuple per distinct wire
+# encoding, a configuration keeps its own), which costs one C-level hash where hashing
+# the dataclasses would call Python for every transform; each entry keeps the tuples it
+# names alive, so their ids cannot be reused while it exists. SPIs, fresh in every Child
+# SA offer and no part of an answer, are left out. Only answers are kept (a refusal is
+# recomputed and raises with its reason every time); past _MEMO_LIMIT entries a memo
+# starts over.
+
+_MEMO_LIMIT = 1024
+_OfferKey = tuple[tuple[int, int, int], ...]
+
+
+def _offer_key(proposals: Sequence[Proposal]) -> _OfferKey:
+    return tuple([(id(p.transforms), p.number, p.protocol_id) for p in proposals])
+
+
+def _anchors(proposals: Sequence[Proposal]) -> tuple[tuple[Transform, ...], ...]:
+    return tuple([p.transforms for p in proposals])
+
+
+def _remember(memo: dict, key: object, value: object) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
+
+
+_SELECT_MEMO: dict[tuple, tuple[object, tuple[int, tuple[Transform, ...]]]] = {}
+_CHECK_MEMO: dict[tuple, tuple[object, NegotiatedSuite]] = {}
+_SUITE_MEMO: dict[int, tuple[tuple[Transform, ...], NegotiatedSuite]] = {}
+_NO_KE_MEMO: dict[int, tuple[tuple[Transform, ...], tuple[Transform, ...]]] = {}
 
 
 # --- selection ----------------------------------------------------------------------------
@@ -550,16 +601,32 @@ def select_proposal(
         raise NoProposalChosen("the peer offered no proposals")
     if not configured:
         raise NoProposalChosen("no proposals are configured")
+    key = (_offer_key(offered), _offer_key(configured), prefer_ke)
+    hit = _SELECT_MEMO.get(key)
+    if hit is None:
+        hit = ((_anchors(offered), _anchors(configured)), _select(offered, configured, prefer_ke))
+        _remember(_SELECT_MEMO, key, hit)
+    index, transforms = hit[1]
+    theirs = offered[index]
+    return Proposal(theirs.number, theirs.protocol_id, transforms, theirs.spi)
+
+
+def _select(
+    offered: Sequence[Proposal], configured: Sequence[Proposal], prefer_ke: int | None
+) -> tuple[int, tuple[Transform, ...]]:
+    """``select_proposal``'s work: the index of the offered proposal and its transforms."""
     first_reason: str | None = None
     for ours in configured:
-        for theirs in offered:
+        for index, theirs in enumerate(offered):
             if theirs.protocol_id != ours.protocol_id:
                 continue
             result = _match(ours, theirs, prefer_ke)
             if isinstance(result, str):
                 first_reason = first_reason or result
                 continue
-            return Proposal(theirs.number, theirs.protocol_id, result, theirs.spi)
+            if result == theirs.transforms:
+                result = theirs.transforms  # the same identity for the memos downstream
+            return index, result
     if first_reason is None:
         protocols = sorted({name_of(ProtocolId, p.protocol_id) for p in configured})
         raise NoProposalChosen(f"the peer offered no proposal for {', '.join(protocols)}")
@@ -592,6 +659,15 @@ class NegotiatedSuite:
 
         Raises ``NoProposalChosen`` if the proposal does not describe a single suite.
         """
+        transforms = proposal.transforms
+        hit = _SUITE_MEMO.get(id(transforms))
+        if hit is None:
+            hit = (transforms, cls._read(proposal))
+            _remember(_SUITE_MEMO, id(transforms), hit)
+        return hit[1]
+
+    @classmethod
+    def _read(cls, proposal: Proposal) -> NegotiatedSuite:
         chosen: dict[int, Transform] = {}
         for t in proposal.transforms:
             if t.type not in _TYPE_ORDER:
@@ -626,6 +702,8 @@ class NegotiatedSuite:
 
         RFC 9370 2.2.2: one IKE_INTERMEDIATE (or IKE_FOLLOWUP_KE) exchange each.
         """
+        if not any(self.addke):  # NONE is 0: the common case, asked on every message
+            return ()
         return tuple(
             (n, method)
             for n, method in enumerate(self.addke, 1)
@@ -634,6 +712,9 @@ class NegotiatedSuite:
 
     def describe(self) -> str:
         """The negotiated suite in strongSwan syntax, e.g. ``aes256gcm16-prfsha384-x25519``."""
+        return _describe(self)
+
+    def _describe(self) -> str:
         transforms = [
             Transform(TransformType.ENCR, self.encr, _key_length_attributes(self.key_bits))
         ]
@@ -649,6 +730,12 @@ class NegotiatedSuite:
         return "-".join(_keyword(t) for t in transforms)
 
 
+@functools.lru_cache(maxsize=256)
+def _describe(suite: NegotiatedSuite) -> str:
+    # Logs and event records ask it for every SA; a daemon sees a handful of suites.
+    return suite._describe()
+
+
 def check_selected(offered: Sequence[Proposal], selected: Proposal) -> NegotiatedSuite:
     """Check the responder's chosen proposal against what we offered, as the initiator.
 
@@ -658,6 +745,15 @@ def check_selected(offered: Sequence[Proposal], selected: Proposal) -> Negotiate
     the responder dropped a required key exchange, a downgrade. Raises
     ``NoProposalChosen`` with the reason.
     """
+    key = (_offer_key(offered), selected.number, selected.protocol_id, id(selected.transforms))
+    hit = _CHECK_MEMO.get(key)
+    if hit is None:
+        hit = ((_anchors(offered), selected.transforms), _check(offered, selected))
+        _remember(_CHECK_MEMO, key, hit)
+    return hit[1]
+
+
+def _check(offered: Sequence[Proposal], selected: Proposal) -> NegotiatedSuite:
     ours = next(
         (
             p

@@ -6,6 +6,7 @@ messages), RFC 7296 2.23 (NAT_DETECTION_*_IP) and RFC 7296 2.6 (COOKIE).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 
@@ -92,8 +93,17 @@ def int_auth(prf: Prf, sk_p: bytes, previous: bytes, octets: bytes) -> bytes:
 
 
 def _packed(address: _IpAddress) -> bytes:
+    if type(address) is str:
+        return _packed_text(address)
     if isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
         return address.packed  # already parsed: skip ip_address(), which re-parses
+    return _packed_text(address)
+
+
+@functools.lru_cache(maxsize=4096)
+def _packed_text(address: str) -> bytes:
+    """Parsing an address costs more than the hash over it, and a peer meets the same few
+    addresses again and again (a bad one raises every time: exceptions are not cached)."""
     try:
         return ipaddress.ip_address(address).packed
     except ValueError:

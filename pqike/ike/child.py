@@ -19,7 +19,7 @@ class ChildState(Enum):
     DELETING = auto()
 
 
-@dataclass
+@dataclass(slots=True)
 class ChildSa:
     """One Child SA: a pair of ESP SAs. Named by ``spi_in``, the SPI we chose."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,35 +24,14 @@ class Identity:
 
     @classmethod
     def parse(cls, text: str) -> Identity:
-        """Read an identity the way strongSwan does.
+        """Read an identity the way strongSwan does (each text parsed once per process).
 
         An IPv4 or IPv6 address gives ID_IPV4_ADDR / ID_IPV6_ADDR, ``user@host`` gives
         ID_RFC822_ADDR, ``keyid:<hex>`` gives ID_KEY_ID, ``fqdn:name`` or any other
         name gives ID_FQDN.
         """
-        if text.startswith("keyid:"):
-            try:
-                return cls(IdType.ID_KEY_ID, bytes.fromhex(text[6:]))
-            except ValueError:
-                raise ConfigurationError(
-                    f"identity {text!r}: keyid: must be followed by hex digits", field="id"
-                ) from None
-        if text.startswith("fqdn:"):
-            return cls(IdType.ID_FQDN, text[5:].encode())
-        if text.startswith("email:"):
-            return cls(IdType.ID_RFC822_ADDR, text[6:].encode())
-        try:
-            addr = ipaddress.ip_address(text)
-        except ValueError:
-            addr = None
-        if addr is not None:
-            kind = IdType.ID_IPV4_ADDR if addr.version == 4 else IdType.ID_IPV6_ADDR
-            return cls(kind, addr.packed)
-        if not text:
-            raise ConfigurationError("an identity must not be empty", field="id")
-        if "@" in text:
-            return cls(IdType.ID_RFC822_ADDR, text.encode())
-        return cls(IdType.ID_FQDN, text.encode())
+        found = _parse_identity(text)
+        return found if cls is Identity else cls(found.id_type, found.data)
 
     def __str__(self) -> str:
         if self.id_type in (IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR):
@@ -63,6 +43,38 @@ class Identity:
             return "keyid:" + self.data.hex()
         return self.data.decode("utf-8", "replace")
 
+
+@functools.lru_cache(maxsize=1024)
+def _parse_identity(text: str) -> Identity:
+    # A frozen value: the runner and the daemon ask for the same few names all the time
+    # (a bad one raises every time: exceptions are not cached).
+    if text.startswith("keyid:"):
+        try:
+            return Identity(IdType.ID_KEY_ID, bytes.fromhex(text[6:]))
+        except ValueError:
+            raise ConfigurationError(
+                f"identity {text!r}: keyid: must be followed by hex digits", field="id"
+            ) from None
+    if text.startswith("fqdn:"):
+        return Identity(IdType.ID_FQDN, text[5:].encode())
+    if text.startswith("email:"):
+        return Identity(IdType.ID_RFC822_ADDR, text[6:].encode())
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        addr = None
+    if addr is not None:
+        kind = IdType.ID_IPV4_ADDR if addr.version == 4 else IdType.ID_IPV6_ADDR
+        return Identity(kind, addr.packed)
+    if not text:
+        raise ConfigurationError("an identity must not be empty", field="id")
+    if "@" in text:
+        return Identity(IdType.ID_RFC822_ADDR, text.encode())
+    return Identity(IdType.ID_FQDN, text.encode())
+
+
+_EVERYTHING = (TrafficSelector.from_network("0.0.0.0/0"), TrafficSelector.from_network("::/0"))
+"""Parsed once: frozen values, and ``ipaddress`` took most of a configuration's making."""
 
 SEND_CERT = ("ifasked", "always", "never")
 PPK_MODES = ("rfc8784",)
@@ -79,7 +91,7 @@ port float of strongSwan 6's defaults, so that the messages are as long as stron
 
 
 def _default_ts() -> tuple[TrafficSelector, ...]:
-    return (TrafficSelector.from_network("0.0.0.0/0"), TrafficSelector.from_network("::/0"))
+    return _EVERYTHING
 
 
 @dataclass(frozen=True)

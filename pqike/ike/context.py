@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .._fastinit import fast_init
 from ..crypto.kex import KeyExchange
 from ..proposal import NegotiatedSuite
 from ..wire.payloads import IkeHeader, Message, Payload, Proposal, TrafficSelector
@@ -22,6 +23,7 @@ from .protection import UnprotectedMessage
 Address = tuple[str, int]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Inbound:
     """A message that passed the SA's checks, as handed to an exchange handler."""
@@ -36,6 +38,7 @@ class Inbound:
     udp_len: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NewChild:
     """A Child SA as one exchange agreed it; "i" and "r" are that exchange's roles."""
@@ -97,6 +100,9 @@ class HandshakeContext:
     """The initiator sent an empty SUPPORTED_AUTH_METHODS in IKE_SA_INIT (RFC 9593 3.1)."""
     use_ppk: bool = False
     """RFC 8784 3: both peers sent USE_PPK in IKE_SA_INIT."""
+    psk_values: dict[bytes, bytes] = field(default_factory=dict)
+    """PSK AUTH values by signed octets: the transcript event, our AUTH payload and the
+    check of the peer's each need one, and each is computed once."""
 
 
 @dataclass

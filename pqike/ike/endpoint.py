@@ -507,7 +507,11 @@ class IkeEndpoint:
         return min(candidates) if candidates else None
 
     def handle_timer(self, *, now: float) -> None:
-        """Run every SA timer that is due and forget closed SAs whose time is up."""
+        """Run every SA timer that is due, forget closed SAs whose time is up and the
+        IKE_SA_INIT answers kept for replays whose window closed."""
+        replies = self._replies
+        while replies and next(iter(replies.values()))[0] <= now:
+            replies.popitem(last=False)  # kept in the order they were sent: oldest first
         due: list[IkeSa] = []
         timers = self._timers
         while timers and timers[0][0] <= now:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from .._fastinit import fast_init
 from ..crypto.keys import ChildKeys, IkeKeys
 from ..proposal import NegotiatedSuite
 from ..wire.payloads import TrafficSelector
@@ -43,6 +44,7 @@ class MessageEvent(Event):
         return len(self.fragment_ike_bytes) if len(self.fragment_ike_bytes) > 1 else 0
 
 
+@fast_init
 @dataclass(frozen=True)
 class MessageSent(MessageEvent):
     """A message left, whole or in fragments (one per datagram in ``datagram_sizes``)."""
@@ -50,6 +52,7 @@ class MessageSent(MessageEvent):
     destination: tuple[str, int] | None = None
 
 
+@fast_init
 @dataclass(frozen=True)
 class MessageReceived(MessageEvent):
     """A whole message arrived and was accepted (after reassembly and decryption)."""
@@ -57,6 +60,7 @@ class MessageReceived(MessageEvent):
     source: tuple[str, int] | None = None
 
 
+@fast_init
 @dataclass(frozen=True)
 class DatagramDropped(Event):
     """A datagram was ignored; ``reason`` says why (also counted in ``IkeSa.stats``)."""
@@ -76,6 +80,7 @@ class Purpose(Enum):
     REKEY_IKE = "rekey_ike"
 
 
+@fast_init
 @dataclass(frozen=True)
 class KeyExchangeCompleted(Event):
     """A key exchange finished: round 0 is the KE payload of IKE_SA_INIT (or of a
@@ -88,6 +93,7 @@ class KeyExchangeCompleted(Event):
     purpose: Purpose | None = None
 
 
+@fast_init
 @dataclass(frozen=True)
 class IkeKeysDerived(Event):
     """SKEYSEED and the seven SK_* keys were computed: after IKE_SA_INIT (epoch 0,
@@ -197,6 +203,7 @@ class IkeSaEstablished(Event):
     nat_remote: bool
 
 
+@fast_init
 @dataclass(frozen=True)
 class ChildSaEstablished(Event):
     """A Child SA is ready: the first one, created in IKE_AUTH, or one created or

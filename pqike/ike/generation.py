@@ -8,7 +8,7 @@ two directions are independent (RFC 7296 2.3).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, auto
 
 from ..crypto.keys import IkeKeys
@@ -16,7 +16,7 @@ from ..crypto.prf import Prf
 from ..crypto.protect import Cipher
 from ..proposal import NegotiatedSuite
 from .events import MessageSent
-from .protection import Reassembler
+from .protection import Reassembler, ReassemblyBudget, ReassemblyLimits
 
 
 @dataclass
@@ -64,13 +64,14 @@ class Fate(Enum):
     """Made by the losing side of a rekey collision (RFC 7296 2.8.2): we delete it."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Generation:
     spi_i: bytes
     spi_r: bytes
     initiator: bool
     """We are the original initiator of this generation (the I flag, RFC 7296 2.18)."""
-    reassembler: Reassembler
+    limits: ReassemblyLimits
+    """Bounds of the reassembler, which is made when the first fragment comes."""
     crypto: Crypto | None = None
     my_mid: int = 0
     """RFC 7296 2.2: the ID of the next request we send."""
@@ -83,6 +84,36 @@ class Generation:
     """A replaced generation is forgotten by then even if its Delete never came."""
     deleting: bool = False
     """We sent the Delete of this replaced generation."""
+    budget: ReassemblyBudget | None = None
+    """The endpoint's budget for partial messages, charged under ``peer`` (RFC 7383 2.6)."""
+    peer: str | None = None
+    authenticated: bool = False
+    """The peer authenticated: the reassembler may take messages beyond the half-open
+    allowance."""
+    reassembly: Reassembler | None = field(default=None, init=False, repr=False)
+    """The reassembler, once a fragment came (``None`` before: most SAs never see one,
+    and an idle reassembler is a third of an established SA's memory)."""
+
+    @property
+    def reassembler(self) -> Reassembler:
+        """The reassembler of this generation's fragments (RFC 7383), made on first use."""
+        r = self.reassembly
+        if r is None:
+            r = self.reassembly = Reassembler(self.limits, budget=self.budget, peer=self.peer)
+            if self.authenticated:
+                r.established()
+        return r
+
+    def authenticate(self) -> None:
+        """The SA is established: lift the half-open allowance."""
+        self.authenticated = True
+        if self.reassembly is not None:
+            self.reassembly.established()
+
+    def release(self) -> None:
+        """Give any partial message back to the budget (the SA or generation is over)."""
+        if self.reassembly is not None:
+            self.reassembly.clear()
 
     @property
     def own_spi(self) -> bytes:

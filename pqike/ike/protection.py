@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .._fastinit import fast_init
 from ..constants import (
     GENERIC_PAYLOAD_HEADER_LENGTH,
     IKE_HEADER_LENGTH,
@@ -25,6 +26,7 @@ from ..wire.payloads import IkeHeader, Message, Payload, SkfPayload, SkPayload
 SKF_HEADER_LENGTH = 8
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ProtectedMessage:
     """What ``protect`` built: the IKE messages to send (one, or one per fragment)."""
@@ -44,6 +46,7 @@ class ProtectedMessage:
     """Payloads sent in clear before SK (only ever by an impairment): part of IntAuth's A."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class UnprotectedMessage:
     """A received protected message after decryption (and reassembly)."""
@@ -107,8 +110,8 @@ def protect(
     for probing peers and empty otherwise.
     """
     plaintext = encode_payloads(inner)
-    first_inner = int(inner[0].payload_type) if inner else 0
-    inner_types = tuple(int(p.payload_type) for p in inner)
+    inner_types = tuple([int(p.payload_type) for p in inner])
+    first_inner = inner_types[0] if inner_types else 0
     clear = _chained(unprotected) if unprotected else b""
     whole = (
         IKE_HEADER_LENGTH

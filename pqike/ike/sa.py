@@ -16,10 +16,8 @@ and where it leads is the table in ``pqike.ike.machine``.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import os
 import random
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import Enum, auto
@@ -71,7 +69,6 @@ from .events import (
     Purpose,
 )
 from .exchanges import create_child_sa, ike_sa_init, informational, intermediate
-from .exchanges.common import notify
 from .exchanges.informational import InformationalRequest
 from .generation import CachedResponse, Crypto, Fate, Generation, Outgoing
 from .machine import COMMANDS, TRANSITIONS, Transition
@@ -89,15 +86,27 @@ Address = tuple[str, int]
 S = IkeSaState
 
 _ZERO_SPI = b"\x00" * 8
+_NATD_S = int(NotifyType.NAT_DETECTION_SOURCE_IP)
+_NATD_D = int(NotifyType.NAT_DETECTION_DESTINATION_IP)
+_JITTER = random.SystemRandom()
+"""Lifetime jitter from the OS generator; it keeps no state of its own, so one is shared."""
 _INITIATOR = int(HeaderFlag.INITIATOR)
 _RESPONSE = int(HeaderFlag.RESPONSE)
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """Parsing an address string costs more than the NAT detection hash over it, and a
-    responder sees the same few addresses again and again."""
-    return ipaddress.ip_address(text)
+@functools.lru_cache(maxsize=64)
+def _limits_of(max_fragments: int, max_message_size: int, timeout: float) -> ReassemblyLimits:
+    return ReassemblyLimits(max_fragments, max_message_size, timeout)
+
+
+def _limits(cfg: IkeConfiguration) -> ReassemblyLimits:
+    """The reassembly bounds of ``cfg``, one shared object per distinct triple (never
+    written after it is made)."""
+    return _limits_of(cfg.max_fragments, cfg.max_message_size, cfg.reassembly_timeout)
+
+
+_NO_FRAGMENTS = Reassembler(ReassemblyLimits()).stats
+"""The counters of a reassembler that never saw a fragment (all zero)."""
 
 
 class Job(Enum):
@@ -130,6 +139,44 @@ class IkeSa:
     this object: its SPIs, keys and message IDs move to the new generation.
     """
 
+    # Slots: a responder holds one of these per SA, and past 30 attributes an instance
+    # dict stops sharing its keys and costs 1.5 kB. A new attribute goes in this list.
+    __slots__ = (
+        "_cookie_jar",
+        "_counters",
+        "_events",
+        "_first_nonces",
+        "_generations",
+        "_hs",
+        "_ike_expire_at",
+        "_ike_rekey_at",
+        "_ipv6",
+        "_last_heard",
+        "_liveness_queued",
+        "_nat_local",
+        "_nat_remote",
+        "_out",
+        "_pending_ike",
+        "_reassembly_budget",
+        "_rx_path",
+        "_state",
+        "_tasks",
+        "child_in",
+        "child_in_current",
+        "child_out",
+        "children",
+        "config",
+        "first_child_spi",
+        "gen",
+        "info_out",
+        "local",
+        "peer_fragmentation",
+        "peer_id",
+        "registry",
+        "remote",
+        "reserved_spi",
+    )
+
     def __init__(
         self,
         config: IkeConfiguration,
@@ -148,7 +195,7 @@ class IkeSa:
         self.local = local
         self.remote = remote
         self.registry = registry
-        self._ipv6 = ipaddress.ip_address(local[0]).version == 6
+        self._ipv6 = ":" in local[0]  # an IPv6 address has colons, an IPv4 one never
         self._state = S.INITIAL if is_initiator else S.RESPONDER_EXPECT_SA_INIT_REQUEST
         self.reserved_spi = os.urandom(8)
         """Our SPI for the first generation (SPIr goes on the wire with our response)."""
@@ -156,7 +203,9 @@ class IkeSa:
             spi_i=self.reserved_spi if is_initiator else b"",
             spi_r=_ZERO_SPI,
             initiator=is_initiator,
-            reassembler=self._new_reassembler(),
+            limits=_limits(config),
+            budget=reassembly_budget,
+            peer=remote[0],
         )
         self._generations: list[Generation] = [self.gen]
         self._hs: HandshakeContext | None = HandshakeContext()
@@ -170,8 +219,10 @@ class IkeSa:
         self.child_in_current: ChildExchange | None = None
         self.info_out: InformationalRequest | None = None
         self._pending_ike: tuple[ChildExchange, Generation, IkeSaRekeyed] | None = None
-        self._tasks: deque[_Task] = deque()
-        self._events: deque[Event] = deque()
+        # Lists, not deques: an empty deque holds a 64-slot block (760 bytes an SA), and
+        # both stay a few entries long.
+        self._tasks: list[_Task] = []
+        self._events: list[Event] = []
         self._out: list[tuple[bytes, Address]] = []
         self._counters: dict[str, int] = {}
         self.peer_fragmentation = False
@@ -213,7 +264,8 @@ class IkeSa:
         """Counters: dropped datagrams by reason, retransmissions, fragment handling."""
         out = dict(self._counters)
         for gen in self._generations:
-            for name, value in gen.reassembler.stats.items():
+            stats = gen.reassembly.stats if gen.reassembly is not None else _NO_FRAGMENTS
+            for name, value in stats.items():
                 out[name] = out.get(name, 0) + value
         return out
 
@@ -285,7 +337,7 @@ class IkeSa:
             raise LocalProtocolError("delete() needs an established IKE SA")
         if any(t.kind is Job.DELETE_IKE for t in self._tasks):
             return
-        self._tasks.appendleft(_Task(Job.DELETE_IKE))
+        self._tasks.insert(0, _Task(Job.DELETE_IKE))
         self._kick(now)
 
     def datagrams_to_send(self, *, now: float) -> list[tuple[bytes, Address]]:
@@ -295,15 +347,16 @@ class IkeSa:
 
     def next_event(self) -> Event | None:
         """The oldest event not yet read, or ``None``."""
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` must be called next, or ``None``."""
         deadlines: list[float] = []
         for gen in self._generations:
-            d = gen.reassembler.deadline()
-            if d is not None:
-                deadlines.append(d)
+            if gen.reassembly is not None:
+                d = gen.reassembly.deadline()
+                if d is not None:
+                    deadlines.append(d)
         if self._state in TERMINAL:
             return min(deadlines) if deadlines else None
         for gen in self._generations:
@@ -330,7 +383,8 @@ class IkeSa:
         """Retransmit, give up, expire reassembly, and start rekeys, liveness checks and
         deletes whose time has come."""
         for gen in self._generations:
-            gen.reassembler.expire(now)
+            if gen.reassembly is not None:
+                gen.reassembly.expire(now)
         if self._state in TERMINAL:
             return
         hs = self._hs
@@ -384,7 +438,8 @@ class IkeSa:
         NAT-T port or its NAT mapping changed).
         """
         for gen in self._generations:
-            gen.reassembler.expire(now)
+            if gen.reassembly is not None:
+                gen.reassembly.expire(now)
         local = local or self.local
         self._rx_path = (addr, local)
         marker = marker_length(local[1], addr[1])
@@ -618,7 +673,7 @@ class IkeSa:
         self._state = state
         if state in TERMINAL:
             for gen in self._generations:
-                gen.reassembler.clear()
+                gen.release()
 
     # ------------------------------------------------------------------ the request window
 
@@ -674,7 +729,7 @@ class IkeSa:
 
     def delete_child_later(self, spi: bytes, reason: str, now: float) -> None:
         """Delete a Child SA as soon as our window is free (first in the queue)."""
-        self._tasks.appendleft(_Task(Job.DELETE_CHILD, spi, reason=reason))
+        self._tasks.insert(0, _Task(Job.DELETE_CHILD, spi, reason=reason))
 
     def _dpd_due(self) -> float | None:
         delay = self.config.dpd_delay
@@ -712,7 +767,7 @@ class IkeSa:
     def _arm_ike_lifetime(self, now: float) -> None:
         rekey, hard, jitter = self.config.ike_lifetimes
         if rekey:
-            self._ike_rekey_at = now + rekey - random.SystemRandom().uniform(0, jitter)
+            self._ike_rekey_at = now + rekey - _JITTER.uniform(0, jitter)
             self._ike_expire_at = now + hard
         else:
             self._ike_rekey_at = self._ike_expire_at = None
@@ -754,7 +809,7 @@ class IkeSa:
                 message.header.exchange_type,
                 message.header.message_id,
                 message.header.is_response,
-                tuple(int(p.payload_type) for p in message.payloads),
+                tuple([int(p.payload_type) for p in message.payloads]),
                 len(message.raw),
                 (len(message.raw),),
                 (msg.udp_len,),
@@ -854,7 +909,7 @@ class IkeSa:
             )
         )
         self._arm_ike_lifetime(now)
-        self.gen.reassembler.established()
+        self.gen.authenticate()
         self._first_nonces = (hs.nonce_i, hs.nonce_r)
         # The IKE_SA_INIT messages, IntAuth chains and key exchange objects were only for
         # AUTH and the rounds: an established SA stays small.
@@ -917,7 +972,7 @@ class IkeSa:
             new.transport,
             initiated,
             now,
-            rekey_at=now + rekey - random.SystemRandom().uniform(0, jitter) if rekey else None,
+            rekey_at=now + rekey - _JITTER.uniform(0, jitter) if rekey else None,
             expire_at=now + life if life else None,
         )
         self.children[spi_in] = child
@@ -1049,8 +1104,11 @@ class IkeSa:
             spi_i=spi_i,
             spi_r=spi_r,
             initiator=ctx.initiated,
-            reassembler=self._new_reassembler(),
+            limits=_limits(self.config),
             crypto=crypto,
+            budget=self._reassembly_budget,
+            peer=self.remote[0],
+            authenticated=True,  # a rekeyed generation: its peer authenticated
         )
         if not ctx.initiated and self.child_out is not None:
             # Our own IKE rekey is in flight: wait for it before choosing.
@@ -1108,7 +1166,7 @@ class IkeSa:
             return
         if gen in self._generations:
             self._generations.remove(gen)
-            gen.reassembler.clear()
+            gen.release()
 
     def note_failure(self, notify_type: int | None, reason: str, now: float) -> None:
         """Report the SA's failure; the table moves the state (an INFORMATIONAL told us)."""
@@ -1121,7 +1179,7 @@ class IkeSa:
     # ------------------------------------------------- NAT detection (RFC 7296 2.23)
 
     def _natd(self, spi_r: bytes, addr: Address) -> bytes:
-        return crypto_auth.nat_detection_hash(self.gen.spi_i, spi_r, _parse_ip(addr[0]), addr[1])
+        return crypto_auth.nat_detection_hash(self.gen.spi_i, spi_r, addr[0], addr[1])
 
     def nat_notifies(self, spi_r: bytes) -> list[Payload]:
         return [
@@ -1131,16 +1189,18 @@ class IkeSa:
 
     def check_nat(self, payloads: tuple[Payload, ...], spi_r: bytes, source: Address) -> None:
         """Compare the peer's hashes with the addresses we see."""
-        srcs = [
-            p.data
-            for p in payloads
-            if isinstance(p, NotifyPayload) and p.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP
-        ]
-        dst = notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
+        srcs: list[bytes] = []
+        dst: bytes | None = None
+        for p in payloads:  # one pass: IKE_SA_INIT carries several Notify payloads
+            if type(p) is NotifyPayload:
+                if p.notify_type == _NATD_S:
+                    srcs.append(p.data)
+                elif p.notify_type == _NATD_D and dst is None:
+                    dst = p.data
         if srcs:
             self._nat_remote = self._natd(spi_r, source) not in srcs
         if dst is not None:
-            self._nat_local = dst.data != self._natd(spi_r, self.local)
+            self._nat_local = dst != self._natd(spi_r, self.local)
 
     def float_to_nat_t(self) -> None:
         """After IKE_SA_INIT, move from port 500 to the NAT-T port when a NAT was detected
@@ -1160,17 +1220,6 @@ class IkeSa:
             self.bump("path_changes")
 
     # ------------------------------------------------------------------ sending
-
-    def _new_reassembler(self) -> Reassembler:
-        cfg = self.config
-        reassembler = Reassembler(
-            ReassemblyLimits(cfg.max_fragments, cfg.max_message_size, cfg.reassembly_timeout),
-            budget=self._reassembly_budget,
-            peer=self.remote[0],
-        )
-        if self._state == S.ESTABLISHED:
-            reassembler.established()  # a rekeyed generation: its peer authenticated
-        return reassembler
 
     @property
     def cookie_jar(self) -> CookieJar:
@@ -1233,26 +1282,29 @@ class IkeSa:
                 intermediate.chain_int_auth(self, pm, initiator=gen.initiator)
             messages = pm.messages
             outer = PayloadType.SKF if len(messages) > 1 else PayloadType.SK
-            types = (int(outer), *pm.inner_types)
+            types: tuple[int, ...] = (int(outer), *pm.inner_types)
             raw, ike_bytes = b"", pm.ike_bytes
         else:
             raw = encode_message(header, payloads)
             messages, types, ike_bytes = (
                 (raw,),
-                tuple(int(p.payload_type) for p in payloads),
+                tuple([int(p.payload_type) for p in payloads]),
                 len(raw),
             )
-        datagrams = [add_marker(m, local_port, remote_port) for m in messages]
+        if marker_length(local_port, remote_port):
+            datagrams = [add_marker(m, local_port, remote_port) for m in messages]
+        else:
+            datagrams = list(messages)
         fragmented = len(messages) > 1
         event = MessageSent(
             now,
             exchange,
             mid,
             response,
-            tuple(types),
+            types,
             ike_bytes,
-            tuple(len(m) for m in messages) if fragmented else (ike_bytes,),
-            tuple(len(d) for d in datagrams),
+            tuple([len(m) for m in messages]) if fragmented else (ike_bytes,),
+            tuple([len(d) for d in datagrams]),
             destination=self.remote,
         )
         self._emit_datagrams(datagrams)
@@ -1396,7 +1448,7 @@ class IkeSa:
                 plain.header.exchange_type,
                 plain.header.message_id,
                 plain.header.is_response,
-                (int(first_type), *(int(p.payload_type) for p in inner)),
+                (int(first_type), *[int(p.payload_type) for p in inner]),
                 plain.ike_bytes,
                 tuple(sizes),
                 tuple(s + marker for s in sizes),

@@ -12,6 +12,10 @@ from enum import Enum, auto
 class IkeSaState(Enum):
     """Where an IKE SA is in its life; named for what it waits for."""
 
+    # Members are singletons that compare by identity, so the identity hash agrees with
+    # equality; Enum's own hashes the name in Python, on every table look-up.
+    __hash__ = object.__hash__
+
     INITIAL = auto()
     INITIATOR_EXPECT_SA_INIT_RESPONSE = auto()
     INITIATOR_EXPECT_INTERMEDIATE_RESPONSE = auto()
@@ -27,6 +31,8 @@ class IkeSaState(Enum):
 
 class Outcome(Enum):
     """What a handler reports; the table turns it into the next state."""
+
+    __hash__ = object.__hash__  # see IkeSaState
 
     DONE = auto()
     """The step finished as planned."""
@@ -46,6 +52,8 @@ class Outcome(Enum):
 
 class Command(Enum):
     """What the application asks of an ``IkeSa``."""
+
+    __hash__ = object.__hash__  # see IkeSaState
 
     INITIATE = auto()
     DELETE = auto()

@@ -25,6 +25,14 @@ def intersect(a: TrafficSelector, b: TrafficSelector) -> TrafficSelector | None:
     hi = min(a.end_address, b.end_address)
     if lo_port > hi_port or lo > hi:
         return None
+    # Usually one side contains the other: share that frozen selector instead of a copy
+    # that every Child SA would keep.
+    for whole in (a, b):
+        if (whole.ip_protocol, whole.start_port, whole.end_port) == (proto, lo_port, hi_port) and (
+            whole.start_address,
+            whole.end_address,
+        ) == (lo, hi):
+            return whole
     return TrafficSelector(a.ts_type, proto, lo_port, hi_port, lo, hi)
 
 
@@ -35,14 +43,27 @@ def narrow(
 
     RFC 7296 2.9: the responder may answer with a subset; duplicates are removed.
     """
-    allowed = tuple(allowed)
+    proposed, allowed = tuple(proposed), tuple(allowed)
+    key = (proposed, allowed)
+    hit = _NARROWED.get(key)
+    if hit is not None:
+        return hit
     out: list[TrafficSelector] = []
     for p in proposed:
         for a in allowed:
             ts = intersect(p, a)
             if ts is not None and ts not in out:
                 out.append(ts)
-    return tuple(out)
+    result = tuple(out)
+    if len(_NARROWED) >= 256:
+        _NARROWED.clear()
+    _NARROWED[key] = result
+    return result
+
+
+_NARROWED: dict[tuple[tuple[TrafficSelector, ...], tuple[TrafficSelector, ...]], tuple] = {}
+"""``narrow``'s answers: a pure function of frozen selectors that a responder asks with
+the same arguments in every handshake (bounded; the shared result is also less memory)."""
 
 
 def host_selector(address: str) -> TrafficSelector:

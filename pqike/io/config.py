@@ -51,6 +51,7 @@ Unknown sections and keys are mistakes too.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import os
@@ -185,11 +186,17 @@ class PeerConfig:
         ike = self.ike
 
         def config_for(local: Address, remote: Address) -> IkeConfiguration | None:
-            if only is not None and ipaddress.ip_address(remote[0]) != only:
+            # Asked for every new SA: parse each peer's address text once.
+            if only is not None and _ip(remote[0]) != only:
                 return None
             return ike
 
         return config_for
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
 
 
 def load_peer_config(

@@ -20,6 +20,7 @@ src, dst)`` sees every datagram sent ("sent") or received ("received"), e.g. for
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import socket
@@ -105,8 +106,14 @@ def format_address(addr: Address) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address parsed once: a busy endpoint meets the same few again and again."""
+    return ipaddress.ip_address(text)
+
+
 def _is_wildcard(host: str) -> bool:
-    return ipaddress.ip_address(host).is_unspecified
+    return _ip(host).is_unspecified
 
 
 def source_address_for(remote: str) -> str:
@@ -263,9 +270,9 @@ class UdpEndpoint:
     # ------------------------------------------------------------------ plumbing
 
     def _default_local(self, remote: Address) -> Address:
-        version = ipaddress.ip_address(remote[0]).version
+        version = _ip(remote[0]).version
         for host, port in self._sockets:
-            if port == self.port and ipaddress.ip_address(host).version == version:
+            if port == self.port and _ip(host).version == version:
                 if _is_wildcard(host):
                     host = self._source_for(remote[0])
                 return (host, port)

@@ -402,6 +402,9 @@ def t_quantile(p: float, df: int) -> float:
     return (low + high) / 2.0
 
 
+_QUANTILES = (0.5, 0.05, 0.95)
+
+
 def describe(values: Sequence[float]) -> dict[str, float]:
     """n, mean with its 95 % t interval, median, p5, p95, min and max of ``values``."""
     xs = sorted(float(v) for v in values if v is not None and not math.isnan(float(v)))
@@ -417,14 +420,16 @@ def describe(values: Sequence[float]) -> dict[str, float]:
         half = t_quantile(0.975, n - 1) * statistics.stdev(xs) / math.sqrt(n)
     else:
         half = math.nan
-    series = pd.Series(xs)
+    # One numpy call for the three (linear interpolation, what Series.quantile does):
+    # three pandas quantiles were half of a whole run's CPU for short cells.
+    median, p5, p95 = np.quantile(np.asarray(xs), _QUANTILES)
     out.update(
         mean=mean,
         ci95_low=mean - half,
         ci95_high=mean + half,
-        median=float(series.quantile(0.5)),
-        p5=float(series.quantile(0.05)),
-        p95=float(series.quantile(0.95)),
+        median=float(median),
+        p5=float(p5),
+        p95=float(p95),
         min=xs[0],
         max=xs[-1],
     )

@@ -36,6 +36,7 @@ from ..handshake import (
     auth_options,
     make_config,
 )
+from ..ike.config import IkeConfiguration
 from ..ike.events import IkeSaEstablished, KeyExchangeCompleted
 from ..ike.sa import IkeSa
 from ..trace import Trace
@@ -144,46 +145,56 @@ class MemoryPair:
     def unavailable_reason(self) -> str | None:
         return None
 
+    def _configs_for(self, case: HandshakeCase) -> tuple[IkeConfiguration, IkeConfiguration]:
+        """Both sides' configurations, made once per cell (what they depend on) rather
+        than twice per handshake: ``IkeSa`` never changes one."""
+        p = case.proposal
+        key = (p, case.profile.fragment_size, case.retransmit_timeout, case.retransmit_tries)
+        # Made on first use: subclasses (tests' pairs) need not call an __init__.
+        cache: dict[tuple, tuple[IkeConfiguration, IkeConfiguration]]
+        cache = vars(self).setdefault("_configs", {})
+        configs = cache.get(key)
+        if configs is None:
+            common: dict[str, Any] = {
+                "fragment_size": case.profile.fragment_size,
+                "retransmit_timeout": case.retransmit_timeout,
+                "retransmit_tries": case.retransmit_tries,
+                "psk": PSK,
+                "preset": p.preset,
+            }
+            # Certificates of a test PKI when the proposal asks (``auth``), as run_handshake.
+            ini_auth, res_auth = auth_options(p.auth)
+            configs = (
+                make_config(
+                    p.ike,
+                    p.esp,
+                    local_id=INITIATOR_ID,
+                    remote_id=RESPONDER_ID,
+                    impairments=p.impair,
+                    **common,
+                    **ini_auth,
+                ),
+                make_config(
+                    p.responder or p.ike,
+                    p.esp,
+                    local_id=RESPONDER_ID,
+                    impairments=p.responder_impair,
+                    **common,
+                    **res_auth,
+                ),
+            )
+            if len(cache) >= 64:
+                cache.clear()
+            cache[key] = configs
+        return configs
+
     def run(self, case: HandshakeCase) -> HandshakeRun:
         profile = case.profile
         version = 6 if profile.ipv6 else 4
         ini_addr, res_addr = INITIATOR_ADDRESS[version], RESPONDER_ADDRESS[version]
-        common: dict[str, Any] = {
-            "fragment_size": profile.fragment_size,
-            "retransmit_timeout": case.retransmit_timeout,
-            "retransmit_tries": case.retransmit_tries,
-            "psk": PSK,
-            "preset": case.proposal.preset,
-        }
-        # Certificates of a test PKI when the proposal asks (``auth``), as run_handshake.
-        ini_auth, res_auth = auth_options(case.proposal.auth)
-        initiator = IkeSa(
-            make_config(
-                case.proposal.ike,
-                case.proposal.esp,
-                local_id=INITIATOR_ID,
-                remote_id=RESPONDER_ID,
-                impairments=case.proposal.impair,
-                **common,
-                **ini_auth,
-            ),
-            is_initiator=True,
-            local=ini_addr,
-            remote=res_addr,
-        )
-        responder = IkeSa(
-            make_config(
-                case.proposal.responder or case.proposal.ike,
-                case.proposal.esp,
-                local_id=RESPONDER_ID,
-                impairments=case.proposal.responder_impair,
-                **common,
-                **res_auth,
-            ),
-            is_initiator=False,
-            local=res_addr,
-            remote=ini_addr,
-        )
+        ini_config, res_config = self._configs_for(case)
+        initiator = IkeSa(ini_config, is_initiator=True, local=ini_addr, remote=res_addr)
+        responder = IkeSa(res_config, is_initiator=False, local=res_addr, remote=ini_addr)
         run = simulate_handshake(
             initiator,
             responder,

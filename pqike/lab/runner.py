@@ -34,6 +34,7 @@ when the run ends, also on an error or an interruption.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -166,15 +167,18 @@ def run_cell(
     pairs: Mapping[str, PeerPair] | None = None,
     repetitions: int | None = None,
     on_handshake: Callable[[int], None] | None = None,
+    start: int = 0,
 ) -> CellResult:
     """Run the repetitions of one cell and return its tables.
 
     ``repetitions`` defaults to the spec's count for the cell; ``on_handshake(repetition)``
-    is called after each handshake.
+    is called after each handshake. ``start`` runs repetitions ``start`` onwards (a chunk
+    of the cell: each repetition's seed is its own, so chunks joined in order give the
+    tables of the whole cell).
     """
     pairs = pairs if pairs is not None else default_pairs()
     pair = pairs[cell.pair]
-    reps = repetitions if repetitions is not None else spec.repetitions_for(cell)
+    reps = repetitions if repetitions is not None else spec.repetitions_for(cell) - start
 
     def case(rep: int) -> HandshakeCase:
         return HandshakeCase(
@@ -191,9 +195,9 @@ def run_cell(
     if pair.simulated:
         # One unrecorded handshake first: the first one in a process pays one-time costs
         # (imports, OpenSSL and cipher set-up) that would inflate its CPU columns.
-        pair.run(case(0))
+        pair.run(case(start))
     hs, msgs, dgrams, parts, phases = [], [], [], [], []
-    for rep in range(reps):
+    for rep in range(start, start + reps):
         this = case(rep)
         run = pair.run(this)
         hs.append(handshake_row(spec.name, cell, rep, this.seed, run))
@@ -225,8 +229,16 @@ def run_experiment(
     progress: Callable[[Progress], None] | None = None,
     report: bool = True,
     force: bool = False,
+    workers: int = 1,
+    scheduler: str | None = None,
 ) -> ExperimentResult:
     """Run every cell of ``spec`` (a spec or the path of its TOML file).
+
+    ``workers`` above 1 runs the simulated cells in that many local processes, in chunks
+    of repetitions; ``scheduler`` (``tcp://host:8786``) runs them on a Dask
+    ``distributed`` cluster instead (``pip install pqike[dask]``). Each repetition has its
+    own seed, so every column but the CPU and wall-clock times is the same whatever runs
+    them; cells of real peers (the lab pairs) always run here, one after the other.
 
     With ``out`` the tables, the report and the per-cell journal are written there and
     a rerun resumes (a finished run is not run again: its tables are read back); without
@@ -247,40 +259,66 @@ def run_experiment(
     outdir = Path(out) if out is not None else None
     discarded, complete = (0, False) if outdir is None else _prepare(outdir, spec, cells, force)
 
+    if workers < 1:
+        raise ConfigurationError("workers must be at least 1", field="workers")
     done_hs = 0
+    cells_done = 0
     ran: list[str] = []
     skipped: list[str] = []
-    results: list[CellResult] = []
-    try:
-        for index, cell in enumerate(cells):
-            if complete or (outdir is not None and (outdir / "cells" / cell.id).is_dir()):
-                skipped.append(cell.id)
-                done_hs += reps[cell.id]
-                if progress is not None:
-                    progress(Progress(len(cells), index + 1, total_hs, done_hs, cell.id, True))
-                continue
+    finished: dict[int, CellResult] = {}
+    todo: list[int] = []
+    for index, cell in enumerate(cells):
+        if complete or (outdir is not None and (outdir / "cells" / cell.id).is_dir()):
+            skipped.append(cell.id)
+            done_hs += reps[cell.id]
+            cells_done += 1
+            if progress is not None:
+                progress(Progress(len(cells), cells_done, total_hs, done_hs, cell.id, True))
+        else:
+            todo.append(index)
 
-            def tick(rep: int, index: int = index, cell: Cell = cell) -> None:
+    def finish(index: int, result: CellResult) -> None:
+        nonlocal cells_done
+        if outdir is not None:
+            _save_cell(outdir, result)
+        else:
+            finished[index] = result
+        ran.append(cells[index].id)
+        cells_done += 1
+        if progress is not None:
+            # Only now is the cell safe on disk: an interruption from here on keeps it.
+            progress(Progress(len(cells), cells_done, total_hs, done_hs, cells[index].id))
+
+    parallel = workers > 1 or scheduler is not None
+    spread = [i for i in todo if parallel and pairs[cells[i].pair].simulated]
+    try:
+        if spread:
+            for index, result, count in _spread(spec, cells, spread, pairs, workers, scheduler):
+                done_hs += count
+                if result is None:  # a chunk of a cell that is not complete yet
+                    if progress is not None:
+                        progress(Progress(len(cells), cells_done, total_hs, done_hs, "…"))
+                    continue
+                finish(index, result)
+        for index in todo:
+            if index in spread:
+                continue
+            cell = cells[index]
+
+            def tick(rep: int, cell: Cell = cell) -> None:
                 nonlocal done_hs
                 done_hs += 1
                 if progress is not None:
-                    progress(Progress(len(cells), index, total_hs, done_hs, cell.id))
+                    progress(Progress(len(cells), cells_done, total_hs, done_hs, cell.id))
 
-            result = run_cell(spec, cell, pairs=pairs, on_handshake=tick)
-            if outdir is not None:
-                _save_cell(outdir, result)
-            else:
-                results.append(result)
-            ran.append(cell.id)
-            if progress is not None:
-                # Only now is the cell safe on disk: an interruption from here on keeps it.
-                progress(Progress(len(cells), index + 1, total_hs, done_hs, cell.id))
+            finish(index, run_cell(spec, cell, pairs=pairs, on_handshake=tick))
     finally:
         # Pairs that keep daemons or namespaces between handshakes release them here.
         for pair in pairs.values():
             close = getattr(pair, "close", None)
             if callable(close):
                 close()
+    results = [finished[i] for i in sorted(finished)]
 
     names = _tables(spec)
     if outdir is None:
@@ -326,6 +364,150 @@ def run_experiment(
 
             result.report = build_report(outdir)
     return result
+
+
+# --- cells in parallel: local processes or a Dask cluster -----------------------------------
+
+_CHUNKS_PER_WORKER = 4
+"""Chunks of repetitions per worker: enough to keep every worker busy to the end and the
+progress bar moving, few enough that the unrecorded first handshake of each is cheap."""
+_MIN_CHUNK = 4
+
+_Task = tuple[int, ExperimentSpec, Cell, PeerPair, int, int]
+"""(cell index, spec, cell, pair, first repetition, repetitions)."""
+
+
+def _run_task(task: _Task) -> tuple[int, int, CellResult]:
+    """One chunk of one cell, in a worker process (local or Dask)."""
+    index, spec, cell, pair, start, count = task
+    result = run_cell(spec, cell, pairs={cell.pair: pair}, repetitions=count, start=start)
+    return index, start, result
+
+
+def _quiet_worker(started) -> None:
+    # Ctrl-C is the parent's to handle: it terminates the pool and keeps the saved cells.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    started.wait()
+
+
+def _local_results(tasks: list[_Task], workers: int):
+    import multiprocessing
+
+    # forkserver: workers fork from a clean process that has imported the runner once,
+    # not from this one (which may hold threads, such as the progress bar's).
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["pqike.lab.runner"])
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    n = min(workers, len(tasks))
+    executor = None
+    futures = []
+    try:
+        with _sigint_deferred():
+            # A worker killed while still starting prints a traceback: a Ctrl-C waits
+            # (SIGINT blocked here, and so in the fork server and the workers, which
+            # keep this mask) until every worker has started, then arrives.
+            started = ctx.Barrier(n + 1)
+            executor = ProcessPoolExecutor(
+                n, mp_context=ctx, initializer=_quiet_worker, initargs=(started,)
+            )
+            futures = [executor.submit(_run_task, task) for task in tasks]
+            started.wait(timeout=120)
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        # Done, an error or Ctrl-C: the workers go (their chunks are lost, not the
+        # cells already saved).
+        for future in futures:
+            future.cancel()
+        if executor is not None:
+            # The executor has no public way to stop a running task.
+            for process in list(getattr(executor, "_processes", {}).values()):
+                process.terminate()
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _dask_results(tasks: list[_Task], scheduler: str):
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise ConfigurationError(
+            "--scheduler needs Dask: pip install 'pqike[dask]' (dask and distributed)",
+            field="scheduler",
+        ) from None
+    try:
+        client = Client(scheduler, timeout="10s")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc})", field="scheduler"
+        ) from None
+    futures = []
+    try:
+        futures = [client.submit(_run_task, task, pure=False) for task in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        client.cancel(futures)
+        client.close()
+
+
+def _spread(
+    spec: ExperimentSpec,
+    cells: list[Cell],
+    indexes: list[int],
+    pairs: Mapping[str, PeerPair],
+    workers: int,
+    scheduler: str | None,
+):
+    """Run the cells ``indexes`` in chunks on the workers; yield ``(cell index, its
+    CellResult or None while chunks are missing, repetitions just done)``."""
+    counts = {i: spec.repetitions_for(cells[i]) for i in indexes}
+    slots = workers if scheduler is None else max(workers, len(indexes))
+    size = max(_MIN_CHUNK, -(-sum(counts.values()) // (slots * _CHUNKS_PER_WORKER)))
+    tasks: list[_Task] = [
+        (i, spec, cells[i], pairs[cells[i].pair], start, min(size, counts[i] - start))
+        for i in indexes
+        for start in range(0, counts[i], size)
+    ]
+    parts: dict[int, list[tuple[int, CellResult]]] = {i: [] for i in indexes}
+    done = {i: 0 for i in indexes}
+    source = (
+        _local_results(tasks, workers) if scheduler is None else _dask_results(tasks, scheduler)
+    )
+    for index, start, result in source:
+        count = len(result.handshakes)
+        parts[index].append((start, result))
+        done[index] += count
+        if done[index] < counts[index]:
+            yield index, None, count
+            continue
+        chunks = [r for _, r in sorted(parts.pop(index), key=lambda item: item[0])]
+        yield index, _joined(cells[index], chunks), count
+
+
+def _joined(cell: Cell, chunks: list[CellResult]) -> CellResult:
+    """The tables of a cell from its chunks, in repetition order."""
+    if len(chunks) == 1:
+        return chunks[0]
+
+    def cat(name: str) -> pd.DataFrame:
+        frames = [getattr(c, name) for c in chunks if not getattr(c, name).empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    return CellResult(cell, *(cat(name) for name in TABLES))
 
 
 def _tables(spec: ExperimentSpec) -> tuple[str, ...]:

@@ -70,6 +70,13 @@ class Buffer:
         self._pos = end
         return fmt.unpack_from(self._data, pos)
 
+    def peek_rest(self) -> bytes:
+        """The bytes up to the end, without consuming them."""
+        return bytes(self._data[self._pos : self._end])
+
+    def skip_rest(self) -> None:
+        self._pos = self._end
+
     def pull_rest(self) -> bytes:
         pos = self._pos
         self._pos = self._end

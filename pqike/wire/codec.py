@@ -99,6 +99,7 @@ _CP_TYPE_MASK = 0x7FFF  # RFC 7296 3.15.1: the top bit is reserved
 _TS_LENGTH: dict[int, int] = {TsType.TS_IPV4_ADDR_RANGE: 16, TsType.TS_IPV6_ADDR_RANGE: 40}
 _TS_MIN_LENGTH = 16
 _NONCE_MIN, _NONCE_MAX = 16, 256  # RFC 7296 3.9
+_SK, _SKF = int(PayloadType.SK), int(PayloadType.SKF)
 
 
 def _name(payload_type: int) -> str:
@@ -185,9 +186,9 @@ def decode_message(data: bytes) -> Message:
             f"but {len(data)} bytes were received",
             offset=24,
         )
-    buf = Buffer(data, start=IKE_HEADER_LENGTH)
-    payloads = _decode_chain(header.next_payload, buf)
-    return Message(header, payloads, raw=bytes(data))
+    raw = data if type(data) is bytes else bytes(data)
+    payloads = _decode_chain(header.next_payload, raw, IKE_HEADER_LENGTH, len(raw), 0)
+    return Message(header, payloads, raw=raw)
 
 
 def encode_message(header: IkeHeader, payloads: Sequence[Payload]) -> bytes:
@@ -230,64 +231,82 @@ def decode_payloads(first_type: int, data: bytes, *, offset: int = 0) -> tuple[P
     Used for the message body and for the plaintext of an SK/SKF payload. ``offset`` is
     where ``data[0]`` sits in the message, so error offsets point into the whole message.
     """
-    return _decode_chain(first_type, Buffer(data, base=offset))
+    if type(data) is not bytes:
+        data = bytes(data)
+    return _decode_chain(first_type, data, 0, len(data), offset)
 
 
-def _decode_chain(next_type: int, buf: Buffer) -> tuple[Payload, ...]:
+# The chain walks plain offsets into one bytes object: a Buffer per payload cost more than
+# most payloads' own decoding. A decoder gets ``(data, start, end, base, following,
+# critical)`` with ``data[start:end]`` the body (already checked against the payload's
+# minimum) and ``base + i`` the message offset of ``data[i]``; the structured payloads
+# (SA, TS, Delete, CP) still read through a bounds-checked Buffer.
+
+
+def _decode_chain(
+    next_type: int, data: bytes, pos: int, end: int, base: int
+) -> tuple[Payload, ...]:
     payloads: list[Payload] = []
+    append = payloads.append
+    unpack = _GENERIC.unpack_from
+    decoders = _DECODERS
     while next_type:
-        start = buf.position
-        remaining = buf.remaining
+        remaining = end - pos
         if remaining < GENERIC_PAYLOAD_HEADER_LENGTH:
             raise TruncatedMessage(
                 f"the payload chain runs off the end: the next is a {_name(next_type)} "
                 f"but only {remaining} bytes remain",
-                offset=start,
+                offset=base + pos,
             )
-        following, flags, length = buf.pull_struct(_GENERIC)
+        following, flags, length = unpack(data, pos)
         critical = bool(flags & _CRITICAL)
         if length < GENERIC_PAYLOAD_HEADER_LENGTH:
             raise InvalidSyntax(
                 f"{_name(next_type)} length {length} is less than its 4-byte header",
-                offset=start,
+                offset=base + pos,
             )
         if length > remaining:
             raise TruncatedMessage(
                 f"{_name(next_type)} length {length} runs past the end of the data, "
                 f"which has {remaining} bytes left",
-                offset=start,
+                offset=base + pos,
             )
-        body = buf.sub(length - GENERIC_PAYLOAD_HEADER_LENGTH)
-        entry = _DECODERS.get(next_type)
+        body_end = pos + length
+        entry = decoders.get(next_type)
         if entry is None:
             # RFC 7296 2.5: skip an unknown payload unless its critical bit is set.
             if critical:
-                raise UnsupportedCriticalPayload(next_type, offset=start)
-            payloads.append(UnknownPayload(next_type, body.pull_rest()))
+                raise UnsupportedCriticalPayload(next_type, offset=base + pos)
+            append(UnknownPayload(next_type, data[pos + GENERIC_PAYLOAD_HEADER_LENGTH : body_end]))
         else:
             decoder, min_body = entry
             if length - GENERIC_PAYLOAD_HEADER_LENGTH < min_body:
                 raise InvalidSyntax(
                     f"{_name(next_type)} length {length} is less than its minimum of "
                     f"{min_body + GENERIC_PAYLOAD_HEADER_LENGTH} bytes",
-                    offset=start,
+                    offset=base + pos,
                 )
-            payloads.append(decoder(body, following, critical))
-        if next_type == PayloadType.SK or next_type == PayloadType.SKF:
+            append(
+                decoder(
+                    data, pos + GENERIC_PAYLOAD_HEADER_LENGTH, body_end, base, following, critical
+                )
+            )
+        pos = body_end
+        if next_type == _SK or next_type == _SKF:
             # RFC 7296 3.14, RFC 7383 2.5: SK/SKF is last; its Next Payload is the first
             # inner payload, so the outer chain ends here.
-            if not buf.eof():
+            if pos < end:
                 raise InvalidSyntax(
-                    f"{buf.remaining} bytes follow the {_name(next_type)}, "
+                    f"{end - pos} bytes follow the {_name(next_type)}, "
                     "which must be the last payload",
-                    offset=buf.position,
+                    offset=base + pos,
                 )
             break
         next_type = following
-    if not buf.eof():
+    if pos < end:
         raise InvalidSyntax(
-            f"{buf.remaining} bytes follow the last payload of the chain",
-            offset=buf.position,
+            f"{end - pos} bytes follow the last payload of the chain",
+            offset=base + pos,
         )
     return tuple(payloads)
 
@@ -299,11 +318,72 @@ def _end_check(body: Buffer, what: str) -> None:
         )
 
 
-def _decode_sa(body: Buffer, _next: int, critical: bool) -> SaPayload:
+_MEMO_LIMIT = 512
+"""Entries each decode memo holds before it starts over (a flood of distinct payloads
+costs the decoding it would have cost anyway, never memory)."""
+_SA_MEMO: dict[bytes, SaPayload] = {}
+_TRANSFORMS_DECODED: dict[tuple[int, bytes], tuple[Transform, ...]] = {}
+"""One tuple per distinct encoding of a proposal's transforms, so the proposal memos
+(which key on identity) see the same object every time; an ESP offer differs only in
+its SPI, in front of this region."""
+_TS_MEMO: dict[tuple[int, bytes], TsiPayload | TsrPayload] = {}
+
+
+def _decode_sa(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> SaPayload:
+    # A responder reads the same few offers again and again, and the result is a frozen
+    # value: decode each distinct body once. (Only valid bodies are kept; a bad one raises
+    # here every time with its offset.)
+    body = data[start:end]
+    if not critical:
+        hit = _SA_MEMO.get(body)
+        if hit is not None:
+            return hit
+    proposals = _known_proposals(data, start, end)
+    if proposals is None:
+        buf = Buffer(data, start=start, end=end, base=base)
+        proposals = []
+        while not buf.eof():
+            proposals.append(_decode_proposal(buf, len(proposals) + 1))
+    payload = SaPayload(tuple(proposals), critical)
+    # Child SA offers carry fresh SPIs: such a body never comes again.
+    if not critical and not any(p.spi for p in proposals):
+        if len(_SA_MEMO) >= _MEMO_LIMIT:
+            _SA_MEMO.clear()
+        _SA_MEMO[body] = payload
+    return payload
+
+
+def _known_proposals(data: bytes, pos: int, end: int) -> list[Proposal] | None:
+    """The proposals of an SA body whose every transform list was decoded before (a Child
+    SA offer: known transforms behind a fresh SPI), read without a Buffer; ``None`` when
+    anything is new or does not add up, for ``_decode_proposal`` to decode or report."""
     proposals: list[Proposal] = []
-    while not body.eof():
-        proposals.append(_decode_proposal(body, len(proposals) + 1))
-    return SaPayload(tuple(proposals), critical)
+    unpack = _PROPOSAL.unpack_from
+    known = _TRANSFORMS_DECODED
+    while pos < end:
+        if end - pos < _PROPOSAL_HEADER:
+            return None
+        last, length, number, protocol_id, spi_size, count = unpack(data, pos)
+        following = pos + length
+        spi_end = pos + _PROPOSAL_HEADER + spi_size
+        # The same structure checks as _decode_proposal (whose transform checks a
+        # known region passed when it was first decoded).
+        if (
+            length < _PROPOSAL_HEADER
+            or following > end
+            or spi_end > following
+            or (last != 0 and last != _MORE_PROPOSALS)
+            or (last == 0) != (following == end)
+        ):
+            return None
+        transforms = known.get((count, data[spi_end:following]))
+        if transforms is None:
+            return None
+        proposals.append(Proposal(number, protocol_id, transforms, data[pos + 8 : spi_end]))
+        pos = following
+    return proposals
 
 
 def _decode_proposal(sa: Buffer, index: int) -> Proposal:
@@ -334,8 +414,16 @@ def _decode_proposal(sa: Buffer, index: int) -> Proposal:
             "remain for them",
             offset=start,
         )
-    transforms = tuple(_decode_transform(p, index, i, count) for i in range(1, count + 1))
-    _end_check(p, f"the {count} transforms of proposal {index}")
+    region = p.peek_rest()
+    transforms = _TRANSFORMS_DECODED.get((count, region))
+    if transforms is not None:
+        p.skip_rest()
+    else:
+        transforms = tuple(_decode_transform(p, index, i, count) for i in range(1, count + 1))
+        _end_check(p, f"the {count} transforms of proposal {index}")
+        if len(_TRANSFORMS_DECODED) >= _MEMO_LIMIT:
+            _TRANSFORMS_DECODED.clear()
+        _TRANSFORMS_DECODED[count, region] = transforms
     # RFC 7296 3.3.1: Last Substruc is 2 exactly when another proposal follows.
     if last == 0 and not sa.eof():
         raise InvalidSyntax(
@@ -386,67 +474,90 @@ def _decode_transform(p: Buffer, proposal: int, index: int, count: int) -> Trans
     return Transform(transform_type, transform_id, tuple(attributes))
 
 
-def _decode_ke(body: Buffer, _next: int, critical: bool) -> KePayload:
-    (method,) = body.pull_struct(_U16_PAD2)
-    return KePayload(method, body.pull_rest(), critical)
+def _decode_ke(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> KePayload:
+    return KePayload((data[start] << 8) | data[start + 1], data[start + 4 : end], critical)
 
 
-def _decode_nonce(body: Buffer, _next: int, critical: bool) -> NoncePayload:
-    if not _NONCE_MIN <= body.remaining <= _NONCE_MAX:
+def _decode_nonce(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> NoncePayload:
+    if not _NONCE_MIN <= end - start <= _NONCE_MAX:
         raise InvalidSyntax(
-            f"nonce of {body.remaining} bytes is outside the 16 to 256 bytes RFC 7296 allows",
-            offset=body.position,
+            f"nonce of {end - start} bytes is outside the 16 to 256 bytes RFC 7296 allows",
+            offset=base + start,
         )
-    return NoncePayload(body.pull_rest(), critical)
+    return NoncePayload(data[start:end], critical)
 
 
-def _decode_idi(body: Buffer, _next: int, critical: bool) -> IdiPayload:
-    (id_type,) = body.pull_struct(_U8_PAD3)
-    return IdiPayload(id_type, body.pull_rest(), critical)
+def _decode_idi(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> IdiPayload:
+    return IdiPayload(data[start], data[start + 4 : end], critical)
 
 
-def _decode_idr(body: Buffer, _next: int, critical: bool) -> IdrPayload:
-    (id_type,) = body.pull_struct(_U8_PAD3)
-    return IdrPayload(id_type, body.pull_rest(), critical)
+def _decode_idr(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> IdrPayload:
+    return IdrPayload(data[start], data[start + 4 : end], critical)
 
 
-def _decode_cert(body: Buffer, _next: int, critical: bool) -> CertPayload:
-    return CertPayload(body.pull_uint8(), body.pull_rest(), critical)
+def _decode_cert(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> CertPayload:
+    return CertPayload(data[start], data[start + 1 : end], critical)
 
 
-def _decode_certreq(body: Buffer, _next: int, critical: bool) -> CertReqPayload:
-    return CertReqPayload(body.pull_uint8(), body.pull_rest(), critical)
+def _decode_certreq(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> CertReqPayload:
+    return CertReqPayload(data[start], data[start + 1 : end], critical)
 
 
-def _decode_auth(body: Buffer, _next: int, critical: bool) -> AuthPayload:
-    (method,) = body.pull_struct(_U8_PAD3)
-    return AuthPayload(method, body.pull_rest(), critical)
+def _decode_auth(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> AuthPayload:
+    return AuthPayload(data[start], data[start + 4 : end], critical)
 
 
-def _decode_notify(body: Buffer, _next: int, critical: bool) -> NotifyPayload:
-    protocol_id, spi_size, notify_type = body.pull_struct(_NOTIFY)
-    spi = body.pull_bytes(spi_size, "the Notify SPI") if spi_size else b""
-    return NotifyPayload(notify_type, body.pull_rest(), protocol_id, spi, critical)
+def _decode_notify(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> NotifyPayload:
+    protocol_id, spi_size, notify_type = _NOTIFY.unpack_from(data, start)
+    pos = start + 4
+    spi = b""
+    if spi_size:
+        if pos + spi_size > end:
+            # Raises TruncatedMessage with the Buffer's one-sentence message.
+            Buffer(data, start=pos, end=end, base=base).pull_bytes(spi_size, "the Notify SPI")
+        spi = data[pos : pos + spi_size]
+        pos += spi_size
+    return NotifyPayload(notify_type, data[pos:end], protocol_id, spi, critical)
 
 
-def _decode_delete(body: Buffer, _next: int, critical: bool) -> DeletePayload:
-    start = body.position
+def _decode_delete(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> DeletePayload:
+    body = Buffer(data, start=start, end=end, base=base)
     protocol_id, spi_size, count = body.pull_struct(_NOTIFY)
     if spi_size == 0 and count:
-        raise InvalidSyntax(f"Delete payload announces {count} SPIs of size 0", offset=start)
+        raise InvalidSyntax(f"Delete payload announces {count} SPIs of size 0", offset=base + start)
     if count * spi_size != body.remaining:
         raise InvalidSyntax(
             f"Delete payload announces {count} SPIs of {spi_size} bytes "
             f"but carries {body.remaining} bytes of SPIs",
-            offset=start,
+            offset=base + start,
         )
-    data = body.pull_rest()
-    spis = tuple(data[i : i + spi_size] for i in range(0, len(data), spi_size)) if count else ()
+    rest = body.pull_rest()
+    spis = tuple(rest[i : i + spi_size] for i in range(0, len(rest), spi_size)) if count else ()
     return DeletePayload(protocol_id, spi_size, spis, critical)
 
 
-def _decode_vendor_id(body: Buffer, _next: int, critical: bool) -> VendorIdPayload:
-    return VendorIdPayload(body.pull_rest(), critical)
+def _decode_vendor_id(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> VendorIdPayload:
+    return VendorIdPayload(data[start:end], critical)
 
 
 def _decode_selectors(body: Buffer, name: str) -> tuple[TrafficSelector, ...]:
@@ -487,30 +598,63 @@ def _decode_selectors(body: Buffer, name: str) -> tuple[TrafficSelector, ...]:
     return tuple(selectors)
 
 
-def _decode_tsi(body: Buffer, _next: int, critical: bool) -> TsiPayload:
-    return TsiPayload(_decode_selectors(body, "TSi"), critical)
+def _decode_ts(
+    cls: type[TsiPayload] | type[TsrPayload],
+    name: str,
+    data: bytes,
+    start: int,
+    end: int,
+    base: int,
+    critical: bool,
+) -> TsiPayload | TsrPayload:
+    # Like SA payloads: the same selectors (0.0.0.0/0, one host) come in every handshake.
+    key = (int(cls.payload_type), data[start:end])
+    if not critical:
+        hit = _TS_MEMO.get(key)
+        if hit is not None:
+            return hit
+    payload = cls(_decode_selectors(Buffer(data, start=start, end=end, base=base), name), critical)
+    if not critical:
+        if len(_TS_MEMO) >= _MEMO_LIMIT:
+            _TS_MEMO.clear()
+        _TS_MEMO[key] = payload
+    return payload
 
 
-def _decode_tsr(body: Buffer, _next: int, critical: bool) -> TsrPayload:
-    return TsrPayload(_decode_selectors(body, "TSr"), critical)
+def _decode_tsi(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> TsiPayload | TsrPayload:
+    return _decode_ts(TsiPayload, "TSi", data, start, end, base, critical)
 
 
-def _decode_sk(body: Buffer, following: int, critical: bool) -> SkPayload:
-    return SkPayload(following, body.pull_rest(), critical)
+def _decode_tsr(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> TsiPayload | TsrPayload:
+    return _decode_ts(TsrPayload, "TSr", data, start, end, base, critical)
 
 
-def _decode_skf(body: Buffer, following: int, critical: bool) -> SkfPayload:
-    start = body.position
-    number, total = body.pull_struct(_TWO_U16)
+def _decode_sk(
+    data: bytes, start: int, end: int, base: int, following: int, critical: bool
+) -> SkPayload:
+    return SkPayload(following, data[start:end], critical)
+
+
+def _decode_skf(
+    data: bytes, start: int, end: int, base: int, following: int, critical: bool
+) -> SkfPayload:
+    number, total = _TWO_U16.unpack_from(data, start)
     # RFC 7383 2.5: fragments are numbered from 1 and the number cannot exceed the total.
     if number == 0 or total == 0 or number > total:
         raise InvalidSyntax(
-            f"fragment number {number} of {total} is not a valid fragment", offset=start
+            f"fragment number {number} of {total} is not a valid fragment", offset=base + start
         )
-    return SkfPayload(following, number, total, body.pull_rest(), critical)
+    return SkfPayload(following, number, total, data[start + 4 : end], critical)
 
 
-def _decode_cp(body: Buffer, _next: int, critical: bool) -> CpPayload:
+def _decode_cp(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> CpPayload:
+    body = Buffer(data, start=start, end=end, base=base)
     (cfg_type,) = body.pull_struct(_U8_PAD3)
     attributes: list[ConfigAttribute] = []
     while not body.eof():
@@ -521,11 +665,13 @@ def _decode_cp(body: Buffer, _next: int, critical: bool) -> CpPayload:
     return CpPayload(cfg_type, tuple(attributes), critical)
 
 
-def _decode_eap(body: Buffer, _next: int, critical: bool) -> EapPayload:
-    return EapPayload(body.pull_rest(), critical)
+def _decode_eap(
+    data: bytes, start: int, end: int, base: int, _next: int, critical: bool
+) -> EapPayload:
+    return EapPayload(data[start:end], critical)
 
 
-_Decoder = Callable[[Buffer, int, bool], Payload]
+_Decoder = Callable[[bytes, int, int, int, int, bool], Payload]
 
 # Payload type -> (decoder, minimum body length after the generic header).
 _DECODERS: dict[int, tuple[_Decoder, int]] = {
@@ -560,50 +706,75 @@ def encode_payloads(payloads: Sequence[Payload]) -> bytes:
     last), except SK and SKF, which must be last and carry their own ``next_payload``
     (the first inner payload, RFC 7296 3.14).
     """
-    bodies: list[bytes] = []
+    parts: list[bytes] = []
+    append = parts.append
+    pack = _GENERIC.pack
+    encoders = _ENCODERS
+    last = len(payloads) - 1
+    misplaced_sk = False
     for i, payload in enumerate(payloads):
-        encoder = _ENCODERS.get(type(payload))
+        cls = type(payload)
+        encoder = encoders.get(cls)
         if encoder is None:
-            raise LocalProtocolError(f"payload {i} ({type(payload).__name__}) is not a payload")
+            raise LocalProtocolError(f"payload {i} ({cls.__name__}) is not a payload")
         try:
-            bodies.append(encoder(payload))
+            body = encoder(payload)
         except struct.error as exc:
             raise LocalProtocolError(
-                f"payload {i} ({type(payload).__name__}) has a field out of range: {exc}"
+                f"payload {i} ({cls.__name__}) has a field out of range: {exc}"
             ) from None
-    parts: list[bytes] = []
-    last = len(payloads) - 1
-    for i, (payload, body) in enumerate(zip(payloads, bodies, strict=True)):
-        if isinstance(payload, SkPayload | SkfPayload):
+        length = GENERIC_PAYLOAD_HEADER_LENGTH + len(body)
+        if misplaced_sk:
+            continue  # only the bodies still count, as before the order check
+        if cls is SkPayload or cls is SkfPayload:
+            # Reported after every body is encoded, as a body's own fault comes first.
             if i != last:
-                raise LocalProtocolError("an SK or SKF payload must be the last payload")
-            following = payload.next_payload
+                misplaced_sk = True
+                continue
+            following = payload.next_payload  # type: ignore[union-attr]
             if not 0 <= following <= 0xFF:
                 raise LocalProtocolError(f"SK next payload {following} does not fit in a byte")
+        elif i < last:
+            # Not a payload? The next round says so.
+            following = getattr(payloads[i + 1], "payload_type", 0)
         else:
-            following = payloads[i + 1].payload_type if i < last else 0
-        length = GENERIC_PAYLOAD_HEADER_LENGTH + len(body)
+            following = 0
         if length > 0xFFFF:
-            raise LocalProtocolError(
-                f"payload {i} ({type(payload).__name__}) is {length} bytes, over 65535"
-            )
-        parts.append(_GENERIC.pack(following, _CRITICAL if payload.critical else 0, length))
-        parts.append(body)
+            raise LocalProtocolError(f"payload {i} ({cls.__name__}) is {length} bytes, over 65535")
+        append(pack(following, _CRITICAL if payload.critical else 0, length))
+        append(body)
+    if misplaced_sk:
+        raise LocalProtocolError("an SK or SKF payload must be the last payload")
     return b"".join(parts)
+
+
+_TRANSFORMS_ENCODED: dict[int, tuple[tuple[Transform, ...], bytes]] = {}
+"""Encoded transforms of a proposal by the identity of its tuple (kept alive by the entry,
+so the id cannot be reused): an offer is the configuration's, the same objects in every
+handshake with only the SPI changing, and a selected proposal comes from a memo too."""
+
+
+def _encode_transforms(transforms: tuple[Transform, ...]) -> bytes:
+    hit = _TRANSFORMS_ENCODED.get(id(transforms))
+    if hit is not None:
+        return hit[1]
+    last = len(transforms) - 1
+    encoded = b"".join(_encode_transform(t, j < last) for j, t in enumerate(transforms))
+    if len(_TRANSFORMS_ENCODED) >= _MEMO_LIMIT:
+        _TRANSFORMS_ENCODED.clear()
+    _TRANSFORMS_ENCODED[id(transforms)] = (transforms, encoded)
+    return encoded
 
 
 def _encode_sa(p: SaPayload) -> bytes:
     parts: list[bytes] = []
     last_p = len(p.proposals) - 1
     for i, prop in enumerate(p.proposals):
-        transforms = b"".join(
-            _encode_transform(t, j < len(prop.transforms) - 1)
-            for j, t in enumerate(prop.transforms)
-        )
         if len(prop.spi) > 0xFF or len(prop.transforms) > 0xFF:
             raise LocalProtocolError(
                 f"proposal {prop.number} has an SPI or transform count over 255"
             )
+        transforms = _encode_transforms(prop.transforms)
         parts.append(
             _PROPOSAL.pack(
                 _MORE_PROPOSALS if i < last_p else 0,

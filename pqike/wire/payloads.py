@@ -7,10 +7,12 @@ Numeric fields are plain ``int`` so unknown registry values survive a round trip
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from .._fastinit import fast_init
 from ..constants import (
     IKE_HEADER_LENGTH,
     HeaderFlag,
@@ -24,6 +26,7 @@ _RESPONSE = int(HeaderFlag.RESPONSE)
 _INITIATOR = int(HeaderFlag.INITIATOR)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IkeHeader:
     """The fixed 28-byte IKE header (RFC 7296 3.1)."""
@@ -51,6 +54,7 @@ class IkeHeader:
 # --- SA payload ---------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TransformAttribute:
     """A transform attribute: TV format when ``value`` is ``int``, TLV when ``bytes``."""
@@ -59,6 +63,7 @@ class TransformAttribute:
     value: int | bytes
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Transform:
     type: int
@@ -74,6 +79,7 @@ class Transform:
         return None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Proposal:
     number: int
@@ -82,6 +88,7 @@ class Proposal:
     spi: bytes = b""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SaPayload:
     proposals: tuple[Proposal, ...]
@@ -92,6 +99,7 @@ class SaPayload:
 # --- simple payloads --------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class KePayload:
     method: int
@@ -100,6 +108,7 @@ class KePayload:
     payload_type = PayloadType.KE
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NoncePayload:
     data: bytes
@@ -107,6 +116,7 @@ class NoncePayload:
     payload_type = PayloadType.NONCE
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class _IdPayload:
     """IDi and IDr share one layout (RFC 7296 3.5): ID Type | RESERVED(3) | data."""
@@ -121,6 +131,7 @@ class _IdPayload:
         return bytes([self.id_type, 0, 0, 0]) + self.data
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IdiPayload(_IdPayload):
     """Identification of the initiator (RFC 7296 3.5)."""
@@ -128,6 +139,7 @@ class IdiPayload(_IdPayload):
     payload_type = PayloadType.IDi
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IdrPayload(_IdPayload):
     """Identification of the responder (RFC 7296 3.5)."""
@@ -135,6 +147,7 @@ class IdrPayload(_IdPayload):
     payload_type = PayloadType.IDr
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CertPayload:
     encoding: int
@@ -143,6 +156,7 @@ class CertPayload:
     payload_type = PayloadType.CERT
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CertReqPayload:
     encoding: int
@@ -151,6 +165,7 @@ class CertReqPayload:
     payload_type = PayloadType.CERTREQ
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AuthPayload:
     method: int
@@ -159,6 +174,7 @@ class AuthPayload:
     payload_type = PayloadType.AUTH
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NotifyPayload:
     notify_type: int
@@ -169,6 +185,7 @@ class NotifyPayload:
     payload_type = PayloadType.NOTIFY
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeletePayload:
     """Delete (RFC 7296 3.11); an IKE SA delete has protocol 1, SPI size 0 and no SPIs."""
@@ -180,6 +197,7 @@ class DeletePayload:
     payload_type = PayloadType.DELETE
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class VendorIdPayload:
     data: bytes
@@ -190,6 +208,7 @@ class VendorIdPayload:
 # --- traffic selectors ------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TrafficSelector:
     """One selector (RFC 7296 3.13.1); addresses are 4 or 16 raw bytes."""
@@ -224,6 +243,9 @@ class TrafficSelector:
         return cls.from_range(str(net[0]), str(net[-1]), **kw)
 
     def __str__(self) -> str:
+        return _selector_text(self)
+
+    def _text(self) -> str:
         try:
             a = ipaddress.ip_address(self.start_address)
             b = ipaddress.ip_address(self.end_address)
@@ -239,6 +261,13 @@ class TrafficSelector:
         return f"{addr}{proto}{ports}"
 
 
+@functools.lru_cache(maxsize=1024)
+def _selector_text(selector: TrafficSelector) -> str:
+    # Event logs print every Child SA's selectors, and ipaddress is slow at it.
+    return selector._text()
+
+
+@fast_init
 @dataclass(frozen=True, slots=True)
 class _TsPayload:
     """TSi and TSr share one layout (RFC 7296 3.13)."""
@@ -247,11 +276,13 @@ class _TsPayload:
     critical: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TsiPayload(_TsPayload):
     payload_type = PayloadType.TSi
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TsrPayload(_TsPayload):
     payload_type = PayloadType.TSr
@@ -260,6 +291,7 @@ class TsrPayload(_TsPayload):
 # --- protected payloads -----------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SkPayload:
     """Encrypted and Authenticated (RFC 7296 3.14), kept opaque: IV | ciphertext | ICV.
@@ -273,6 +305,7 @@ class SkPayload:
     payload_type = PayloadType.SK
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SkfPayload:
     """Encrypted Fragment (RFC 7383 2.5): numbered from 1; ``next_payload`` 0 after fragment 1."""
@@ -288,12 +321,14 @@ class SkfPayload:
 # --- configuration, EAP, unknown --------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ConfigAttribute:
     type: int
     value: bytes = b""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CpPayload:
     cfg_type: int
@@ -302,6 +337,7 @@ class CpPayload:
     payload_type = PayloadType.CP
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EapPayload:
     """EAP (RFC 7296 3.16), kept opaque: the whole EAP message."""
@@ -311,6 +347,7 @@ class EapPayload:
     payload_type = PayloadType.EAP
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class UnknownPayload:
     """A payload type we do not implement, kept verbatim (RFC 7296 2.5)."""
@@ -349,6 +386,7 @@ _P = TypeVar("_P")
 """A payload class, for :meth:`Message.first`."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """A decoded IKE message: header, payloads in wire order, and the exact bytes parsed.

@@ -201,3 +201,18 @@ def test_split_ke_payloads_must_be_one_value():
         _joined_ke([KePayload(1120, b"short"), KePayload(1120, b"xy")])
     with pytest.raises(InvalidSyntax):
         _joined_ke([KePayload(1120, bytes(MAX_KE_DATA)), KePayload(36, b"xy")])
+
+
+def test_a_reassembler_is_made_only_when_a_fragment_comes():
+    plain = run_handshake("aes256gcm16-prfsha384-x25519")
+    assert plain.established
+    for sa in (plain.initiator, plain.responder):
+        assert sa.gen.reassembly is None  # nothing was fragmented: nothing held for it
+        assert sa.stats.get("fragments_accepted", 0) == 0
+    # ML-KEM-768's IKE_INTERMEDIATE request does not fit in 1280 bytes (RFC 7383).
+    hybrid = run_handshake("aes256gcm16-prfsha384-x25519-ke1_mlkem768")
+    assert hybrid.established
+    responder = hybrid.responder
+    assert responder.gen.reassembly is not None
+    assert responder.stats["fragments_accepted"] >= 2
+    assert responder.stats["messages_reassembled"] >= 1

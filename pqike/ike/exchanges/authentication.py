@@ -138,9 +138,20 @@ def octets(sa: IkeSa, *, ours: bool, id_body: bytes, auth_mid: int, keys: IkeKey
     if ours and sa.config.impairments:
         tail = _impaired_tail(sa, tail, auth_mid, crypto.prf.key_size)
     signed = crypto_auth.signed_octets(real, nonce, crypto.prf, sk_p, id_body, tail)
-    value = crypto_auth.psk_auth(crypto.prf, sa.config.psk, signed) if sa.config.psk else b""
+    value = psk_value(sa, signed) if sa.config.psk else b""
     sa.emit(AuthComputed(sa.gen.spi_i, sa.gen.spi_r, auth_mid, i_side, ours, tail, signed, value))
     return signed
+
+
+def psk_value(sa: IkeSa, signed: bytes) -> bytes:
+    """``prf(prf(PSK, "Key Pad for IKEv2"), signed)`` (RFC 7296 2.15), once per octets."""
+    values = sa.hs.psk_values
+    value = values.get(signed)
+    if value is None:
+        crypto = sa.gen.crypto
+        assert crypto is not None
+        value = values[signed] = crypto_auth.psk_auth(crypto.prf, sa.config.psk, signed)
+    return value
 
 
 def current_keys(sa: IkeSa) -> IkeKeys:
@@ -215,9 +226,7 @@ def _require_announced(sa: IkeSa, method: int, alg_id: bytes, what: str) -> None
 def auth_data(sa: IkeSa, how: OurAuth, data_octets: bytes) -> bytes:
     """Our Authentication Data over ``data_octets``."""
     if how.method == PSK:
-        crypto = sa.gen.crypto
-        assert crypto is not None
-        return crypto_auth.psk_auth(crypto.prf, sa.config.psk, data_octets)
+        return psk_value(sa, data_octets)
     cred = sa.config.credential
     assert cred is not None
     return signature.sign(cred.key, how.method, how.scheme, data_octets)
@@ -268,9 +277,7 @@ def verify_peer(
             raise AuthenticationFailed(
                 f"the {who} authenticated with a PSK, we expect a certificate"
             )
-        crypto = sa.gen.crypto
-        assert crypto is not None
-        if crypto_auth.psk_auth(crypto.prf, cfg.psk, data_octets) != data:
+        if psk_value(sa, data_octets) != data:
             raise AuthenticationFailed(f"the {who}'s AUTH payload does not verify")
         return "psk"
     if cfg.trust is None:
