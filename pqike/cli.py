@@ -327,7 +327,7 @@ def _pcap_deliver(path: Path, inner, *, ipv6: bool):
     return deliver
 
 
-def _with_impairments(peer, names: list[str]):
+def _with_impairments(peer, names: list[str] | None):
     """The peer configuration with ``--impair`` names added to its IKE configuration."""
     if not names:
         return peer
@@ -361,7 +361,28 @@ def _load_peer(config: str, allow_insecure_permissions: bool = False):
         _fail(str(exc))
 
 
-_INSECURE_HELP = "Accept a peer configuration with a PSK that group or others may read."
+# Options that initiate and respond share, declared once.
+SecretsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--secrets",
+        help="Write the secrets transcript (every key epoch, IntAuth, AUTH, KEYMAT; 0600).",
+    ),
+]
+ImpairOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--impair", help="Misbehave on purpose (repeatable; `pqike impairments` lists them)."
+    ),
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-insecure-permissions",
+        help="Accept a peer configuration holding a PSK, or a private key file, that group "
+        "or others may read.",
+    ),
+]
 
 
 def _path(text: str | None) -> Path | None:
@@ -410,17 +431,9 @@ def initiate(
         "(or 'forever') until Ctrl-C / SIGTERM, then delete it.",
         metavar="[SECONDS]",
     ),
-    secrets: str | None = typer.Option(
-        None,
-        "--secrets",
-        help="Write the secrets transcript (every key epoch, IntAuth, AUTH, KEYMAT; 0600).",
-    ),
-    impair: list[str] = typer.Option(  # noqa: B008 - typer reads the default
-        [], "--impair", help="Misbehave on purpose (repeatable; `pqike impairments` lists them)."
-    ),
-    allow_insecure_permissions: bool = typer.Option(
-        False, "--allow-insecure-permissions", help=_INSECURE_HELP
-    ),
+    secrets: SecretsOption = None,
+    impair: ImpairOption = None,
+    allow_insecure_permissions: InsecureOption = False,
 ) -> None:
     # Help texts are rich markup, where "\[" is a literal bracket and "[peer]" a style tag
     # that would vanish (tests/test_cli.py checks that every word of every help arrives).
@@ -514,17 +527,9 @@ def respond(
         "--events",
         help="Write one JSON line per SA up, failed or deleted (suite, SPIs, keys, notify).",
     ),
-    secrets: str | None = typer.Option(
-        None,
-        "--secrets",
-        help="Write the secrets transcript (every key epoch, IntAuth, AUTH, KEYMAT; 0600).",
-    ),
-    impair: list[str] = typer.Option(  # noqa: B008 - typer reads the default
-        [], "--impair", help="Misbehave on purpose (repeatable; `pqike impairments` lists them)."
-    ),
-    allow_insecure_permissions: bool = typer.Option(
-        False, "--allow-insecure-permissions", help=_INSECURE_HELP
-    ),
+    secrets: SecretsOption = None,
+    impair: ImpairOption = None,
+    allow_insecure_permissions: InsecureOption = False,
 ) -> None:
     """Answer IKE SAs on \\[peer] local until SIGINT or SIGTERM; log each SA up or failed."""
     import asyncio

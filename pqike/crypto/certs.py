@@ -38,18 +38,22 @@ def describe(cert: x509.Certificate) -> str:
     return f'"{cert.subject.rfc4514_string()}"'
 
 
+def _read(p: Path, what: str) -> bytes:
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{what} file {p}: cannot be read ({exc.strerror})", field=str(p)
+        ) from None
+
+
 def load_certificates(path: str | Path) -> list[x509.Certificate]:
     """Read one or more certificates (PEM, or a single DER) from ``path``.
 
     Raises ``ConfigurationError`` with one sentence naming the file.
     """
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(
-            f"certificate file {p}: cannot be read ({exc.strerror})", field=str(p)
-        ) from None
+    data = _read(p, "certificate")
     try:
         if b"-----BEGIN" in data:
             certs = x509.load_pem_x509_certificates(data)
@@ -68,12 +72,7 @@ def load_private_key(path: str | Path) -> PrivateKey:
     Raises ``ConfigurationError`` with one sentence naming the file.
     """
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(
-            f"key file {p}: cannot be read ({exc.strerror})", field=str(p)
-        ) from None
+    data = _read(p, "key")
     try:
         if b"-----BEGIN" in data:
             key = serialization.load_pem_private_key(data, password=None)
