@@ -107,12 +107,16 @@ def issue(
     not_before: dt.datetime | None = None,
     days: float = 365.0,
     rsa_pss: bool = False,
+    serial: int | None = None,
+    deterministic: bool = False,
 ) -> x509.Certificate:
     """A certificate for ``subject_key``: self-signed when ``issuer`` is ``None``.
 
     ``identity`` (an IKE identity string) goes into the subjectAltName of an end-entity
     certificate; ``not_before`` and ``days`` set the validity (an expired certificate
-    for tests: a ``not_before`` in the past and few ``days``).
+    for tests: a ``not_before`` in the past and few ``days``). ``serial`` replaces the
+    random serial number and ``deterministic`` signs ECDSA with RFC 6979 nonces, so that
+    the same keys and dates give the same certificate bytes (experiments).
     """
     start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     name = _name(cn)
@@ -122,7 +126,7 @@ def issue(
         .subject_name(name)
         .issuer_name(issuer_cert.subject if issuer_cert else name)
         .public_key(subject_key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(serial if serial is not None else x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(start + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
@@ -156,7 +160,13 @@ def issue(
     pss = None
     if rsa_pss and isinstance(issuer_key, rsa.RSAPrivateKey):
         pss = padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.DIGEST_LENGTH)
-    return builder.sign(issuer_key, _hash_for(issuer_key), rsa_padding=pss)
+    ecdsa_deterministic = deterministic and isinstance(issuer_key, ec.EllipticCurvePrivateKey)
+    return builder.sign(
+        issuer_key,
+        _hash_for(issuer_key),
+        rsa_padding=pss,
+        ecdsa_deterministic=ecdsa_deterministic or None,
+    )
 
 
 def write_key(path: Path, key: PrivateKey) -> None:

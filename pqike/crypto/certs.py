@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives import serialization
 
 from ..constants import IdType
 from ..errors import ConfigurationError, IkeError
-from .signature import PrivateKey, SignatureError, key_kind
+from . import signature
+from .signature import PrivateKey, Scheme, SignatureError, key_kind
 
 MAX_CHAIN = 8
 """Most certificates walked from the end entity to a trust anchor."""
@@ -127,6 +128,13 @@ class Credential:
     def certificate(self) -> x509.Certificate:
         return self.chain[0]
 
+    def sign(self, method: int, scheme: Scheme | None, octets: bytes) -> bytes:
+        """Our Authentication Data of AUTH ``method`` over ``octets`` (RFC 7427 3).
+
+        The core signs through this method, so a subclass can observe the signing (the
+        experiment runner times it) without the core reading a clock."""
+        return signature.sign(self.key, method, scheme, octets)
+
     @classmethod
     def load(cls, key: str | Path, certificate: str | Path, *chain: str | Path) -> Credential:
         """From files: the key, the end-entity certificate (a PEM file may hold the
@@ -198,6 +206,22 @@ class TrustStore:
             path.append(issuer)
             current = issuer
         raise CertificateError(f"the chain is longer than {MAX_CHAIN} certificates")
+
+    def verify_signature(
+        self,
+        cert: x509.Certificate,
+        method: int,
+        data: bytes,
+        octets: bytes,
+        hashes: frozenset[int] = frozenset(signature.SUPPORTED_HASHES),
+    ) -> str:
+        """Check the peer's Authentication Data ``data`` of AUTH ``method`` over
+        ``octets`` with the key of ``cert`` (validated with ``validate`` first); returns
+        the scheme's name or raises ``SignatureError``.
+
+        The core verifies through this method, so a subclass can observe the work (the
+        experiment runner times it) without the core reading a clock."""
+        return signature.verify(cert.public_key(), method, data, octets, hashes)
 
     @staticmethod
     def _issuer(cert: x509.Certificate, candidates: list[x509.Certificate]):

@@ -229,7 +229,7 @@ def auth_data(sa: IkeSa, how: OurAuth, data_octets: bytes) -> bytes:
         return psk_value(sa, data_octets)
     cred = sa.config.credential
     assert cred is not None
-    return signature.sign(cred.key, how.method, how.scheme, data_octets)
+    return cred.sign(how.method, how.scheme, data_octets)
 
 
 def cert_payloads(sa: IkeSa) -> list[Payload]:
@@ -305,8 +305,8 @@ def verify_peer(
             f'certificate "{cert.subject.rfc4514_string()}"'
         )
     try:
-        return signature.verify(
-            cert.public_key(), method, data, data_octets, frozenset(signature.SUPPORTED_HASHES)
+        return cfg.trust.verify_signature(
+            cert, method, data, data_octets, frozenset(signature.SUPPORTED_HASHES)
         )
     except signature.SignatureError as exc:
         raise AuthenticationFailed(f"the {who}'s AUTH payload does not verify: {exc}") from None
