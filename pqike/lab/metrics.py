@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,18 @@ CONFIG_COLUMNS = (
     "bandwidth_kbps",
     "ipv6",
 )
+
+
+COMPRESSED_SUFFIX = ".gz"
+"""What ``compress_tables`` appends to a table's file name (``messages.csv.gz``)."""
+
+
+def table_path(directory: str | Path, filename: str) -> Path:
+    """``directory/filename``, or its gzip-compressed ``filename.gz`` when only that
+    exists (a run with ``compress_tables``); pandas reads either."""
+    plain = Path(directory) / filename
+    packed = plain.with_name(plain.name + COMPRESSED_SUFFIX)
+    return packed if not plain.exists() and packed.exists() else plain
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -145,6 +158,14 @@ def handshake_row(
         "cpu_initiator_s": _round(run.cpu_initiator, 7),
         "cpu_responder_s": _round(run.cpu_responder, 7),
         "simulated": run.simulated,
+        # How the peers authenticated, and the CPU each spent signing its AUTH and
+        # checking the peer's (chain and signature; empty for a PSK).
+        "auth": cell.proposal.auth,
+        "cert_chain": cell.proposal.chain if cell.proposal.auth != "psk" else None,
+        "initiator_sign_cpu_s": _round(run.initiator_sign_cpu, 7),
+        "initiator_verify_cpu_s": _round(run.initiator_verify_cpu, 7),
+        "responder_sign_cpu_s": _round(run.responder_sign_cpu, 7),
+        "responder_verify_cpu_s": _round(run.responder_verify_cpu, 7),
     }
 
 

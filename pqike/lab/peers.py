@@ -33,13 +33,13 @@ from ..handshake import (
     INITIATOR_ADDRESS,
     RESPONDER_ADDRESS,
     PhaseResult,
-    auth_options,
     make_config,
 )
 from ..ike.config import IkeConfiguration
 from ..ike.events import IkeSaEstablished, KeyExchangeCompleted
 from ..ike.sa import IkeSa
 from ..trace import Trace
+from .auth import LabAuth, lab_auth
 from .dissect import DissectedMessage, KeySchedule, dissect
 from .link import DatagramFate, simulate_handshake
 from .spec import NetworkProfile, ProposalSpec
@@ -117,6 +117,16 @@ class HandshakeRun:
     """The handshake and each phase of ``HandshakeCase.phases`` that ran, with its own
     cost, from pairs that run phases (``trace`` then labels every record's phase; the
     other fields describe the handshake alone)."""
+    initiator_sign_cpu: float | None = None
+    """CPU seconds the initiator spent signing its AUTH (``pqike.lab.auth``); ``None``
+    for a PSK or a pair that cannot measure it."""
+    initiator_verify_cpu: float | None = None
+    """CPU seconds the initiator spent validating the responder's certificate chain and
+    verifying its AUTH signature."""
+    responder_sign_cpu: float | None = None
+    """The same for the responder's signature."""
+    responder_verify_cpu: float | None = None
+    """The same for the responder's check of the initiator's chain and AUTH."""
 
 
 @runtime_checkable
@@ -145,13 +155,16 @@ class MemoryPair:
     def unavailable_reason(self) -> str | None:
         return None
 
-    def _configs_for(self, case: HandshakeCase) -> tuple[IkeConfiguration, IkeConfiguration]:
+    def _configs_for(
+        self, case: HandshakeCase
+    ) -> tuple[IkeConfiguration, IkeConfiguration, LabAuth]:
         """Both sides' configurations, made once per cell (what they depend on) rather
-        than twice per handshake: ``IkeSa`` never changes one."""
+        than twice per handshake: ``IkeSa`` never changes one. The third item holds the
+        meters of their signing and verifying."""
         p = case.proposal
         key = (p, case.profile.fragment_size, case.retransmit_timeout, case.retransmit_tries)
         # Made on first use: subclasses (tests' pairs) need not call an __init__.
-        cache: dict[tuple, tuple[IkeConfiguration, IkeConfiguration]]
+        cache: dict[tuple, tuple[IkeConfiguration, IkeConfiguration, LabAuth]]
         cache = vars(self).setdefault("_configs", {})
         configs = cache.get(key)
         if configs is None:
@@ -162,8 +175,12 @@ class MemoryPair:
                 "psk": PSK,
                 "preset": p.preset,
             }
-            # Certificates of a test PKI when the proposal asks (``auth``), as run_handshake.
-            ini_auth, res_auth = auth_options(p.auth)
+            # Certificates of a reproducible test PKI when the proposal asks (``auth``,
+            # ``chain``), kept on the pair between cells (RSA keys take a while).
+            auth = lab_auth(
+                p.auth, p.chain, INITIATOR_ID, RESPONDER_ID, vars(self).setdefault("_pkis", {})
+            )
+            ini_auth, res_auth = auth.initiator, auth.responder
             configs = (
                 make_config(
                     p.ike,
@@ -182,6 +199,7 @@ class MemoryPair:
                     **common,
                     **res_auth,
                 ),
+                auth,
             )
             if len(cache) >= 64:
                 cache.clear()
@@ -192,7 +210,8 @@ class MemoryPair:
         profile = case.profile
         version = 6 if profile.ipv6 else 4
         ini_addr, res_addr = INITIATOR_ADDRESS[version], RESPONDER_ADDRESS[version]
-        ini_config, res_config = self._configs_for(case)
+        ini_config, res_config, auth = self._configs_for(case)
+        auth.reset()
         initiator = IkeSa(ini_config, is_initiator=True, local=ini_addr, remote=res_addr)
         responder = IkeSa(res_config, is_initiator=False, local=res_addr, remote=ini_addr)
         run = simulate_handshake(
@@ -240,6 +259,7 @@ class MemoryPair:
             message_cpu_times=run.message_cpu_times,
             payloads=payloads,
             phases=run.phases if case.phases else None,
+            **auth.columns(),
         )
 
 

@@ -17,6 +17,7 @@
     "x25519+mlkem768" = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
     mismatch = { ike = "aes256gcm16-prfsha384-x25519", responder = "aes256gcm16-prfsha384-ecp256" }
     lean = { ike = "aes256gcm16-prfsha384-x25519", preset = "minimal" }   # per proposal
+    mldsa = { ike = "aes256gcm16-prfsha384-x25519", auth = "mldsa65", chain = 1 }
     bad-intauth = { ike = "aes256gcm16-prfsha384-x25519-ke1_mlkem768", impair = ["wrong-int-auth"] }
 
     [profiles.wan]
@@ -47,6 +48,7 @@ from ..ike.config import PRESETS
 from ..ike.impair import IMPAIRMENTS
 from ..pki import KEY_TYPES
 from ..proposal import parse_proposals
+from .auth import DEFAULT_CHAIN, MAX_CHAIN
 from .link import LinkProfile
 
 PAIR_KINDS: tuple[str, ...] = (
@@ -77,6 +79,7 @@ _EXPERIMENT_KEYS = (
     "record_payloads",
     "phases",
     "preset",
+    "compress_tables",
 )
 _PROPOSAL_KEYS = (
     "ike",
@@ -87,6 +90,7 @@ _PROPOSAL_KEYS = (
     "responder_impair",
     "preset",
     "auth",
+    "chain",
 )
 IMPAIR_PAIRS: tuple[str, ...] = ("memory", "udp")
 """Peer pairs that apply a proposal's ``impair`` and ``responder_impair`` (two pqike peers)."""
@@ -126,6 +130,10 @@ class ProposalSpec:
     """How the pqike <-> pqike pairs (memory, udp) authenticate: ``psk`` or a key type of
     ``pqike.pki.KEY_TYPES`` (``mldsa65``, ``p256``, ...: certificates of a test PKI made
     for the run, as ``run_handshake(auth=...)``)."""
+    chain: int = DEFAULT_CHAIN
+    """With certificate ``auth``: how many certificates each peer sends in IKE_AUTH, 1
+    (the end entity, signed by the CA) to 4 (the end entity and three intermediate CAs);
+    the CA itself is never sent. Default 2: one intermediate."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +226,10 @@ class ExperimentSpec:
     record_payloads: bool = False
     """Write ``payloads.csv``: every message split into its payloads (decrypted with the
     handshake's keys) by the pairs that can; the report then compares the pairs' payloads."""
+    compress_tables: bool = False
+    """Write the per-handshake tables (handshakes, messages, datagrams, payloads, phases)
+    gzip-compressed, ``<name>.csv.gz``, for big runs whose results are committed; the
+    summaries stay plain CSV."""
     phases: tuple[str, ...] = ()
     """What each handshake is followed by, in order, on the same SA and link: ``child``
     (a Child SA rekey, with the proposal's ``esp`` KE/ADDKE), ``ike`` (an IKE SA rekey),
@@ -310,6 +322,7 @@ def parse_spec(
     rt_tries = v.integer(exp.get("retransmit_tries", 5), "experiment.retransmit_tries", 0, 100)
     record_datagrams = v.boolean(exp.get("record_datagrams", True), "experiment.record_datagrams")
     record_payloads = v.boolean(exp.get("record_payloads", False), "experiment.record_payloads")
+    compress_tables = v.boolean(exp.get("compress_tables", False), "experiment.compress_tables")
     phases = v.phases(exp.get("phases", []), "experiment.phases")
     preset = v.preset(exp.get("preset", "pqike"), "experiment.preset")
 
@@ -356,6 +369,7 @@ def parse_spec(
         retransmit_tries=rt_tries,
         record_datagrams=record_datagrams,
         record_payloads=record_payloads,
+        compress_tables=compress_tables,
         phases=phases,
         source=source,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
@@ -559,6 +573,15 @@ class _Validator:
                 self.fail(
                     f"{field}.auth", f"must be psk or one of {', '.join(KEY_TYPES)}, got {auth!r}"
                 )
+            chain = DEFAULT_CHAIN
+            if "chain" in entry:
+                if auth == "psk":
+                    self.fail(
+                        f"{field}.chain",
+                        "applies only to certificate authentication, but auth is psk "
+                        "(set auth to a key type such as mldsa65)",
+                    )
+                chain = self.integer(entry["chain"], f"{field}.chain", 1, MAX_CHAIN)
             impair = self.impairments(entry.get("impair", []), f"{field}.impair")
             responder_impair = self.impairments(
                 entry.get("responder_impair", []), f"{field}.responder_impair"
@@ -574,6 +597,7 @@ class _Validator:
                     responder_impair,
                     preset,
                     auth,
+                    chain,
                 )
             )
         return tuple(out)

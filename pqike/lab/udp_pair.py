@@ -22,9 +22,10 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from ..handshake import auth_options, make_config
+from ..handshake import make_config
 from ..ike.events import Event, IkeSaEstablished, IkeSaFailed, MessageSent
 from ..trace import Trace
+from .auth import lab_auth
 from .link import DatagramFate
 from .peers import INITIATOR_ID, PSK, RESPONDER_ID, HandshakeCase, HandshakeRun
 from .relay import ImpairmentRelay
@@ -108,7 +109,16 @@ class UdpPair:
             "psk": PSK,
             "preset": case.proposal.preset,
         }
-        ini_auth, res_auth = auth_options(case.proposal.auth)
+        # The reproducible PKI of pqike.lab.auth, kept on the pair between handshakes;
+        # fresh meters for this handshake (each side signs and verifies on its thread).
+        auth = lab_auth(
+            case.proposal.auth,
+            case.proposal.chain,
+            INITIATOR_ID,
+            RESPONDER_ID,
+            vars(self).setdefault("_pkis", {}),
+        )
+        ini_auth, res_auth = auth.initiator, auth.responder
         init_cfg = make_config(
             case.proposal.ike,
             case.proposal.esp,
@@ -203,6 +213,7 @@ class UdpPair:
             cpu_initiator=cpu_i,
             cpu_responder=cpu_r,
             fates=fates,
+            **auth.columns(),
         )
 
 

@@ -83,6 +83,7 @@ def test_the_shipped_specs_validate():
         "hybrid-vs-classical.toml",
         "kem-zoo.toml",
         "lossy-links.toml",
+        "pq-auth.toml",
         "sa-lifetime.toml",
         "sizes-1480.toml",
         "strongswan-peers.toml",
