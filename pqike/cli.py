@@ -1024,11 +1024,11 @@ def experiment_report(
     directory: str = typer.Argument(..., help="A results directory (with handshakes.csv)."),
 ) -> None:
     """Rebuild summary.csv, the plots and report.md from the CSV tables in DIRECTORY."""
-    from pathlib import Path
 
     from .lab import build_report
+    from .lab.metrics import table_path
 
-    if not (Path(directory) / "handshakes.csv").is_file():
+    if not table_path(directory, "handshakes.csv").is_file():
         _fail(f"{directory}: no handshakes.csv here (run `pqike experiment run SPEC` first)")
         return
     typer.echo(f"report: {build_report(directory)}")

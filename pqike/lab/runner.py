@@ -52,6 +52,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from .metrics import (
+    COMPRESSED_SUFFIX,
     datagram_rows,
     handshake_row,
     message_rows,
@@ -59,6 +60,7 @@ from .metrics import (
     phase_rows,
     summarize,
     summarize_phases,
+    table_path,
 )
 from .peers import HandshakeCase, PeerPair
 from .registry import default_pairs
@@ -324,7 +326,7 @@ def run_experiment(
     if outdir is None:
         tables = {n: pd.concat([getattr(r, n) for r in results], ignore_index=True) for n in names}
     elif complete:
-        tables = {n: _read_csv(outdir / f"{n}.csv") for n in names}
+        tables = {n: _read_csv(table_path(outdir, f"{n}.csv")) for n in names}
     else:
         tables = {n: _read_cells(outdir, cells, n) for n in names}
     tables.setdefault("datagrams", pd.DataFrame())
@@ -349,7 +351,7 @@ def run_experiment(
     if outdir is not None:
         if not complete:
             for n in names:
-                tables[n].to_csv(outdir / f"{n}.csv", index=False)
+                _write_table(outdir, n, tables[n], compress=spec.compress_tables)
             summary.to_csv(outdir / "summary.csv", index=False)
             if spec.phases:
                 phase_summary.to_csv(outdir / "phase_summary.csv", index=False)
@@ -531,6 +533,11 @@ _OUTPUTS = (
     "datagrams.csv",
     "payloads.csv",
     "phases.csv",
+    "handshakes.csv.gz",
+    "messages.csv.gz",
+    "datagrams.csv.gz",
+    "payloads.csv.gz",
+    "phases.csv.gz",
     "summary.csv",
     "phase_summary.csv",
     "environment.json",
@@ -541,6 +548,7 @@ _OUTPUTS = (
     "overhead_vs_baseline.png",
     "pairs_compared.png",
     "lifetime_costs.png",
+    "bytes_ke_vs_auth.png",
 )
 # What a run leaves in its directory: anything else there means it is not ours.
 _OWN = frozenset({*_OUTPUTS, "run.json", "spec.toml", "cells", ".run.json.tmp"})
@@ -606,7 +614,9 @@ def _prepare(
     cells_dir = outdir / "cells"
     old = _read_json(outdir / "run.json")
     same = bool(old) and {k: old.get(k) for k in _run_key(spec)} == _run_key(spec)
-    if same and old.get("complete") and all((outdir / f"{n}.csv").exists() for n in _tables(spec)):
+    if same and old.get("complete") and all(
+        table_path(outdir, f"{n}.csv").exists() for n in _tables(spec)
+    ):
         return 0, True
     discarded = 0
     if not same:
@@ -675,6 +685,19 @@ def _save_cell(outdir: Path, result: CellResult) -> None:
         getattr(result, name).to_csv(partial / f"{name}.csv", index=False)
     # The rename is the commit point: a cell directory is either whole or absent.
     os.replace(partial, final)
+
+
+def _write_table(outdir: Path, name: str, table: pd.DataFrame, *, compress: bool) -> None:
+    """``<name>.csv``, or ``<name>.csv.gz`` with ``compress`` (gzip with a zero time
+    stamp: the same table gives the same file); the other form is removed."""
+    plain = outdir / f"{name}.csv"
+    packed = plain.with_name(plain.name + COMPRESSED_SUFFIX)
+    if compress:
+        table.to_csv(packed, index=False, compression={"method": "gzip", "mtime": 0})
+        plain.unlink(missing_ok=True)
+    else:
+        table.to_csv(plain, index=False)
+        packed.unlink(missing_ok=True)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
