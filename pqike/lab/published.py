@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .metrics import table_path
+
 SOURCE = (
     "strongSwan 6.0 beta, charon's log at fragment_size 1480 in the README of the "
     "strongX509/docker repository (pq-strongswan)"
@@ -37,6 +39,8 @@ class PublishedMessage:
     proposal: str | None
     """The experiment proposal whose message is the counterpart; ``None``: none here."""
     note: str = ""
+    also: tuple[tuple[str, str], ...] = ()
+    """More counterparts set beside it, each (proposal, note): e.g. another chain."""
 
 
 PUBLISHED = (
@@ -55,6 +59,12 @@ PUBLISHED = (
         7,
         "x25519+mlkem768+mldsa87",
         "pqike: ML-DSA-87 (FIPS 204), its certificate and one intermediate CA's (two CERT)",
+        (
+            (
+                "x25519+mlkem768+mldsa87-1cert",
+                "pqike: ML-DSA-87 (FIPS 204), its certificate alone, signed by the CA (one CERT)",
+            ),
+        ),
     ),
     PublishedMessage(
         "FrodoKEM-AES-L3",
@@ -67,6 +77,37 @@ PUBLISHED = (
         "FrodoKEM is not available here",
     ),
 )
+
+
+DILITHIUM5_PUBLIC_KEY = 2592
+"""Bytes of a Dilithium5 public key (CRYSTALS-Dilithium round-3 specification, v3.1,
+Table 2), the algorithm of the published IKE_AUTH."""
+DILITHIUM5_SIGNATURE = 4595
+"""Bytes of a Dilithium5 signature (the same table)."""
+
+
+def dilithium5_vs_ml_dsa_87() -> str:
+    """One paragraph: Dilithium5 (round 3) against ML-DSA-87 (FIPS 204) in sizes, the
+    ML-DSA-87 ones measured with ``cryptography`` here."""
+    from cryptography.hazmat.primitives.asymmetric import mldsa
+
+    # A fixed seed: only the lengths matter, and they are the parameter set's.
+    key = mldsa.MLDSA87PrivateKey.from_seed_bytes(bytes(32))
+    public = len(key.public_key().public_bytes_raw())
+    signature = len(key.sign(b"pqike"))
+    return (
+        f"The published run used Dilithium5 (round 3: public key {DILITHIUM5_PUBLIC_KEY:,} "
+        f"bytes, signature {DILITHIUM5_SIGNATURE:,}), pqike ML-DSA-87 (FIPS 204: public key "
+        f"{public:,}, signature {signature:,}, as `cryptography` makes them here), so each "
+        f"ML-DSA-87 signature is {signature - DILITHIUM5_SIGNATURE:+,} bytes against "
+        "Dilithium5's. One Dilithium5 certificate signed with Dilithium5 (at least "
+        f"{DILITHIUM5_PUBLIC_KEY + DILITHIUM5_SIGNATURE:,} bytes of key and signature) and "
+        f"a Dilithium5 AUTH signature add up to at least "
+        f"{DILITHIUM5_PUBLIC_KEY + 2 * DILITHIUM5_SIGNATURE:,} bytes, more than either "
+        "published IKE_AUTH message: whatever signed the published certificates, it was "
+        "not Dilithium5 throughout, while pqike's PKI is ML-DSA-87 throughout (its "
+        "messages are larger for that reason, not for the 32 bytes per signature)."
+    )
 
 
 def _cell(size: int | None, fragments: int) -> str:
@@ -95,7 +136,7 @@ def _measured(messages: pd.DataFrame, proposal: str, exchange: str, sender: str)
 
 def comparison(results: str | Path) -> str:
     """A Markdown table: each published figure beside pqike's message from ``results``."""
-    messages = pd.read_csv(Path(results) / "messages.csv")
+    messages = pd.read_csv(table_path(results, "messages.csv"))
     lines = [
         "# Message sizes at fragment size 1480: published strongSwan figures and pqike",
         "",
@@ -113,12 +154,16 @@ def comparison(results: str | Path) -> str:
         theirs = f"{_cell(p.initiator, p.initiator_fragments)} / "
         theirs += _cell(p.responder, p.responder_fragments)
         if p.proposal is None:
-            ours, name = "-", "-"
-        else:
-            ours = _measured(messages, p.proposal, p.exchange, "initiator")
-            ours += " / " + _measured(messages, p.proposal, p.exchange, "responder")
-            name = f"`{p.proposal}`"
-        lines.append(f"| {p.exchange} {p.what} | {theirs} | {name} | {ours} | {p.note} |")
+            lines.append(f"| {p.exchange} {p.what} | {theirs} | - | - | {p.note} |")
+            continue
+        for proposal, note in ((p.proposal, p.note), *p.also):
+            if proposal != p.proposal and proposal not in set(messages["proposal"]):
+                continue  # an older run without this counterpart
+            ours = _measured(messages, proposal, p.exchange, "initiator")
+            ours += " / " + _measured(messages, proposal, p.exchange, "responder")
+            lines.append(f"| {p.exchange} {p.what} | {theirs} | `{proposal}` | {ours} | {note} |")
+    if any(p.what.startswith("Dilithium5") for p in PUBLISHED):
+        lines += ["", dilithium5_vs_ml_dsa_87()]
     lines += [
         "",
         "Every proposal of the experiment (no published counterpart for most):",

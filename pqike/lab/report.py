@@ -22,6 +22,10 @@ and one IKE SA rekey per proposal and profile, their cost per hour at strongSwan
 default rekey times, the overhead against the baseline with its interval, and the plot
 ``lifetime_costs.png``; ``phase_summary.csv`` is rewritten with ``summary.csv``.
 
+When ``handshakes.csv`` holds more than one authentication kind (its ``auth`` column), the
+section *Where the bytes go: key exchange against authentication* and its plot come from
+``pqike.lab.auth_report``.
+
 What the report calls *time to established* is ``time_to_established_s``: for
 simulated pairs the virtual time until both peers are established with each step's
 measured CPU added, for real peers the wall time. *Network-only* time is
@@ -46,6 +50,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import NullFormatter
 
+from . import auth_report
 from .compare import (
     log_agreement,
     log_findings,
@@ -62,6 +67,7 @@ from .metrics import (
     outside_noise,
     summarize,
     summarize_phases,
+    table_path,
 )
 
 PLOTS = {
@@ -71,6 +77,7 @@ PLOTS = {
     "overhead": "overhead_vs_baseline.png",
     "pairs": "pairs_compared.png",
     "lifetime": "lifetime_costs.png",
+    "auth": auth_report.PLOT,
 }
 """The PNG files ``build_report`` draws (a plot without data is left out)."""
 
@@ -160,6 +167,7 @@ def build_report(out: str | Path) -> Path:
         ("overhead", _plot_overhead),
         ("pairs", _plot_pairs),
         ("lifetime", _plot_lifetime),
+        ("auth", _plot_auth),
     ):
         path = out / PLOTS[key]
         ok = draw(data, path)
@@ -181,13 +189,13 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(table_path(path.parent, path.name))
     except (FileNotFoundError, pd.errors.EmptyDataError):
         return pd.DataFrame()
 
 
 def _load(out: Path) -> _Data:
-    hs_all = pd.read_csv(out / "handshakes.csv")
+    hs_all = pd.read_csv(table_path(out, "handshakes.csv"))
     if hs_all.empty:
         raise ValueError(f"{out / 'handshakes.csv'} has no handshakes")
     hs_all["established"] = hs_all["established"].astype(bool)
@@ -1391,6 +1399,23 @@ def _lifetime_section(data: _Data, plots: dict[str, str | None]) -> list[str]:
     return lines
 
 
+def _plot_auth(data: _Data, path: Path) -> bool:
+    """Key-exchange against authentication bytes, when the run has several auth kinds."""
+    if not auth_report.applies(data.hs):
+        return False
+    return auth_report.plot(data.hs, data.msgs, data.profiles.loc[data.names], path)
+
+
+def _auth_section(data: _Data, plots: dict[str, str | None]) -> list[str]:
+    """*Where the bytes go: key exchange against authentication* (``auth_report``),
+    when the run has more than one authentication kind."""
+    if not auth_report.applies(data.hs):
+        return []
+    return auth_report.section(
+        data.hs, data.msgs, data.profiles.loc[data.names], plots.get("auth")
+    )
+
+
 def _signed_bytes(n: float) -> str:
     if math.isnan(n):
         return "n/a"
@@ -1490,6 +1515,7 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
     lines += _latency_section(data, plots)
     lines += _overhead_section(data, plots)
     lines += _lifetime_section(data, plots)
+    lines += _auth_section(data, plots)
     if hs["pair"].nunique() > 1:
         lines += _pairs_section(data)
         if plots.get("pairs"):
@@ -1503,7 +1529,8 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
     lines += [
         "## Method",
         "",
-        "- Peers (`memory`): two pqike `IkeSa` objects (PSK) over a simulated link in "
+        "- Peers (`memory`): two pqike `IkeSa` objects (PSK, or the certificates a "
+        "proposal's `auth` names) over a simulated link in "
         "virtual time (`pqike.lab.link`): each direction has the profile's one-way delay, "
         "uniform jitter, per-datagram loss from a seeded random stream, bandwidth "
         "serialisation and an MTU above which datagrams are dropped. Real pairs (`udp`: two "
