@@ -104,9 +104,9 @@ def dilithium5_vs_ml_dsa_87() -> str:
         f"{DILITHIUM5_PUBLIC_KEY + DILITHIUM5_SIGNATURE:,} bytes of key and signature) and "
         f"a Dilithium5 AUTH signature add up to at least "
         f"{DILITHIUM5_PUBLIC_KEY + 2 * DILITHIUM5_SIGNATURE:,} bytes, more than either "
-        "published IKE_AUTH message: whatever signed the published certificates, it was "
-        "not Dilithium5 throughout, while pqike's PKI is ML-DSA-87 throughout (its "
-        "messages are larger for that reason, not for the 32 bytes per signature)."
+        "published IKE_AUTH message, so that message cannot hold both; pqike's PKI signs "
+        "with ML-DSA-87 throughout (CA, intermediate, AUTH), and that, not the 32 bytes "
+        "per signature, is what makes its IKE_AUTH larger."
     )
 
 
