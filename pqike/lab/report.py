@@ -30,10 +30,11 @@ measured CPU added, for real peers the wall time. *Network-only* time is
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,35 +141,76 @@ class _Data:
 # --- entry point --------------------------------------------------------------------
 
 
-def build_report(out: str | Path) -> Path:
+def build_report(
+    out: str | Path, *, workers: int = 1, summary: pd.DataFrame | None = None
+) -> Path:
     """Rebuild ``summary.csv``, the plots and ``report.md`` in ``out``; return the report.
 
     Needs ``handshakes.csv`` (and ``messages.csv`` for the per-exchange numbers) in
-    ``out``; raises ``FileNotFoundError`` when the handshakes table is missing.
+    ``out``; raises ``FileNotFoundError`` when the handshakes table is missing. With
+    ``workers`` above 1 the plots are drawn in that many processes while this one writes
+    the tables; ``summary`` is ``summarize`` of the handshakes when the caller has it.
     """
     out = Path(out)
     data = _load(out)
-    summarize(data.hs_all).to_csv(out / "summary.csv", index=False)
+    keys = [key for key, _ in _PLOTTERS]
+    pending = _draw_elsewhere(out, keys, workers) if workers > 1 else None
+    (summarize(data.hs_all) if summary is None else summary).to_csv(
+        out / "summary.csv", index=False
+    )
     phases_all = _read_csv(out / "phases.csv")
     if not phases_all.empty:
         summarize_phases(phases_all).to_csv(out / "phase_summary.csv", index=False)
-    drawn: dict[str, str | None] = {}
-    for key, draw in (
-        ("bytes", _plot_bytes),
-        ("delay", _plot_delay),
-        ("cdf", _plot_cdf),
-        ("overhead", _plot_overhead),
-        ("pairs", _plot_pairs),
-        ("lifetime", _plot_lifetime),
-    ):
-        path = out / PLOTS[key]
-        ok = draw(data, path)
-        if not ok and path.exists():
-            path.unlink()
-        drawn[key] = PLOTS[key] if ok else None
+    if pending is None:
+        done = {key: _draw(data, out, key) for key in keys}
+    else:
+        done = dict(zip(keys, pending(), strict=True))
+    drawn = {key: PLOTS[key] if ok else None for key, ok in done.items()}
     report = out / "report.md"
     report.write_text(_markdown(data, drawn), "utf-8")
     return report
+
+
+def _draw(data: _Data, out: Path, key: str) -> bool:
+    """Draw plot ``key`` into ``out``; remove a stale file when there is nothing to draw."""
+    path = out / PLOTS[key]
+    ok = dict(_PLOTTERS)[key](data, path)
+    if not ok and path.exists():
+        path.unlink()
+    return ok
+
+
+def _draw_in_worker(out: str, key: str) -> bool:
+    return _draw(_loaded(out), Path(out), key)
+
+
+@functools.lru_cache(maxsize=1)
+def _loaded(out: str) -> _Data:
+    # A worker that draws several plots of one report reads the tables once.
+    return _load(Path(out))
+
+
+def _draw_elsewhere(out: Path, keys: list[str], workers: int):
+    """Start drawing ``keys`` in worker processes; return a call that waits for them and
+    gives each plot's result in order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # forkserver, as the runner's workers: this process may hold threads (a progress
+    # bar's), which a plain fork would copy mid-flight. Plotting is the slow part of a
+    # report, and the plots are independent of each other and of the markdown.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["pqike.lab.report"])
+    executor = ProcessPoolExecutor(min(workers, len(keys)), mp_context=ctx)
+    futures = [executor.submit(_draw_in_worker, str(out), key) for key in keys]
+
+    def wait() -> list[bool]:
+        try:
+            return [future.result() for future in futures]
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    return wait
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -1398,6 +1440,18 @@ def _signed_bytes(n: float) -> str:
 
 
 # --- the report ----------------------------------------------------------------------
+
+
+_PLOTTERS: tuple[tuple[str, Callable[[_Data, Path], bool]], ...] = (
+    ("bytes", _plot_bytes),
+    ("delay", _plot_delay),
+    ("cdf", _plot_cdf),
+    ("overhead", _plot_overhead),
+    ("pairs", _plot_pairs),
+    ("lifetime", _plot_lifetime),
+)
+"""Every plot of a report: its key in ``PLOTS`` and the function that draws it (False
+when the run has nothing for it to show)."""
 
 
 def _markdown(data: _Data, plots: dict[str, str | None]) -> str:

@@ -362,7 +362,7 @@ def run_experiment(
         if report:
             from .report import build_report
 
-            result.report = build_report(outdir)
+            result.report = build_report(outdir, workers=workers, summary=summary)
     return result
 
 
@@ -398,7 +398,8 @@ def _local_results(tasks: list[_Task], workers: int):
     # forkserver: workers fork from a clean process that has imported the runner once,
     # not from this one (which may hold threads, such as the progress bar's).
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["pqike.lab.runner"])
+    # The report module too: the report's plots are drawn by workers of the same server.
+    ctx.set_forkserver_preload(["pqike.lab.runner", "pqike.lab.report"])
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     n = min(workers, len(tasks))
