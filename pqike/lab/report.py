@@ -30,6 +30,7 @@ measured CPU added, for real peers the wall time. *Network-only* time is
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -141,9 +142,7 @@ class _Data:
 # --- entry point --------------------------------------------------------------------
 
 
-def build_report(
-    out: str | Path, *, workers: int = 1, summary: pd.DataFrame | None = None
-) -> Path:
+def build_report(out: str | Path, *, workers: int = 1, summary: pd.DataFrame | None = None) -> Path:
     """Rebuild ``summary.csv``, the plots and ``report.md`` in ``out``; return the report.
 
     Needs ``handshakes.csv`` (and ``messages.csv`` for the per-exchange numbers) in
@@ -154,18 +153,26 @@ def build_report(
     out = Path(out)
     data = _load(out)
     keys = [key for key, _ in _PLOTTERS]
-    pending = _draw_elsewhere(out, keys, workers) if workers > 1 else None
-    (summarize(data.hs_all) if summary is None else summary).to_csv(
-        out / "summary.csv", index=False
-    )
-    phases_all = _read_csv(out / "phases.csv")
-    if not phases_all.empty:
-        summarize_phases(phases_all).to_csv(out / "phase_summary.csv", index=False)
-    if pending is None:
-        done = {key: _draw(data, out, key) for key in keys}
-    else:
-        done = dict(zip(keys, pending(), strict=True))
-    drawn = {key: PLOTS[key] if ok else None for key, ok in done.items()}
+    with contextlib.ExitStack() as stack:
+        # The plots are the slow part of a report, independent of each other and of the
+        # tables: with workers they are drawn there while this process writes the rest.
+        futures = None
+        if workers > 1:
+            from .pool import worker_pool
+
+            pool = stack.enter_context(worker_pool(min(workers, len(keys))))
+            futures = [pool.submit(_draw_in_worker, str(out), key) for key in keys]
+        (summarize(data.hs_all) if summary is None else summary).to_csv(
+            out / "summary.csv", index=False
+        )
+        phases_all = _read_csv(out / "phases.csv")
+        if not phases_all.empty:
+            summarize_phases(phases_all).to_csv(out / "phase_summary.csv", index=False)
+        if futures is None:
+            done = [_draw(data, out, key) for key in keys]
+        else:
+            done = [future.result() for future in futures]
+    drawn = {key: PLOTS[key] if ok else None for key, ok in zip(keys, done, strict=True)}
     report = out / "report.md"
     report.write_text(_markdown(data, drawn), "utf-8")
     return report
@@ -188,29 +195,6 @@ def _draw_in_worker(out: str, key: str) -> bool:
 def _loaded(out: str) -> _Data:
     # A worker that draws several plots of one report reads the tables once.
     return _load(Path(out))
-
-
-def _draw_elsewhere(out: Path, keys: list[str], workers: int):
-    """Start drawing ``keys`` in worker processes; return a call that waits for them and
-    gives each plot's result in order."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # forkserver, as the runner's workers: this process may hold threads (a progress
-    # bar's), which a plain fork would copy mid-flight. Plotting is the slow part of a
-    # report, and the plots are independent of each other and of the markdown.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["pqike.lab.report"])
-    executor = ProcessPoolExecutor(min(workers, len(keys)), mp_context=ctx)
-    futures = [executor.submit(_draw_in_worker, str(out), key) for key in keys]
-
-    def wait() -> list[bool]:
-        try:
-            return [future.result() for future in futures]
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
-
-    return wait
 
 
 def _read_json(path: Path) -> dict[str, Any]:

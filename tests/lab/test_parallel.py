@@ -106,11 +106,9 @@ def test_sigint_during_parallel_cells_stops_cleanly_and_keeps_saved_cells(tmp_pa
             run.kill()
     assert run.returncode == 130, (stdout, stderr)
     assert "cells are saved" in stderr and "run the same command again" in stderr
-    # Nothing of ours goes wrong on the way out. (On a heavily loaded machine a worker
-    # that multiprocessing was still starting can print its own traceback when the pool
-    # is torn down; that one names only multiprocessing, never pqike.)
-    assert "KeyboardInterrupt" not in stderr and "pqike" not in stderr.split("interrupted")[0]
-    assert "/pqike/" not in stderr, stderr
+    # Nothing goes wrong on the way out: the Ctrl-C waits until every worker has started
+    # (a worker killed while multiprocessing starts it would print a traceback).
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert not (out / "handshakes.csv").exists()
 
 
