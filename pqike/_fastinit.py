@@ -18,9 +18,10 @@ C = TypeVar("C", bound=type)
 
 def fast_init(cls: C) -> C:
     """Replace the generated ``__init__`` of the frozen dataclass ``cls`` (apply it
-    above ``@dataclass``). Fields with a default factory, ``init=False`` fields,
-    keyword-only fields and ``__post_init__`` are not supported and raise ``TypeError``
-    at import time, so a new field of that kind cannot slip through unnoticed."""
+    above ``@dataclass``). Keyword-only fields stay keyword-only. Fields with a default
+    factory, ``init=False`` fields and ``__post_init__`` are not supported and raise
+    ``TypeError`` at import time, so a new field of that kind cannot slip through
+    unnoticed."""
     params = cls.__dataclass_params__  # type: ignore[attr-defined]
     if not params.frozen:
         raise TypeError(f"{cls.__name__} is not a frozen dataclass")
@@ -29,16 +30,18 @@ def fast_init(cls: C) -> C:
     fields = dataclasses.fields(cls)
     namespace: dict[str, object] = {}
     args: list[str] = []
+    keyword: list[str] = []
     lines: list[str] = []
     slotted = "__slots__" in cls.__dict__
     for f in fields:
-        if not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING:
+        if not f.init or f.default_factory is not dataclasses.MISSING:
             raise TypeError(f"{cls.__name__}.{f.name} cannot take a fast __init__")
+        into = keyword if f.kw_only else args
         if f.default is dataclasses.MISSING:
-            args.append(f.name)
+            into.append(f.name)
         else:
             namespace[f"_default_{f.name}"] = f.default
-            args.append(f"{f.name}=_default_{f.name}")
+            into.append(f"{f.name}=_default_{f.name}")
         if slotted:
             owner = next(k for k in cls.__mro__ if f.name in k.__dict__)
             namespace[f"_set_{f.name}"] = owner.__dict__[f.name].__set__
@@ -46,7 +49,8 @@ def fast_init(cls: C) -> C:
     if not slotted:
         pairs = ", ".join(f"{f.name!r}: {f.name}" for f in fields)
         lines.append(f"    self.__dict__.update({{{pairs}}})")
-    source = f"def __init__(self, {', '.join(args)}):\n" + "\n".join(lines or ["    pass"])
+    params_text = ", ".join(["self", *args, *(["*", *keyword] if keyword else [])])
+    source = f"def __init__({params_text}):\n" + "\n".join(lines or ["    pass"])
     exec(source, namespace)
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]

@@ -1022,8 +1022,15 @@ def _interrupt_on_signals():
 @experiment_app.command("report")
 def experiment_report(
     directory: str = typer.Argument(..., help="A results directory (with handshakes.csv)."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Processes that draw the plots (default: one per core).",
+    ),
 ) -> None:
     """Rebuild summary.csv, the plots and report.md from the CSV tables in DIRECTORY."""
+    import os
 
     from .lab import build_report
     from .lab.metrics import table_path
@@ -1031,7 +1038,7 @@ def experiment_report(
     if not table_path(directory, "handshakes.csv").is_file():
         _fail(f"{directory}: no handshakes.csv here (run `pqike experiment run SPEC` first)")
         return
-    typer.echo(f"report: {build_report(directory)}")
+    typer.echo(f"report: {build_report(directory, workers=workers or os.cpu_count() or 1)}")
 
 
 def _shipped_experiments() -> Path:

@@ -38,8 +38,23 @@ def test_keywords_defaults_and_inherited_slots_reach_their_fields():
         Transform(1)  # type: ignore[call-arg]
 
 
+def test_events_take_keywords_only():
+    with pytest.raises(TypeError):
+        MessageSent(1.5, 34, 0, False, (33, 34), 200, (200,), (200,))  # type: ignore[misc]
+
+
 def test_an_event_without_slots_is_built_and_stays_frozen():
-    e = MessageSent(1.5, 34, 0, False, (33, 34), 200, (200,), (200,), destination=("a", 1))
+    e = MessageSent(
+        time=1.5,
+        exchange_type=34,
+        message_id=0,
+        is_response=False,
+        payload_types=(33, 34),
+        ike_bytes=200,
+        fragment_ike_bytes=(200,),
+        datagram_sizes=(200,),
+        destination=("a", 1),
+    )
     assert e.destination == ("a", 1) and e.retransmission is False
     assert dataclasses.replace(e, retransmission=True).retransmission is True
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -16,12 +16,12 @@ from ..wire.payloads import TrafficSelector
 from .config import Identity
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Event:
     """Base class of every event."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MessageEvent(Event):
     """What ``MessageSent`` and ``MessageReceived`` both say about one IKE message."""
 
@@ -45,7 +45,7 @@ class MessageEvent(Event):
 
 
 @fast_init
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MessageSent(MessageEvent):
     """A message left, whole or in fragments (one per datagram in ``datagram_sizes``)."""
 
@@ -53,7 +53,7 @@ class MessageSent(MessageEvent):
 
 
 @fast_init
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MessageReceived(MessageEvent):
     """A whole message arrived and was accepted (after reassembly and decryption)."""
 
@@ -61,7 +61,7 @@ class MessageReceived(MessageEvent):
 
 
 @fast_init
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatagramDropped(Event):
     """A datagram was ignored; ``reason`` says why (also counted in ``IkeSa.stats``)."""
 
@@ -81,7 +81,7 @@ class Purpose(Enum):
 
 
 @fast_init
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class KeyExchangeCompleted(Event):
     """A key exchange finished: round 0 is the KE payload of IKE_SA_INIT (or of a
     CREATE_CHILD_SA), n the ADDKEn round of IKE_INTERMEDIATE (or IKE_FOLLOWUP_KE),
@@ -94,7 +94,7 @@ class KeyExchangeCompleted(Event):
 
 
 @fast_init
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IkeKeysDerived(Event):
     """SKEYSEED and the seven SK_* keys were computed: after IKE_SA_INIT (epoch 0,
     RFC 7296 2.14), after the n-th additional key exchange in IKE_INTERMEDIATE (epoch n,
@@ -123,7 +123,7 @@ class IkeKeysDerived(Event):
     old_spi_r: bytes = b""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IntAuthComputed(Event):
     """One IKE_INTERMEDIATE message was folded into its sender's IntAuth chain
     (RFC 9242 3.3.2): ``value = prf(sk_p, previous | a | p)``.
@@ -148,7 +148,7 @@ class IntAuthComputed(Event):
     value: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuthComputed(Event):
     """An AUTH value was computed (RFC 7296 2.15, RFC 9242 3.3.2): ours to send, or the
     one we expect from the peer. ``int_auth`` is the tail appended to the signed octets
@@ -165,7 +165,7 @@ class AuthComputed(Event):
     value: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChildKeysDerived(Event):
     """KEYMAT of a Child SA was computed (RFC 7296 2.17, RFC 9370 2.2.4):
     ``prf+(sk_d, SK(0) | Ni | Nr | SK(1) | ... )``; "i" and "r" are the roles in the
@@ -183,7 +183,7 @@ class ChildKeysDerived(Event):
     keys: ChildKeys
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IkeSaEstablished(Event):
     """Both peers authenticated: the IKE SA is ready."""
 
@@ -204,7 +204,7 @@ class IkeSaEstablished(Event):
 
 
 @fast_init
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChildSaEstablished(Event):
     """A Child SA is ready: the first one, created in IKE_AUTH, or one created or
     rekeyed by CREATE_CHILD_SA (RFC 7296 1.3).
@@ -236,7 +236,7 @@ class ChildSaEstablished(Event):
     nonce_r: bytes = b""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChildSaDeleted(Event):
     """A Child SA was deleted by an INFORMATIONAL exchange (RFC 7296 1.4.1), after its
     rekey, on request, as a redundant result of a rekey collision (RFC 7296 2.8.1), or
@@ -250,7 +250,7 @@ class ChildSaDeleted(Event):
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CreateChildSaFailed(Event):
     """A CREATE_CHILD_SA exchange (with its IKE_FOLLOWUP_KE exchanges) failed, or the
     Child SA of IKE_AUTH was refused; the IKE SA itself stays up.
@@ -266,7 +266,7 @@ class CreateChildSaFailed(Event):
     round: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IkeSaRekeyed(Event):
     """The IKE SA was rekeyed by CREATE_CHILD_SA (RFC 7296 2.18, RFC 9370 2.2.4): the
     new SPIs and keys are in force; the old SA is deleted next."""
@@ -286,7 +286,7 @@ class IkeSaRekeyed(Event):
     """The KE payload and each ADDKE round that went into SKEYSEED."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LivenessChecked(Event):
     """An empty INFORMATIONAL request (a liveness check, RFC 7296 1.4) was answered."""
 
@@ -294,7 +294,7 @@ class LivenessChecked(Event):
     round_trip: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IkeSaFailed(Event):
     """The IKE SA could not be set up or was torn down after an error.
 
@@ -313,7 +313,7 @@ class IkeSaFailed(Event):
     in IKE_SA_INIT (RFC 7296 2.6 keeps no state, so no SPI was ever sent)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IkeSaDeleted(Event):
     """The IKE SA was deleted by an INFORMATIONAL exchange (RFC 7296 1.4.1)."""
 

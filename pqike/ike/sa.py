@@ -798,21 +798,21 @@ class IkeSa:
 
     def drop(self, now: float, reason: str, size: int) -> None:
         self.bump("dropped")
-        self._events.append(DatagramDropped(now, reason, size))
+        self._events.append(DatagramDropped(time=now, reason=reason, size=size))
 
     def received(self, msg: Inbound, now: float) -> None:
         """Report an unprotected message (IKE_SA_INIT) as received."""
         message = msg.message
         self._events.append(
             MessageReceived(
-                now,
-                message.header.exchange_type,
-                message.header.message_id,
-                message.header.is_response,
-                tuple([int(p.payload_type) for p in message.payloads]),
-                len(message.raw),
-                (len(message.raw),),
-                (msg.udp_len,),
+                time=now,
+                exchange_type=message.header.exchange_type,
+                message_id=message.header.message_id,
+                is_response=message.header.is_response,
+                payload_types=tuple([int(p.payload_type) for p in message.payloads]),
+                ike_bytes=len(message.raw),
+                fragment_ike_bytes=(len(message.raw),),
+                datagram_sizes=(msg.udp_len,),
                 source=msg.source,
             )
         )
@@ -838,15 +838,15 @@ class IkeSa:
         assert hs.ke_method is not None
         self._events.append(
             IkeKeysDerived(
-                self.gen.spi_i,
-                self.gen.spi_r,
-                ExchangeType.IKE_SA_INIT,
-                0,
-                hs.nonce_i,
-                hs.nonce_r,
-                ((hs.ke_method, secret),),
-                keys,
-                suite.prf,
+                spi_i=self.gen.spi_i,
+                spi_r=self.gen.spi_r,
+                exchange=ExchangeType.IKE_SA_INIT,
+                epoch=0,
+                nonce_i=hs.nonce_i,
+                nonce_r=hs.nonce_r,
+                key_exchanges=((hs.ke_method, secret),),
+                keys=keys,
+                prf=suite.prf,
             )
         )
 
@@ -872,15 +872,15 @@ class IkeSa:
         _, method = hs.rounds.current
         self._events.append(
             IkeKeysDerived(
-                self.gen.spi_i,
-                self.gen.spi_r,
-                ExchangeType.IKE_INTERMEDIATE,
-                hs.intermediate_exchanges,
-                hs.nonce_i,
-                hs.nonce_r,
-                ((method, secret),),
-                c.keys,
-                c.suite.prf,
+                spi_i=self.gen.spi_i,
+                spi_r=self.gen.spi_r,
+                exchange=ExchangeType.IKE_INTERMEDIATE,
+                epoch=hs.intermediate_exchanges,
+                nonce_i=hs.nonce_i,
+                nonce_r=hs.nonce_r,
+                key_exchanges=((method, secret),),
+                keys=c.keys,
+                prf=c.suite.prf,
                 previous_sk_d=previous.sk_d,
             )
         )
@@ -894,18 +894,18 @@ class IkeSa:
         self._last_heard = now
         self._events.append(
             IkeSaEstablished(
-                now,
-                self.gen.spi_i,
-                self.gen.spi_r,
-                c.suite,
-                c.keys,
-                self.config.local_id,
-                peer,
-                hs.nonce_i,
-                hs.nonce_r,
-                hs.intermediate_exchanges,
-                self._nat_local,
-                self._nat_remote,
+                time=now,
+                spi_i=self.gen.spi_i,
+                spi_r=self.gen.spi_r,
+                suite=c.suite,
+                keys=c.keys,
+                local_id=self.config.local_id,
+                remote_id=peer,
+                nonce_i=hs.nonce_i,
+                nonce_r=hs.nonce_r,
+                intermediate_exchanges=hs.intermediate_exchanges,
+                nat_local=self._nat_local,
+                nat_remote=self._nat_remote,
             )
         )
         self._arm_ike_lifetime(now)
@@ -984,27 +984,27 @@ class IkeSa:
         secrets = ((shared_secret,) if shared_secret else ()) + tuple(additional_secrets)
         self._events.append(
             ChildKeysDerived(
-                self.gen.spi_i,
-                self.gen.spi_r,
-                new.spi_i,
-                new.spi_r,
-                purpose,
-                nonce_i,
-                nonce_r,
-                tuple(zip(methods, secrets, strict=False)),
-                c.keys.sk_d,
-                keys,
+                spi_i=self.gen.spi_i,
+                spi_r=self.gen.spi_r,
+                child_spi_i=new.spi_i,
+                child_spi_r=new.spi_r,
+                purpose=purpose,
+                nonce_i=nonce_i,
+                nonce_r=nonce_r,
+                key_exchanges=tuple(zip(methods, secrets, strict=False)),
+                sk_d=c.keys.sk_d,
+                keys=keys,
             )
         )
         self._events.append(
             ChildSaEstablished(
-                new.spi_i,
-                new.spi_r,
-                suite,
-                keys,
-                new.ts_i,
-                new.ts_r,
-                new.transport,
+                spi_i=new.spi_i,
+                spi_r=new.spi_r,
+                suite=suite,
+                keys=keys,
+                ts_i=new.ts_i,
+                ts_r=new.ts_r,
+                transport_mode=new.transport,
                 time=now,
                 purpose=purpose,
                 initiated=initiated,
@@ -1022,7 +1022,15 @@ class IkeSa:
 
     def remove_child(self, child: ChildSa, *, by_peer: bool, reason: str, now: float) -> None:
         if self.children.pop(child.spi_in, None) is not None:
-            self._events.append(ChildSaDeleted(now, child.spi_in, child.spi_out, by_peer, reason))
+            self._events.append(
+                ChildSaDeleted(
+                    time=now,
+                    spi_in=child.spi_in,
+                    spi_out=child.spi_out,
+                    by_peer=by_peer,
+                    reason=reason,
+                )
+            )
 
     def remove_all_children(self, *, by_peer: bool, reason: str, now: float) -> None:
         """RFC 7296 1.4.1: deleting the IKE SA deletes every Child SA with it."""
@@ -1050,7 +1058,11 @@ class IkeSa:
         if self._pending_ike is not None and self._pending_ike[0] is ctx:
             self._pending_ike = None
         self.bump("child_sa_failed")
-        self._events.append(CreateChildSaFailed(now, ctx.purpose, notify_type, reason, rnd))
+        self._events.append(
+            CreateChildSaFailed(
+                time=now, purpose=ctx.purpose, notify=notify_type, reason=reason, round=rnd
+            )
+        )
         if not ctx.initiated or self._pending_ike is None:
             return
         # Our colliding IKE rekey failed: the peer's, which we answered, stands.
@@ -1173,7 +1185,14 @@ class IkeSa:
         for gen in self._generations:
             gen.request = None
         self._events.append(
-            IkeSaFailed(now, notify_type, reason, None, self.gen.spi_i, self.gen.spi_r)
+            IkeSaFailed(
+                time=now,
+                notify=notify_type,
+                reason=reason,
+                round=None,
+                spi_i=self.gen.spi_i,
+                spi_r=self.gen.spi_r,
+            )
         )
 
     # ------------------------------------------------- NAT detection (RFC 7296 2.23)
@@ -1297,14 +1316,14 @@ class IkeSa:
             datagrams = list(messages)
         fragmented = len(messages) > 1
         event = MessageSent(
-            now,
-            exchange,
-            mid,
-            response,
-            types,
-            ike_bytes,
-            tuple([len(m) for m in messages]) if fragmented else (ike_bytes,),
-            tuple([len(d) for d in datagrams]),
+            time=now,
+            exchange_type=exchange,
+            message_id=mid,
+            is_response=response,
+            payload_types=types,
+            ike_bytes=ike_bytes,
+            fragment_ike_bytes=tuple([len(m) for m in messages]) if fragmented else (ike_bytes,),
+            datagram_sizes=tuple([len(d) for d in datagrams]),
             destination=self.remote,
         )
         self._emit_datagrams(datagrams)
@@ -1369,14 +1388,14 @@ class IkeSa:
         self._out.append((datagram, addr))
         self._events.append(
             MessageSent(
-                now,
-                ExchangeType.IKE_SA_INIT,
-                hdr.message_id,
-                True,
-                tuple(int(p.payload_type) for p in payloads),
-                len(raw),
-                (len(raw),),
-                (len(datagram),),
+                time=now,
+                exchange_type=ExchangeType.IKE_SA_INIT,
+                message_id=hdr.message_id,
+                is_response=True,
+                payload_types=tuple(int(p.payload_type) for p in payloads),
+                ike_bytes=len(raw),
+                fragment_ike_bytes=(len(raw),),
+                datagram_sizes=(len(datagram),),
                 destination=addr,
             )
         )
@@ -1444,14 +1463,14 @@ class IkeSa:
         sizes = plain.fragments or (plain.ike_bytes,)
         self._events.append(
             MessageReceived(
-                now,
-                plain.header.exchange_type,
-                plain.header.message_id,
-                plain.header.is_response,
-                (int(first_type), *[int(p.payload_type) for p in inner]),
-                plain.ike_bytes,
-                tuple(sizes),
-                tuple(s + marker for s in sizes),
+                time=now,
+                exchange_type=plain.header.exchange_type,
+                message_id=plain.header.message_id,
+                is_response=plain.header.is_response,
+                payload_types=(int(first_type), *[int(p.payload_type) for p in inner]),
+                ike_bytes=plain.ike_bytes,
+                fragment_ike_bytes=tuple(sizes),
+                datagram_sizes=tuple(s + marker for s in sizes),
                 source=addr,
             )
         )
@@ -1478,7 +1497,14 @@ class IkeSa:
         for gen in self._generations:
             gen.request = None
         self._events.append(
-            IkeSaFailed(now, notify_type, reason, round, self.gen.spi_i, self.gen.spi_r)
+            IkeSaFailed(
+                time=now,
+                notify=notify_type,
+                reason=reason,
+                round=round,
+                spi_i=self.gen.spi_i,
+                spi_r=self.gen.spi_r,
+            )
         )
 
 

@@ -112,16 +112,16 @@ def received_as_sent(event: MessageReceived) -> MessageSent:
     """The peer's message as a ``MessageSent`` record, so one side's events give a
     two-sided ``Trace``."""
     return MessageSent(
-        event.time,
-        event.exchange_type,
-        event.message_id,
-        event.is_response,
-        event.payload_types,
-        event.ike_bytes,
-        event.fragment_ike_bytes,
-        event.datagram_sizes,
-        event.retransmission,
-        event.source,
+        time=event.time,
+        exchange_type=event.exchange_type,
+        message_id=event.message_id,
+        is_response=event.is_response,
+        payload_types=event.payload_types,
+        ike_bytes=event.ike_bytes,
+        fragment_ike_bytes=event.fragment_ike_bytes,
+        datagram_sizes=event.datagram_sizes,
+        retransmission=event.retransmission,
+        destination=event.source,
     )
 
 

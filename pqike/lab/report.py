@@ -34,10 +34,12 @@ measured CPU added, for real peers the wall time. *Network-only* time is
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,36 +149,59 @@ class _Data:
 # --- entry point --------------------------------------------------------------------
 
 
-def build_report(out: str | Path) -> Path:
+def build_report(out: str | Path, *, workers: int = 1, summary: pd.DataFrame | None = None) -> Path:
     """Rebuild ``summary.csv``, the plots and ``report.md`` in ``out``; return the report.
 
     Needs ``handshakes.csv`` (and ``messages.csv`` for the per-exchange numbers) in
-    ``out``; raises ``FileNotFoundError`` when the handshakes table is missing.
+    ``out``; raises ``FileNotFoundError`` when the handshakes table is missing. With
+    ``workers`` above 1 the plots are drawn in that many processes while this one writes
+    the tables; ``summary`` is ``summarize`` of the handshakes when the caller has it.
     """
     out = Path(out)
     data = _load(out)
-    summarize(data.hs_all).to_csv(out / "summary.csv", index=False)
-    phases_all = _read_csv(out / "phases.csv")
-    if not phases_all.empty:
-        summarize_phases(phases_all).to_csv(out / "phase_summary.csv", index=False)
-    drawn: dict[str, str | None] = {}
-    for key, draw in (
-        ("bytes", _plot_bytes),
-        ("delay", _plot_delay),
-        ("cdf", _plot_cdf),
-        ("overhead", _plot_overhead),
-        ("pairs", _plot_pairs),
-        ("lifetime", _plot_lifetime),
-        ("auth", _plot_auth),
-    ):
-        path = out / PLOTS[key]
-        ok = draw(data, path)
-        if not ok and path.exists():
-            path.unlink()
-        drawn[key] = PLOTS[key] if ok else None
+    keys = [key for key, _ in _PLOTTERS]
+    with contextlib.ExitStack() as stack:
+        # The plots are the slow part of a report, independent of each other and of the
+        # tables: with workers they are drawn there while this process writes the rest.
+        futures = None
+        if workers > 1:
+            from .pool import worker_pool
+
+            pool = stack.enter_context(worker_pool(min(workers, len(keys))))
+            futures = [pool.submit(_draw_in_worker, str(out), key) for key in keys]
+        (summarize(data.hs_all) if summary is None else summary).to_csv(
+            out / "summary.csv", index=False
+        )
+        phases_all = _read_csv(out / "phases.csv")
+        if not phases_all.empty:
+            summarize_phases(phases_all).to_csv(out / "phase_summary.csv", index=False)
+        if futures is None:
+            done = [_draw(data, out, key) for key in keys]
+        else:
+            done = [future.result() for future in futures]
+    drawn = {key: PLOTS[key] if ok else None for key, ok in zip(keys, done, strict=True)}
     report = out / "report.md"
     report.write_text(_markdown(data, drawn), "utf-8")
     return report
+
+
+def _draw(data: _Data, out: Path, key: str) -> bool:
+    """Draw plot ``key`` into ``out``; remove a stale file when there is nothing to draw."""
+    path = out / PLOTS[key]
+    ok = dict(_PLOTTERS)[key](data, path)
+    if not ok and path.exists():
+        path.unlink()
+    return ok
+
+
+def _draw_in_worker(out: str, key: str) -> bool:
+    return _draw(_loaded(out), Path(out), key)
+
+
+@functools.lru_cache(maxsize=1)
+def _loaded(out: str) -> _Data:
+    # A worker that draws several plots of one report reads the tables once.
+    return _load(Path(out))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -1411,9 +1436,7 @@ def _auth_section(data: _Data, plots: dict[str, str | None]) -> list[str]:
     when the run has more than one authentication kind."""
     if not auth_report.applies(data.hs):
         return []
-    return auth_report.section(
-        data.hs, data.msgs, data.profiles.loc[data.names], plots.get("auth")
-    )
+    return auth_report.section(data.hs, data.msgs, data.profiles.loc[data.names], plots.get("auth"))
 
 
 def _signed_bytes(n: float) -> str:
@@ -1423,6 +1446,19 @@ def _signed_bytes(n: float) -> str:
 
 
 # --- the report ----------------------------------------------------------------------
+
+
+_PLOTTERS: tuple[tuple[str, Callable[[_Data, Path], bool]], ...] = (
+    ("bytes", _plot_bytes),
+    ("delay", _plot_delay),
+    ("cdf", _plot_cdf),
+    ("overhead", _plot_overhead),
+    ("pairs", _plot_pairs),
+    ("lifetime", _plot_lifetime),
+    ("auth", _plot_auth),
+)
+"""Every plot of a report: its key in ``PLOTS`` and the function that draws it (False
+when the run has nothing for it to show)."""
 
 
 def _markdown(data: _Data, plots: dict[str, str | None]) -> str:

@@ -34,7 +34,6 @@ when the run ends, also on an error or an interruption.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -364,7 +363,7 @@ def run_experiment(
         if report:
             from .report import build_report
 
-            result.report = build_report(outdir)
+            result.report = build_report(outdir, workers=workers, summary=summary)
     return result
 
 
@@ -386,60 +385,21 @@ def _run_task(task: _Task) -> tuple[int, int, CellResult]:
     return index, start, result
 
 
-def _quiet_worker(started) -> None:
-    # Ctrl-C is the parent's to handle: it terminates the pool and keeps the saved cells.
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    started.wait()
-
-
 def _local_results(tasks: list[_Task], workers: int):
-    import multiprocessing
+    from concurrent.futures import as_completed
 
-    # forkserver: workers fork from a clean process that has imported the runner once,
-    # not from this one (which may hold threads, such as the progress bar's).
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["pqike.lab.runner"])
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from .pool import worker_pool
 
-    n = min(workers, len(tasks))
-    executor = None
-    futures = []
-    try:
-        with _sigint_deferred():
-            # A worker killed while still starting prints a traceback: a Ctrl-C waits
-            # (SIGINT blocked here, and so in the fork server and the workers, which
-            # keep this mask) until every worker has started, then arrives.
-            started = ctx.Barrier(n + 1)
-            executor = ProcessPoolExecutor(
-                n, mp_context=ctx, initializer=_quiet_worker, initargs=(started,)
-            )
-            futures = [executor.submit(_run_task, task) for task in tasks]
-            started.wait(timeout=120)
-        for future in as_completed(futures):
-            yield future.result()
-    finally:
-        # Done, an error or Ctrl-C: the workers go (their chunks are lost, not the
-        # cells already saved).
-        for future in futures:
-            future.cancel()
-        if executor is not None:
-            # The executor has no public way to stop a running task.
-            for process in list(getattr(executor, "_processes", {}).values()):
-                process.terminate()
-            executor.shutdown(wait=True, cancel_futures=True)
-
-
-@contextlib.contextmanager
-def _sigint_deferred():
-    import signal
-
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    with worker_pool(min(workers, len(tasks))) as executor:
+        futures = [executor.submit(_run_task, task) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            # Done, an error or Ctrl-C: chunks not yet taken are lost, not the cells
+            # already saved.
+            for future in futures:
+                future.cancel()
 
 
 def _dask_results(tasks: list[_Task], scheduler: str):

@@ -139,7 +139,18 @@ def octets(sa: IkeSa, *, ours: bool, id_body: bytes, auth_mid: int, keys: IkeKey
         tail = _impaired_tail(sa, tail, auth_mid, crypto.prf.key_size)
     signed = crypto_auth.signed_octets(real, nonce, crypto.prf, sk_p, id_body, tail)
     value = psk_value(sa, signed) if sa.config.psk else b""
-    sa.emit(AuthComputed(sa.gen.spi_i, sa.gen.spi_r, auth_mid, i_side, ours, tail, signed, value))
+    sa.emit(
+        AuthComputed(
+            spi_i=sa.gen.spi_i,
+            spi_r=sa.gen.spi_r,
+            message_id=auth_mid,
+            initiator=i_side,
+            ours=ours,
+            int_auth=tail,
+            octets=signed,
+            value=value,
+        )
+    )
     return signed
 
 

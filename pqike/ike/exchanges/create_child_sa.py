@@ -182,7 +182,11 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         except ProtocolError as exc:
             return kem_failure(sa, ctx, f"bad KEr: {exc}", 0, now)
         ctx.secrets.append(secret)
-        sa.emit(KeyExchangeCompleted(ke.method, 0, secret, ctx.purpose))
+        sa.emit(
+            KeyExchangeCompleted(
+                method=ke.method, round=0, shared_secret=secret, purpose=ctx.purpose
+            )
+        )
     if ctx.purpose is not Purpose.REKEY_IKE:
         tsi = first(inner, TsiPayload)
         tsr = first(inner, TsrPayload)
@@ -305,7 +309,9 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         except ProtocolError as exc:
             raise InvalidSyntax(f"bad KEi: {exc}", round=0) from exc
         ctx.secrets.append(secret)
-        sa.emit(KeyExchangeCompleted(suite.ke, 0, secret, purpose))
+        sa.emit(
+            KeyExchangeCompleted(method=suite.ke, round=0, shared_secret=secret, purpose=purpose)
+        )
     ctx.nonce_r = os.urandom(cfg.nonce_size)
     out: list[Payload] = []
     if purpose is not Purpose.REKEY_IKE:
@@ -425,31 +431,31 @@ def _finish_ike_rekey(sa: IkeSa, ctx: ChildExchange, now: float) -> None:
     methods = [m for m in (suite.ke, *(m for _, m in suite.rounds)) if m is not None]
     sa.emit(
         IkeKeysDerived(
-            spi_i,
-            spi_r,
-            ExchangeType.CREATE_CHILD_SA,
-            0,
-            ctx.nonce_i,
-            ctx.nonce_r,
-            tuple(zip(methods, ctx.secrets, strict=False)),
-            keys,
-            suite.prf,
+            spi_i=spi_i,
+            spi_r=spi_r,
+            exchange=ExchangeType.CREATE_CHILD_SA,
+            epoch=0,
+            nonce_i=ctx.nonce_i,
+            nonce_r=ctx.nonce_r,
+            key_exchanges=tuple(zip(methods, ctx.secrets, strict=False)),
+            keys=keys,
+            prf=suite.prf,
             previous_sk_d=old.keys.sk_d,
             old_spi_i=sa.gen.spi_i,
             old_spi_r=sa.gen.spi_r,
         )
     )
     rekeyed = IkeSaRekeyed(
-        now,
-        sa.gen.spi_i,
-        sa.gen.spi_r,
-        spi_i,
-        spi_r,
-        suite,
-        keys,
-        ctx.nonce_i,
-        ctx.nonce_r,
-        ctx.initiated,
-        len(ctx.secrets),
+        time=now,
+        old_spi_i=sa.gen.spi_i,
+        old_spi_r=sa.gen.spi_r,
+        spi_i=spi_i,
+        spi_r=spi_r,
+        suite=suite,
+        keys=keys,
+        nonce_i=ctx.nonce_i,
+        nonce_r=ctx.nonce_r,
+        initiated=ctx.initiated,
+        key_exchanges=len(ctx.secrets),
     )
     sa.install_generation(ctx, spi_i, spi_r, Crypto(suite, prf, cipher, keys), rekeyed, now)

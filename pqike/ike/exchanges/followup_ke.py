@@ -58,7 +58,9 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     except ProtocolError as exc:
         return create_child_sa.kem_failure(sa, ctx, f"bad KEr: {exc}", rnd, now)
     ctx.secrets.append(secret)
-    sa.emit(KeyExchangeCompleted(method, rnd, secret, ctx.purpose))
+    sa.emit(
+        KeyExchangeCompleted(method=method, round=rnd, shared_secret=secret, purpose=ctx.purpose)
+    )
     ctx.rounds.done += 1
     ctx.rounds.kex = None
     if ctx.rounds.finished:
@@ -85,7 +87,9 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     rnd, method = ctx.rounds.current
     data, secret = answer_round(sa, inner, rnd, method)
     ctx.secrets.append(secret)
-    sa.emit(KeyExchangeCompleted(method, rnd, secret, ctx.purpose))
+    sa.emit(
+        KeyExchangeCompleted(method=method, round=rnd, shared_secret=secret, purpose=ctx.purpose)
+    )
     ctx.rounds.done += 1
     imp = sa.config.impairments
     out = ke_payloads(*impaired_ke(imp, method, data, request=False))

@@ -220,7 +220,9 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
 
 def _child_failed(sa: IkeSa, notify_type: int | None, reason: str, now: float) -> None:
     sa.bump("child_sa_failed")
-    sa.emit(CreateChildSaFailed(now, Purpose.IKE_AUTH, notify_type, reason))
+    sa.emit(
+        CreateChildSaFailed(time=now, purpose=Purpose.IKE_AUTH, notify=notify_type, reason=reason)
+    )
 
 
 def _respond_child(sa: IkeSa, inner: tuple[Payload, ...]) -> tuple[list[Payload], NewChild]:

@@ -203,7 +203,7 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         ke_data, secret = kex.respond(ke.data)
     except ProtocolError as exc:
         raise InvalidSyntax(f"bad KEi: {exc}", round=0) from exc
-    sa.emit(KeyExchangeCompleted(ke.method, 0, secret))
+    sa.emit(KeyExchangeCompleted(method=ke.method, round=0, shared_secret=secret))
     sa.gen.spi_r = sa.reserved_spi  # the SPI goes on the wire with this response
     out: list[Payload] = [
         SaPayload((selected,)),
@@ -308,7 +308,7 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         secret = hs.kex.complete(ke.data)
     except ProtocolError as exc:
         raise InvalidSyntax(f"bad KEr in IKE_SA_INIT: {exc}", round=0) from exc
-    sa.emit(KeyExchangeCompleted(ke.method, 0, secret))
+    sa.emit(KeyExchangeCompleted(method=ke.method, round=0, shared_secret=secret))
     hs.nonce_r = nonce.data
     hs.sa_init_response = msg.message.raw
     sa.peer_fragmentation = notify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None

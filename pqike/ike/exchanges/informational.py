@@ -118,7 +118,7 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         return Outcome.FAILED
     if ike_deleted:
         sa.remove_all_children(by_peer=True, reason="the IKE SA was deleted", now=now)
-        sa.emit(IkeSaDeleted(now, by_peer=True))
+        sa.emit(IkeSaDeleted(time=now, by_peer=True))
         return Outcome.DELETED
     return Outcome.DONE
 
@@ -130,7 +130,7 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         return Outcome.DONE
     if asked.asked is Asked.DELETE_IKE:
         sa.remove_all_children(by_peer=False, reason="the IKE SA was deleted", now=now)
-        sa.emit(IkeSaDeleted(now, by_peer=False))
+        sa.emit(IkeSaDeleted(time=now, by_peer=False))
         return Outcome.DELETED
     if asked.asked is Asked.DELETE_CHILD:
         for spi in asked.spis:
@@ -138,7 +138,7 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
             if child is not None:
                 sa.remove_child(child, by_peer=False, reason=asked.reason, now=now)
     elif asked.asked is Asked.LIVENESS:
-        sa.emit(LivenessChecked(now, now - asked.sent_at))
+        sa.emit(LivenessChecked(time=now, round_trip=now - asked.sent_at))
     return Outcome.DONE
 
 

@@ -63,17 +63,17 @@ def chain_int_auth(sa: IkeSa, message: ProtectedMessage | UnprotectedMessage, *,
     split = len(octets) - len(message.plaintext)
     sa.emit(
         IntAuthComputed(
-            sa.gen.spi_i,
-            sa.gen.spi_r,
-            int.from_bytes(octets[20:24], "big"),
-            bool(octets[19] & 0x20),
-            initiator,
-            hs.intermediate_exchanges,
-            sk_p,
-            previous,
-            octets[:split],
-            octets[split:],
-            value,
+            spi_i=sa.gen.spi_i,
+            spi_r=sa.gen.spi_r,
+            message_id=int.from_bytes(octets[20:24], "big"),
+            is_response=bool(octets[19] & 0x20),
+            initiator=initiator,
+            epoch=hs.intermediate_exchanges,
+            sk_p=sk_p,
+            previous=previous,
+            a=octets[:split],
+            p=octets[split:],
+            value=value,
         )
     )
 
@@ -92,7 +92,7 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         message_id=msg.header.message_id,
         now=now,
     )
-    sa.emit(KeyExchangeCompleted(method, rnd, secret))
+    sa.emit(KeyExchangeCompleted(method=method, round=rnd, shared_secret=secret))
     # The response went out under the old keys; the next request uses the new ones.
     sa.update_first_keys(secret)
     rounds.done += 1
@@ -118,7 +118,7 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     except ProtocolError as exc:
         # draft-ietf-ipsecme-ikev2-mlkem 2.2: end the exchange, no IKE_AUTH.
         raise InvalidSyntax(f"round {rnd}: bad KEr: {exc}", round=rnd) from exc
-    sa.emit(KeyExchangeCompleted(method, rnd, secret))
+    sa.emit(KeyExchangeCompleted(method=method, round=rnd, shared_secret=secret))
     sa.update_first_keys(secret)
     rounds.done += 1
     rounds.kex = None
