@@ -100,6 +100,13 @@ class HandshakeContext:
     """The initiator sent an empty SUPPORTED_AUTH_METHODS in IKE_SA_INIT (RFC 9593 3.1)."""
     use_ppk: bool = False
     """RFC 8784 3: both peers sent USE_PPK in IKE_SA_INIT."""
+    ppk_int: bool = False
+    """RFC 9867 3: USE_PPK_INT (with INTERMEDIATE_EXCHANGE_SUPPORTED) both ways: the PPK
+    is agreed in IKE_INTERMEDIATE, not at IKE_AUTH."""
+    ppk_int_pending: bool = False
+    """The IKE_INTERMEDIATE exchange carrying PPK_IDENTITY_KEY has not completed yet."""
+    ppk_int_used: bytes | None = None
+    """The PPK_ID mixed into the keys in IKE_INTERMEDIATE; ``None``: no PPK so far."""
     psk_values: dict[bytes, bytes] = field(default_factory=dict)
     """PSK AUTH values by signed octets: the transcript event, our AUTH payload and the
     check of the peer's each need one, and each is computed once."""
