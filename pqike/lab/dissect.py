@@ -47,7 +47,7 @@ from ..crypto.keys import ike_key_schedule
 from ..crypto.prf import get_prf
 from ..crypto.protect import Cipher, get_cipher
 from ..errors import ProtocolError
-from ..ike.events import Event, IkeSaEstablished, KeyExchangeCompleted
+from ..ike.events import Event, IkeKeysDerived, IkeSaEstablished, KeyExchangeCompleted
 from ..ike.protection import Reassembler, ReassemblyLimits, UnprotectedMessage, unprotect
 from ..pcap import CapturedDatagram
 from ..proposal import NegotiatedSuite
@@ -133,6 +133,22 @@ class KeySchedule:
         derivation is RFC 7296 2.14 and RFC 9370 2.2.2.
         """
         events = list(events)
+        derived = [
+            e
+            for e in events
+            if isinstance(e, IkeKeysDerived) and e.exchange != ExchangeType.CREATE_CHILD_SA
+        ]
+        if any(e.ppk_id for e in derived):
+            # RFC 9867 3: a PPK epoch cannot be recomputed from the key exchanges alone;
+            # the keys the peer derived are in its events.
+            first = derived[0].spi_i
+            return cls(
+                tuple(
+                    EpochKeys(e.keys.sk_ei, e.keys.sk_er, e.keys.sk_ai, e.keys.sk_ar)
+                    for e in derived
+                    if e.spi_i == first
+                )
+            )
         secrets = [
             secret
             for _, secret in sorted(
@@ -836,10 +852,15 @@ def _verify_epoch(r, prf_id: int | None, spis: tuple[bytes, bytes], old_prf: int
     prf = get_prf(prf_num)
     secrets = [s for _, s in r.ke]
     nonces = r.nonces
-    if not secrets:
+    ppk_epoch = bool(r.get("ppk_id"))
+    if not secrets and not ppk_epoch:
         return Check(f"key schedule {label}", False, "the record lists no shared secret")
     exchange = r.get("exchange")
-    if exchange == "IKE_SA_INIT":
+    if ppk_epoch:
+        # RFC 9867 3: SKEYSEED' = prf+(PPK, SK_d(n-1)) needs the PPK, which no transcript
+        # holds; what follows from SKEYSEED' (prf+) is still checked.
+        seed = r.bytes_("skeyseed")
+    elif exchange == "IKE_SA_INIT":
         seed = skeyseed(prf, nonces, b"", secrets[0])
     else:
         seed_prf = get_prf(old_prf) if exchange == "CREATE_CHILD_SA" and old_prf else prf
@@ -864,6 +885,13 @@ def _verify_epoch(r, prf_id: int | None, spis: tuple[bytes, bytes], old_prf: int
             f"key schedule {label}",
             False,
             f"prf+ does not give {', '.join(wrong)} (SPIs {spis[0].hex()}/{spis[1].hex()})",
+        )
+    if ppk_epoch:
+        return Check(
+            f"key schedule {label}",
+            True,
+            f"PPK {r.bytes_('ppk_id')!r} mixed in (RFC 9867): prf+ over Ni | Nr | SPIi | SPIr "
+            "checked; SKEYSEED' = prf+(PPK, SK_d(n-1)) needs the PPK, not in the transcript",
         )
     how = {
         "IKE_SA_INIT": "SKEYSEED = prf(Ni | Nr, SK(0))",

@@ -82,6 +82,8 @@ def _confirmation(sa: IkeSa, ppk: bytes) -> bytes:
 
 def identity_key_notifies(sa: IkeSa) -> list[Payload]:
     """The initiator's PPK_IDENTITY_KEY notifies, one per PPK, preferred first."""
+    if "short-ppk-identity-key" in sa.config.impairments:
+        return [NotifyPayload(NotifyType.PPK_IDENTITY_KEY, bytes((PPK_ID_FIXED,)))]
     return [
         NotifyPayload(
             NotifyType.PPK_IDENTITY_KEY,
