@@ -1457,6 +1457,8 @@ def format_decoded(decoded: Decoded) -> str:
         lines.append("  key schedule:")
         for r in sa.epochs:
             kes = ", ".join(f"{_kem_name(m) if m else 'SK'} {len(s)} bytes" for m, s in r.ke)
+            if r.get("ppk_id"):
+                kes = f"PPK {r.bytes_('ppk_id')!r} (RFC 9867)"
             lines.append(
                 f"    epoch {r.get('epoch')} after {r.get('exchange')}: {kes}; "
                 f"SKEYSEED {r.bytes_('skeyseed').hex()[:32]}..."

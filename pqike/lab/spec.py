@@ -42,10 +42,9 @@ from typing import Any, NoReturn
 from ..constants import ADDKE_TYPES, ProtocolId, TransformType
 from ..crypto.kex import DEFAULT_REGISTRY, KeyExchangeRegistry
 from ..errors import ConfigurationError
-from ..handshake import PHASES, parse_phase
+from ..handshake import PHASES, check_auth, parse_phase
 from ..ike.config import PRESETS
 from ..ike.impair import IMPAIRMENTS
-from ..pki import KEY_TYPES
 from ..proposal import parse_proposals
 from .link import LinkProfile
 
@@ -125,7 +124,8 @@ class ProposalSpec:
     auth: str = "psk"
     """How the pqike <-> pqike pairs (memory, udp) authenticate: ``psk`` or a key type of
     ``pqike.pki.KEY_TYPES`` (``mldsa65``, ``p256``, ...: certificates of a test PKI made
-    for the run, as ``run_handshake(auth=...)``)."""
+    for the run, as ``run_handshake(auth=...)``), optionally with ``+ppk8784`` or
+    ``+ppk9867`` for a mandatory PPK (RFC 8784 / RFC 9867, ``pqike.handshake.PPK_AUTH``)."""
 
 
 @dataclass(frozen=True)
@@ -555,10 +555,9 @@ class _Validator:
             description = self.string(entry.get("description", ""), f"{field}.description")
             preset = self.preset(entry.get("preset", default_preset), f"{field}.preset")
             auth = self.string(entry.get("auth", "psk"), f"{field}.auth")
-            if auth != "psk" and auth not in KEY_TYPES:
-                self.fail(
-                    f"{field}.auth", f"must be psk or one of {', '.join(KEY_TYPES)}, got {auth!r}"
-                )
+            problem = check_auth(auth)
+            if problem is not None:
+                self.fail(f"{field}.auth", problem)
             impair = self.impairments(entry.get("impair", []), f"{field}.impair")
             responder_impair = self.impairments(
                 entry.get("responder_impair", []), f"{field}.responder_impair"
