@@ -88,6 +88,10 @@ class HandshakeContext:
     """RFC 9242 3.3.2: the chained IntAuth of the initiator's IKE_INTERMEDIATE messages."""
     int_auth_r: bytes = b""
     intermediate_exchanges: int = 0
+    """IKE_INTERMEDIATE exchanges completed (each one is in IntAuth, RFC 9242 3.3.2)."""
+    epoch: int = 0
+    """Key updates so far: one per additional key exchange, one for an RFC 9867 PPK (which
+    may share the last ADDKE round's exchange), so it can run ahead of the exchanges."""
     half_open_deadline: float | None = None
     peer_hashes: frozenset[int] = frozenset()
     """RFC 7427 4: the hash algorithms the peer announced in SIGNATURE_HASH_ALGORITHMS."""

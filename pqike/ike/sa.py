@@ -874,13 +874,14 @@ class IkeSa:
             integ_key_size=c.cipher.integ_key_size,
         )
         hs.intermediate_exchanges += 1
+        hs.epoch += 1
         _, method = hs.rounds.current
         self._events.append(
             IkeKeysDerived(
                 self.gen.spi_i,
                 self.gen.spi_r,
                 ExchangeType.IKE_INTERMEDIATE,
-                hs.intermediate_exchanges,
+                hs.epoch,
                 hs.nonce_i,
                 hs.nonce_r,
                 ((method, secret),),
@@ -909,14 +910,14 @@ class IkeSa:
             encr_key_size=c.cipher.key_size,
             integ_key_size=c.cipher.integ_key_size,
         )
-        hs.intermediate_exchanges += 1
+        hs.epoch += 1
         hs.ppk_int_used = ppk_id
         self._events.append(
             IkeKeysDerived(
                 self.gen.spi_i,
                 self.gen.spi_r,
                 ExchangeType.IKE_INTERMEDIATE,
-                hs.intermediate_exchanges,
+                hs.epoch,
                 hs.nonce_i,
                 hs.nonce_r,
                 (),

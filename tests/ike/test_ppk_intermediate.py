@@ -15,7 +15,7 @@ from pqike.crypto.prf import get_prf
 from pqike.crypto.protect import get_cipher
 from pqike.errors import ConfigurationError, ProtocolError
 from pqike.handshake import make_config, run_handshake
-from pqike.ike.events import IkeKeysDerived, IkeSaEstablished, IkeSaFailed
+from pqike.ike.events import AuthComputed, IkeKeysDerived, IkeSaEstablished, IkeSaFailed
 from pqike.ike.protection import unprotect
 from pqike.lab.dissect import KeySchedule, dissect
 from pqike.lab.link import LinkProfile, simulate_handshake
@@ -275,8 +275,11 @@ def test_an_optional_ppk_without_a_match_goes_on_without_it(proposal, responder)
     assert result.established, result.failures
     assert final_keys(result, "initiator") == final_keys(result, "responder")
     assert not any(e.ppk_id for e in epochs(result))
-    # The exchange still ran, and IntAuth covers it: AUTH verified on both sides.
+    # The exchange still ran, and IntAuth covers it (RFC 9242 3.3.2): every AUTH signed
+    # IntAuth_i | IntAuth_r | MID, and the peer verified it.
     assert "IKE_INTERMEDIATE" in {m.exchange for m in result.trace.messages}
+    signed = [e for side in ("initiator", "responder") for e in events(result, side, AuthComputed)]
+    assert signed and all(len(e.int_auth) == 2 * 48 + 4 for e in signed)
 
 
 def test_a_malformed_ppk_identity_key_is_invalid_syntax():

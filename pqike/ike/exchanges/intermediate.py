@@ -78,7 +78,7 @@ def chain_int_auth(sa: IkeSa, message: ProtectedMessage | UnprotectedMessage, *,
             int.from_bytes(octets[20:24], "big"),
             bool(octets[19] & 0x20),
             initiator,
-            hs.intermediate_exchanges,
+            hs.epoch,
             sk_p,
             previous,
             octets[:split],
@@ -120,6 +120,8 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         sa.emit(KeyExchangeCompleted(method, rnd, secret))
         sa.update_first_keys(secret)
         rounds.done += 1
+    else:
+        hs.intermediate_exchanges += 1  # the PPK's own exchange, in IntAuth all the same
     if with_ppk:
         hs.ppk_int_pending = False
         if chosen is not None:
@@ -137,6 +139,7 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         # The exchange of RFC 9867 3 alone: PPK_IDENTITY_KEY, no key exchange.
         raise_peer_error(msg.payloads, "PPK exchange: ")
         chain_int_auth(sa, msg.plain, initiator=False)
+        sa.hs.intermediate_exchanges += 1
         _finish_ppk(sa, msg)
         return send_next(sa, now)
     rnd, method = rounds.current
