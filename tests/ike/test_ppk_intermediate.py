@@ -431,3 +431,15 @@ def test_the_configuration_accepts_rfc9867_and_names_bad_fields():
         make_config(X25519, local_id="a.example", psk=b"p" * 16, **PPK, ppks=(("x", "y"),))
     with pytest.raises(ConfigurationError, match="ppks come after"):
         make_config(X25519, local_id="a.example", psk=b"p" * 16, ppks=((b"x", b"y"),))
+
+
+@pytest.mark.parametrize(
+    ("auth", "mode"), [("psk+ppk9867", "rfc9867"), ("p256+ppk8784", "rfc8784")]
+)
+def test_run_handshake_auth_adds_the_demo_ppk(auth, mode):
+    result = run_handshake(MLKEM, auth=auth)
+    assert result.established, result.failures
+    assert result.initiator.config.ppk_mode == mode and result.initiator.config.ppk_required
+    assert any(e.ppk_id for e in epochs(result)) == (mode == "rfc9867")
+    with pytest.raises(ValueError, match="must be one of ppk8784, ppk9867"):
+        run_handshake(MLKEM, auth="psk+ppk")
