@@ -515,9 +515,10 @@ def initiate(
             ike = result.ike
             typer.echo(
                 f"established: {ike.suite.describe()} SPIs {ike.spi_i.hex()}_i {ike.spi_r.hex()}_r"
-                f" (additional key exchanges: {ike.intermediate_exchanges})"
+                f" (additional key exchanges: {len(ike.suite.rounds)})"
                 f" in {result.elapsed * 1e3:.1f} ms"
             )
+            _echo_ppk_epochs(result.events)
         if result.child is not None:
             child = result.child
             typer.echo(
