@@ -761,6 +761,7 @@ def _details(p) -> tuple[dict[str, object], list[Node]]:
             d["spi"] = p.spi.hex()
         if p.data:
             d["data"] = p.data.hex() if len(p.data) <= 32 else f"{len(p.data)} bytes"
+        d.update(_ppk_fields(p))
         return d, []
     if isinstance(p, IdiPayload | IdrPayload):
         return {"id_type": name_of(IdType, p.id_type), "data": _id_text(p.id_type, p.data)}, []
@@ -776,6 +777,32 @@ def _details(p) -> tuple[dict[str, object], list[Node]]:
     if isinstance(p, SkfPayload):
         return {"fragment": f"{p.fragment_number}/{p.total_fragments}"}, []
     return {}, []
+
+
+_PPK_ID_TYPES = {1: "PPK_ID_OPAQUE", 2: "PPK_ID_FIXED"}
+"""RFC 8784 5.1: the PPK ID Type octet of PPK_IDENTITY (and of RFC 9867's PPK_IDENTITY_KEY)."""
+
+
+def _ppk_fields(p: NotifyPayload) -> dict[str, object]:
+    """PPK_IDENTITY (RFC 8784 5.1) and PPK_IDENTITY_KEY (RFC 9867 4) split into their
+    fields; nothing for other notifies or data too short to hold them."""
+    from ..crypto.keys import PPK_CONFIRMATION_SIZE
+
+    data = p.data
+    if p.notify_type == NotifyType.PPK_IDENTITY and len(data) >= 2:
+        return {"ppk_id_type": _PPK_ID_TYPES.get(data[0], data[0]), "ppk_id": _text(data[1:])}
+    if p.notify_type == NotifyType.PPK_IDENTITY_KEY and len(data) >= 2 + PPK_CONFIRMATION_SIZE:
+        return {
+            "ppk_id_type": _PPK_ID_TYPES.get(data[0], data[0]),
+            "ppk_id": _text(data[1:-PPK_CONFIRMATION_SIZE]),
+            "ppk_confirmation": data[-PPK_CONFIRMATION_SIZE:].hex(),
+        }
+    return {}
+
+
+def _text(data: bytes) -> str:
+    """Printable ASCII as it is, anything else as hex digits."""
+    return data.decode() if data.isascii() and data.decode().isprintable() else data.hex()
 
 
 def _id_text(id_type: int, data: bytes) -> str:

@@ -443,3 +443,23 @@ def test_run_handshake_auth_adds_the_demo_ppk(auth, mode):
     assert any(e.ppk_id for e in epochs(result)) == (mode == "rfc9867")
     with pytest.raises(ValueError, match="must be one of ppk8784, ppk9867"):
         run_handshake(MLKEM, auth="psk+ppk")
+
+
+def test_pqike_handshake_then_dissect_shows_and_checks_the_ppk(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pqike.cli import app
+
+    pcap, secrets = tmp_path / "h.pcap", tmp_path / "h.secrets"
+    runner = CliRunner()
+    args = ["handshake", "-p", MLKEM, "--auth", "psk+ppk9867"]
+    out = runner.invoke(app, [*args, "--pcap", str(pcap), "--secrets", str(secrets)])
+    assert out.exit_code == 0, out.output
+    assert "PPK: 'pqike-demo-ppk' mixed into every IKE SA key" in out.output
+    out = runner.invoke(app, ["dissect", str(pcap), "-s", str(secrets), "--json"])
+    assert out.exit_code == 0, out.output  # every check holds
+    text = json.dumps(json.loads(out.output))
+    assert '"ppk_id_type": "PPK_ID_FIXED", "ppk_id": "pqike-demo-ppk", "ppk_confirmation"' in text
+    assert "PPK b'pqike-demo-ppk' mixed in (RFC 9867)" in text
