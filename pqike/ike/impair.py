@@ -68,10 +68,6 @@ IMPAIRMENTS: dict[str, str] = {
         "responder: drop the ADDKE transforms from the selected IKE proposal and run no "
         "additional key exchange (a downgrade the initiator must refuse, RFC 9370 2.2.1)"
     ),
-    "short-ppk-identity-key": (
-        "initiator: send each PPK_IDENTITY_KEY with only its PPK ID Type octet, no PPK_ID "
-        "and no 8-octet PPK Confirmation (RFC 9867 4)"
-    ),
     "retransmit-changed-nonce": (
         "initiator: follow the IKE_SA_INIT request with a 'retransmission' of it that "
         "carries another nonce (RFC 7296 2.1: a retransmission is the same message)"

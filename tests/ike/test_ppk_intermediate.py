@@ -16,19 +16,20 @@ from pqike.crypto.protect import get_cipher
 from pqike.errors import ConfigurationError, ProtocolError
 from pqike.handshake import make_config, run_handshake
 from pqike.ike.events import AuthComputed, IkeKeysDerived, IkeSaEstablished, IkeSaFailed
-from pqike.ike.protection import unprotect
+from pqike.ike.protection import protect, unprotect
 from pqike.lab.dissect import KeySchedule, dissect
 from pqike.lab.link import LinkProfile, simulate_handshake
 from pqike.secrets import records_of
 from pqike.wire.codec import decode_message
 from pqike.wire.datagram import ike_message
-from pqike.wire.payloads import NotifyPayload
+from pqike.wire.payloads import IkeHeader, NotifyPayload
 
 X25519 = "aes256gcm16-prfsha384-x25519"
 MLKEM = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
 TWO_ROUNDS = "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024"
 CBC = "aes256-sha256-x25519-ke1_mlkem768"  # SK_a too, so all seven keys are non-empty
 
+I_ADDR, R_ADDR = ("192.0.2.1", 500), ("192.0.2.2", 500)  # make_sa_pair's addresses
 KEY = bytes(range(32))
 PPK = {"ppk": KEY, "ppk_id": b"ppk-1", "ppk_mode": "rfc9867"}
 
@@ -282,14 +283,41 @@ def test_an_optional_ppk_without_a_match_goes_on_without_it(proposal, responder)
     assert signed and all(len(e.int_auth) == 2 * 48 + 4 for e in signed)
 
 
-def test_a_malformed_ppk_identity_key_is_invalid_syntax():
-    result = run_handshake(
-        X25519,
-        initiator_options={**PPK, "impairments": frozenset({"short-ppk-identity-key"})},
-        responder_options=PPK,
-    )
-    reasons = both_failed(result, NotifyType.INVALID_SYNTAX)
-    assert "PPK_IDENTITY_KEY of 1 bytes" in reasons[1]
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x02", b"\x02" + bytes(8), b"\x02ppk"],
+    ids=["empty", "type-only", "no-ppk-id", "no-confirmation"],
+)
+def test_a_malformed_ppk_identity_key_is_invalid_syntax(sa_pair, first_request, data):
+    # The initiator's own IKE_INTERMEDIATE request is replaced by one, protected with
+    # the real keys, whose PPK_IDENTITY_KEY cannot hold a PPK ID Type, a PPK_ID and the
+    # 8-octet confirmation (RFC 9867 4).
+    ini, res = sa_pair(X25519, **PPK)
+    res.receive_datagram(first_request(ini), I_ADDR, now=0.0)
+    for reply, _ in res.datagrams_to_send(now=0.0):
+        ini.receive_datagram(reply, R_ADDR, now=0.0)
+    ini.datagrams_to_send(now=0.0)  # the real request, with a good PPK_IDENTITY_KEY
+    c = ini.gen.crypto
+    header = IkeHeader(ini.spi_i, ini.spi_r, 0, ExchangeType.IKE_INTERMEDIATE, 0x08, 1)
+    bad = NotifyPayload(NotifyType.PPK_IDENTITY_KEY, data)
+    crafted = protect(header, [bad], c.cipher, c.keys.sk_ei, c.keys.sk_ai)
+    res.receive_datagram(crafted.messages[0], I_ADDR, now=0.0)
+    ((reply, _),) = res.datagrams_to_send(now=0.0)
+    ini.receive_datagram(reply, R_ADDR, now=0.0)
+    failed = {
+        side: [e for e in drain(sa) if isinstance(e, IkeSaFailed)]
+        for side, sa in (("initiator", ini), ("responder", res))
+    }
+    assert [f.notify for f in failed["responder"]] == [NotifyType.INVALID_SYNTAX]
+    assert f"PPK_IDENTITY_KEY of {len(data)} bytes" in failed["responder"][0].reason
+    assert [f.notify for f in failed["initiator"]] == [NotifyType.INVALID_SYNTAX]
+
+
+def drain(sa):
+    out = []
+    while (e := sa.next_event()) is not None:
+        out.append(e)
+    return out
 
 
 def test_a_responder_without_any_ppk_is_plain_ikev2_and_a_mandatory_initiator_stops():

@@ -38,10 +38,11 @@ notifies; libreswan's implementation, the first one, was read to settle the deta
   here); a responder whose PPK is mandatory answers AUTHENTICATION_FAILED. An initiator
   whose PPK is mandatory gives up on a response without PPK_IDENTITY (the responder's
   half-open SA times out, as with RFC 8784). A wrong PPK (confirmation mismatch) counts
-  as no match.
+  as no match, and so does a PPK ID Type other than PPK_ID_FIXED (the only one pqike
+  and strongSwan use).
 - A PPK_IDENTITY_KEY shorter than a type octet, a one-octet ID and the confirmation
   cannot be parsed: INVALID_SYNTAX.
-- The CREATE_CHILD_SA part of RFC 9867 (a fresh PPK on rekey) are not
+- The CREATE_CHILD_SA part of RFC 9867 (a fresh PPK on rekey) is not
   implemented: an IKE SA rekey or Child SA rekey derives from the (PPK-derived) SK_d as
   RFC 7296 2.17/2.18 say, and stays PPK-protected that way.
 """
@@ -82,8 +83,6 @@ def _confirmation(sa: IkeSa, ppk: bytes) -> bytes:
 
 def identity_key_notifies(sa: IkeSa) -> list[Payload]:
     """The initiator's PPK_IDENTITY_KEY notifies, one per PPK, preferred first."""
-    if "short-ppk-identity-key" in sa.config.impairments:
-        return [NotifyPayload(NotifyType.PPK_IDENTITY_KEY, bytes((PPK_ID_FIXED,)))]
     return [
         NotifyPayload(
             NotifyType.PPK_IDENTITY_KEY,
