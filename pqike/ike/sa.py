@@ -878,15 +878,15 @@ class IkeSa:
         _, method = hs.rounds.current
         self._events.append(
             IkeKeysDerived(
-                self.gen.spi_i,
-                self.gen.spi_r,
-                ExchangeType.IKE_INTERMEDIATE,
-                hs.epoch,
-                hs.nonce_i,
-                hs.nonce_r,
-                ((method, secret),),
-                c.keys,
-                c.suite.prf,
+                spi_i=self.gen.spi_i,
+                spi_r=self.gen.spi_r,
+                exchange=ExchangeType.IKE_INTERMEDIATE,
+                epoch=hs.epoch,
+                nonce_i=hs.nonce_i,
+                nonce_r=hs.nonce_r,
+                key_exchanges=((method, secret),),
+                keys=c.keys,
+                prf=c.suite.prf,
                 previous_sk_d=previous.sk_d,
             )
         )
@@ -914,15 +914,15 @@ class IkeSa:
         hs.ppk_int_used = ppk_id
         self._events.append(
             IkeKeysDerived(
-                self.gen.spi_i,
-                self.gen.spi_r,
-                ExchangeType.IKE_INTERMEDIATE,
-                hs.epoch,
-                hs.nonce_i,
-                hs.nonce_r,
-                (),
-                c.keys,
-                c.suite.prf,
+                spi_i=self.gen.spi_i,
+                spi_r=self.gen.spi_r,
+                exchange=ExchangeType.IKE_INTERMEDIATE,
+                epoch=hs.epoch,
+                nonce_i=hs.nonce_i,
+                nonce_r=hs.nonce_r,
+                key_exchanges=(),
+                keys=c.keys,
+                prf=c.suite.prf,
                 previous_sk_d=previous.sk_d,
                 ppk_id=ppk_id,
             )

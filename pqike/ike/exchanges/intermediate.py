@@ -73,17 +73,17 @@ def chain_int_auth(sa: IkeSa, message: ProtectedMessage | UnprotectedMessage, *,
     split = len(octets) - len(message.plaintext)
     sa.emit(
         IntAuthComputed(
-            sa.gen.spi_i,
-            sa.gen.spi_r,
-            int.from_bytes(octets[20:24], "big"),
-            bool(octets[19] & 0x20),
-            initiator,
-            hs.epoch,
-            sk_p,
-            previous,
-            octets[:split],
-            octets[split:],
-            value,
+            spi_i=sa.gen.spi_i,
+            spi_r=sa.gen.spi_r,
+            message_id=int.from_bytes(octets[20:24], "big"),
+            is_response=bool(octets[19] & 0x20),
+            initiator=initiator,
+            epoch=hs.epoch,
+            sk_p=sk_p,
+            previous=previous,
+            a=octets[:split],
+            p=octets[split:],
+            value=value,
         )
     )
 
@@ -117,7 +117,7 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     # those of this round's key exchange, then with the PPK mixed in (RFC 9867 3).
     if completed is not None:
         rnd, method, secret = completed
-        sa.emit(KeyExchangeCompleted(method, rnd, secret))
+        sa.emit(KeyExchangeCompleted(method=method, round=rnd, shared_secret=secret))
         sa.update_first_keys(secret)
         rounds.done += 1
     else:
@@ -157,7 +157,7 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     except ProtocolError as exc:
         # draft-ietf-ipsecme-ikev2-mlkem 2.2: end the exchange, no IKE_AUTH.
         raise InvalidSyntax(f"round {rnd}: bad KEr: {exc}", round=rnd) from exc
-    sa.emit(KeyExchangeCompleted(method, rnd, secret))
+    sa.emit(KeyExchangeCompleted(method=method, round=rnd, shared_secret=secret))
     sa.update_first_keys(secret)
     rounds.done += 1
     rounds.kex = None
