@@ -114,7 +114,9 @@ def handshake(
         "psk",
         "--auth",
         help="psk, or a key type (p256, p384, p521, ed25519, ed448, rsa2048/3072/4096, "
-        "mldsa44/65/87): certificates of a test PKI made on the fly.",
+        "mldsa44/65/87): certificates of a test PKI made on the fly; append +ppk8784 or "
+        "+ppk9867 for a mandatory demo PPK agreed at IKE_AUTH (RFC 8784) or in "
+        "IKE_INTERMEDIATE (RFC 9867).",
     ),
     preset: str = typer.Option(
         "pqike",
@@ -262,6 +264,7 @@ def handshake(
             )
             typer.echo(f"established: {suite.describe()} (additional key exchanges: {rounds})")
             typer.echo(f"key exchange backends: {_backends_used(suite, choices)}")
+            _echo_ppk_epochs(result.initiator_events)
             child = result.child
             if child is not None:
                 typer.echo(
@@ -287,6 +290,18 @@ def handshake(
                 typer.echo(f"failed: {f.reason}")
     if not result.established or not all(p.ok for p in result.phases):
         raise typer.Exit(1)
+
+
+def _echo_ppk_epochs(events) -> None:
+    """A line per PPK mixed into the IKE SA keys in IKE_INTERMEDIATE (RFC 9867 3)."""
+    from .ike.events import IkeKeysDerived
+
+    for e in events:
+        if isinstance(e, IkeKeysDerived) and e.ppk_id:
+            typer.echo(
+                f"PPK: {e.ppk_id.decode(errors='replace')!r} mixed into every IKE SA key in "
+                f"IKE_INTERMEDIATE (RFC 9867), key epoch {e.epoch}"
+            )
 
 
 def _backends_used(suite, choices: list[tuple[int, str]]) -> str:
@@ -500,9 +515,10 @@ def initiate(
             ike = result.ike
             typer.echo(
                 f"established: {ike.suite.describe()} SPIs {ike.spi_i.hex()}_i {ike.spi_r.hex()}_r"
-                f" (additional key exchanges: {ike.intermediate_exchanges})"
+                f" (additional key exchanges: {len(ike.suite.rounds)})"
                 f" in {result.elapsed * 1e3:.1f} ms"
             )
+            _echo_ppk_epochs(result.events)
         if result.child is not None:
             child = result.child
             typer.echo(

@@ -23,6 +23,7 @@ CPU time is measured for each side around every call into it.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -157,11 +158,56 @@ INITIATOR_ID = "initiator.pqike.example"
 RESPONDER_ID = "responder.pqike.example"
 
 
+PPK_AUTH = {"ppk8784": "rfc8784", "ppk9867": "rfc9867"}
+"""``auth`` suffixes (``psk+ppk9867``, ``mldsa65+ppk8784``): both peers also hold the
+demo PPK, mandatory, agreed at IKE_AUTH (RFC 8784) or in IKE_INTERMEDIATE (RFC 9867)."""
+
+DEMO_PPK_ID = b"pqike-demo-ppk"
+DEMO_PPK = hashlib.sha256(b"pqike demo post-quantum preshared key").digest()
+"""A fixed 32-byte PPK for demonstrations and experiments, like ``run_handshake``'s
+default PSK: public, so it protects nothing."""
+
+
+def check_auth(auth: str) -> str | None:
+    """``None`` if ``auth`` names a way to authenticate, else one sentence saying why not."""
+    base, plus, suffix = auth.partition("+")
+    from .pki import KEY_TYPES
+
+    if base != "psk" and base not in KEY_TYPES:
+        return f"must be psk or one of {', '.join(KEY_TYPES)}, got {base!r}"
+    if plus and suffix not in PPK_AUTH:
+        return f"a +suffix must be one of {', '.join(PPK_AUTH)} (a PPK), got {suffix!r}"
+    return None
+
+
+def ppk_options(auth: str) -> dict[str, Any]:
+    """Both peers' PPK options for an ``auth`` with a ``PPK_AUTH`` suffix (the demo PPK,
+    mandatory); nothing without one."""
+    suffix = auth.partition("+")[2]
+    if not suffix:
+        return {}
+    return {
+        "ppk": DEMO_PPK,
+        "ppk_id": DEMO_PPK_ID,
+        "ppk_required": True,
+        "ppk_mode": PPK_AUTH[suffix],
+    }
+
+
 def auth_options(auth: str, *, intermediates: int = 1) -> tuple[dict, dict]:
     """Initiator and responder options for ``auth``: ``psk`` (nothing to add) or a key
     type of ``pqike.pki.KEY_TYPES``, for which a test PKI (a CA, ``intermediates``
     intermediate CAs, both peers' certificates) is made on the fly in a temporary
-    directory and loaded."""
+    directory and loaded; either optionally followed by ``+ppk8784`` or ``+ppk9867``
+    (``PPK_AUTH``: both peers hold the demo PPK, mandatory)."""
+    problem = check_auth(auth)
+    if problem is not None:
+        raise ValueError(f"auth {problem}")
+    base, _, suffix = auth.partition("+")
+    if suffix:
+        ppk = ppk_options(auth)
+        ini, res = auth_options(base, intermediates=intermediates)
+        return {**ini, **ppk}, {**res, **ppk}
     if auth == "psk":
         return {}, {}
     import tempfile

@@ -63,6 +63,7 @@ _HEX_FIELDS = frozenset(
         "nonces",
         "skeyseed",
         "sk_d_prev",
+        "ppk_id",
         *_IKE_KEY_NAMES,
         "sk_p",
         "prev",
@@ -182,6 +183,10 @@ def records_of(event: Event) -> list[Record]:
         }
         if event.previous_sk_d:
             fields["sk_d_prev"] = event.previous_sk_d
+        if event.ppk_id:
+            # RFC 9867 3: this epoch is SKEYSEED' = prf+(PPK, sk_d_prev); the PPK itself
+            # is never written, only its ID.
+            fields["ppk_id"] = event.ppk_id
         if event.old_spi_i:
             fields["old_spi_i"] = event.old_spi_i
             fields["old_spi_r"] = event.old_spi_r

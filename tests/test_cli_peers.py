@@ -32,6 +32,8 @@ def peer_toml(path: Path, *, responder: bool, remote_port: int = 0, **extra: str
         ]
     lines += ["[ike]", f'proposals = "{HYBRID}"', "fragment_size = 1280"]
     lines += ["[retransmit]", f"timeout = {extra.pop('timeout', '0.5')}"]
+    if "auth" in extra:
+        lines += ["[auth]", extra.pop("auth")]
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)  # it holds a PSK
     return path
@@ -302,3 +304,47 @@ def test_a_config_with_a_psk_readable_by_others_is_refused_unless_allowed(tmp_pa
         "initiate", "--config", str(config), "--timeout", "0.5", "--allow-insecure-permissions"
     )
     assert allowed.returncode == 1 and "failed: no result within 0.5 s" in allowed.stderr
+
+
+PPK_9867 = (
+    'ppk_hex = "' + "5a" * 32 + '"\nppk_id = "ppk-1"\nppk_required = true\nppk_mode = "rfc9867"'
+)
+
+
+def test_rfc_9867_between_two_processes_from_their_toml(tmp_path):
+    responder_events = tmp_path / "responder.jsonl"
+    responder = Responder(tmp_path, "--events", str(responder_events), auth=PPK_9867)
+    try:
+        config = peer_toml(
+            tmp_path / "initiator.toml",
+            responder=False,
+            remote_port=responder.port,
+            auth=PPK_9867,
+        )
+        events = tmp_path / "initiator.jsonl"
+        run = pqike("initiate", "--config", str(config), "--events", str(events))
+    finally:
+        code, _, err = responder.stop()
+    assert run.returncode == 0, run.stderr
+    assert code == 0, err
+    # The PPK rides in the ML-KEM round's IKE_INTERMEDIATE and then keys everything.
+    assert "(additional key exchanges: 1)" in run.stdout
+    assert "PPK: 'ppk-1' mixed into every IKE SA key in IKE_INTERMEDIATE (RFC 9867)" in run.stdout
+    mine, theirs = read_events(events), read_events(responder_events)
+    assert mine[0]["keys"] == theirs[0]["keys"]
+    assert mine[0]["intermediate_exchanges"] == theirs[0]["intermediate_exchanges"] == 1
+
+
+def test_rfc_9867_with_another_ppk_fails_on_both_sides(tmp_path):
+    other = PPK_9867.replace("5a" * 32, "a5" * 32)
+    responder = Responder(tmp_path, auth=other)
+    try:
+        config = peer_toml(
+            tmp_path / "initiator.toml", responder=False, remote_port=responder.port, auth=PPK_9867
+        )
+        run = pqike("initiate", "--config", str(config), "--timeout", "10")
+    finally:
+        code, out, _ = responder.stop()
+    assert run.returncode == 1 and code == 0
+    assert "failed: round 1: responder answered AUTHENTICATION_FAILED" in run.stderr
+    assert "no offered PPK_IDENTITY_KEY matched ours" in out

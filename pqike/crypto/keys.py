@@ -275,3 +275,55 @@ def ppk_keys(prf: Prf, keys: IkeKeys, ppk: bytes) -> IkeKeys:
         sk_pi=prf.plus(ppk, keys.sk_pi, len(keys.sk_pi)),
         sk_pr=prf.plus(ppk, keys.sk_pr, len(keys.sk_pr)),
     )
+
+
+PPK_CONFIRMATION_SIZE = 8
+"""RFC 9867 (PPK_IDENTITY_KEY): the PPK Confirmation is the first 8 octets of the prf
+output (libreswan's ``PPK_CONFIRMATION_LEN``)."""
+
+
+def ppk_confirmation(
+    prf: Prf, ppk: bytes, ni: bytes, nr: bytes, spi_i: bytes, spi_r: bytes
+) -> bytes:
+    """RFC 9867 (PPK_IDENTITY_KEY): ``prf(PPK, Ni | Nr | SPIi | SPIr)``, first 8 octets.
+
+    It proves to the responder, before any key is changed, that the initiator holds the
+    PPK it names: a responder with the same PPK_ID but another key sees a mismatch and
+    treats the PPK as unknown instead of failing later at IKE_AUTH. The input binds it to
+    this IKE SA (IKE_SA_INIT nonces and SPIs), so a captured value is useless elsewhere.
+    """
+    return prf(ppk, b"".join((ni, nr, spi_i, spi_r)))[:PPK_CONFIRMATION_SIZE]
+
+
+def ppk_intermediate_keys(
+    prf: Prf,
+    keys: IkeKeys,
+    ppk: bytes,
+    ni: bytes,
+    nr: bytes,
+    spi_i: bytes,
+    spi_r: bytes,
+    *,
+    encr_key_size: int,
+    integ_key_size: int,
+) -> IkeKeys:
+    """RFC 9867: mix a PPK into *every* IKE SA key in IKE_INTERMEDIATE.
+
+    ``SKEYSEED' = prf+(PPK, SK_d)`` (as long as the PRF's key, i.e. its first block), then
+    ``{SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr} = prf+(SKEYSEED', Ni | Nr |
+    SPIi | SPIr)`` with the IKE_SA_INIT nonces and SPIs, exactly as RFC 7296 2.14 expands
+    a SKEYSEED. ``keys`` are those after the last additional key exchange (RFC 9370
+    2.2.2), so the PPK goes in last. Unlike RFC 8784 (:func:`ppk_keys`), SK_e and SK_a
+    change too: IKE_AUTH and everything after it are protected by PPK-derived keys.
+    """
+    seed = prf.plus(ppk, keys.sk_d, prf.key_size)
+    return derive_ike_keys(
+        prf,
+        seed,
+        ni,
+        nr,
+        spi_i,
+        spi_r,
+        encr_key_size=encr_key_size,
+        integ_key_size=integ_key_size,
+    )

@@ -77,8 +77,8 @@ _EVERYTHING = (TrafficSelector.from_network("0.0.0.0/0"), TrafficSelector.from_n
 """Parsed once: frozen values, and ``ipaddress`` took most of a configuration's making."""
 
 SEND_CERT = ("ifasked", "always", "never")
-PPK_MODES = ("rfc8784",)
-"""RFC 9867 (the PPK in IKE_INTERMEDIATE) is not implemented yet."""
+PPK_MODES = ("rfc8784", "rfc9867")
+"""How the PPK is agreed: at IKE_AUTH (RFC 8784) or in IKE_INTERMEDIATE (RFC 9867)."""
 
 
 PRESETS = ("pqike", "strongswan", "minimal")
@@ -264,8 +264,20 @@ class IkeConfiguration:
     (strongSwan's ``ppk_required``, default no)."""
 
     ppk_mode: str = "rfc8784"
-    """``rfc8784``: the PPK is mixed in at IKE_AUTH (PPK_IDENTITY there), the only mode
-    so far; RFC 9867's (the PPK agreed in IKE_INTERMEDIATE) is refused until it exists."""
+    """``rfc8784``: the PPK is mixed in at IKE_AUTH (USE_PPK, then PPK_IDENTITY and
+    NO_PPK_AUTH there; only SK_d, SK_pi and SK_pr change). ``rfc9867``: USE_PPK_INT in
+    IKE_SA_INIT and the PPK agreed in an IKE_INTERMEDIATE exchange with PPK_IDENTITY_KEY
+    (RFC 9867 3), after which every IKE SA key is PPK-derived, SK_e and SK_a included, so
+    IKE_AUTH and the identities in it are protected too. An ``rfc9867`` initiator also
+    sends USE_PPK, and an ``rfc9867`` responder answers a USE_PPK-only initiator with
+    USE_PPK: a peer that knows only RFC 8784 (strongSwan) still gets the PPK, the RFC 8784
+    way (RFC 9867 3 lets a peer offer both; a responder answers one)."""
+
+    ppks: tuple[tuple[bytes, bytes], ...] = ()
+    """More PPKs as ``((ppk_id, ppk), ...)``, after ``ppk_id``/``ppk``. With ``rfc9867``
+    an initiator offers them all, one PPK_IDENTITY_KEY each, in this order, and a
+    responder accepts any of them (RFC 9867 3: several may be offered, the responder
+    picks one). RFC 8784 offers one PPK only, so there only ``ppk`` is used."""
 
     kex_backends: tuple[tuple[int, str], ...] = ()
     """Backend per key exchange method as ``((method, backend_name), ...)``; others: default."""
@@ -374,6 +386,17 @@ class IkeConfiguration:
             raise ConfigurationError("a ppk needs a ppk_id", field="ppk_id")
         if self.ppk_required and not self.ppk:
             raise ConfigurationError("ppk_required needs a ppk", field="ppk")
+        try:
+            ppks = tuple((bytes(i), bytes(k)) for i, k in self.ppks)
+        except (TypeError, ValueError):
+            ppks = ((b"", b""),)
+        if any(not (i and k) for i, k in ppks):
+            raise ConfigurationError(
+                "ppks must be non-empty (ppk_id, ppk) byte pairs", field="ppks"
+            )
+        object.__setattr__(self, "ppks", ppks)
+        if ppks and not self.ppk:
+            raise ConfigurationError("ppks come after a first ppk and ppk_id", field="ppks")
         if self.impairments:
             from .impair import check_impairments
 
@@ -393,6 +416,11 @@ class IkeConfiguration:
         life = rekey * 1.1 if self.child_life_time is None else self.child_life_time
         jitter = life - rekey if self.child_rand_time is None else self.child_rand_time
         return rekey, life, min(jitter, rekey)
+
+    @property
+    def all_ppks(self) -> tuple[tuple[bytes, bytes], ...]:
+        """Every PPK as ``(ppk_id, ppk)``: ``ppk_id``/``ppk`` first, then ``ppks``."""
+        return ((self.ppk_id, self.ppk), *self.ppks) if self.ppk else ()
 
     def backend_for(self, method: int) -> str | None:
         """The configured backend for ``method``, or ``None`` for the registry's choice."""

@@ -88,6 +88,10 @@ class HandshakeContext:
     """RFC 9242 3.3.2: the chained IntAuth of the initiator's IKE_INTERMEDIATE messages."""
     int_auth_r: bytes = b""
     intermediate_exchanges: int = 0
+    """IKE_INTERMEDIATE exchanges completed (each one is in IntAuth, RFC 9242 3.3.2)."""
+    epoch: int = 0
+    """Key updates so far: one per additional key exchange, one for an RFC 9867 PPK (which
+    may share the last ADDKE round's exchange), so it can run ahead of the exchanges."""
     half_open_deadline: float | None = None
     peer_hashes: frozenset[int] = frozenset()
     """RFC 7427 4: the hash algorithms the peer announced in SIGNATURE_HASH_ALGORITHMS."""
@@ -100,6 +104,13 @@ class HandshakeContext:
     """The initiator sent an empty SUPPORTED_AUTH_METHODS in IKE_SA_INIT (RFC 9593 3.1)."""
     use_ppk: bool = False
     """RFC 8784 3: both peers sent USE_PPK in IKE_SA_INIT."""
+    ppk_int: bool = False
+    """RFC 9867 3: USE_PPK_INT (with INTERMEDIATE_EXCHANGE_SUPPORTED) both ways: the PPK
+    is agreed in IKE_INTERMEDIATE, not at IKE_AUTH."""
+    ppk_int_pending: bool = False
+    """The IKE_INTERMEDIATE exchange carrying PPK_IDENTITY_KEY has not completed yet."""
+    ppk_int_used: bytes | None = None
+    """The PPK_ID mixed into the keys in IKE_INTERMEDIATE; ``None``: no PPK so far."""
     psk_values: dict[bytes, bytes] = field(default_factory=dict)
     """PSK AUTH values by signed octets: the transcript event, our AUTH payload and the
     check of the peer's each need one, and each is computed once."""

@@ -121,6 +121,9 @@ class IkeKeysDerived(Event):
     old_spi_i: bytes = b""
     """For a rekey: the SPIs of the IKE SA that was rekeyed."""
     old_spi_r: bytes = b""
+    ppk_id: bytes = b""
+    """RFC 9867 3: this epoch mixed in the PPK of this PPK_ID (``SKEYSEED' = prf+(PPK,
+    SK_d)`` with ``previous_sk_d``); no key exchange then. Empty for the other epochs."""
 
 
 @dataclass(frozen=True, kw_only=True)

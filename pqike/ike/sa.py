@@ -34,7 +34,12 @@ from ..constants import (
 )
 from ..crypto import auth as crypto_auth
 from ..crypto.kex import DEFAULT_REGISTRY, KeyExchange
-from ..crypto.keys import derive_child_keys, initial_ike_keys, updated_ike_keys
+from ..crypto.keys import (
+    derive_child_keys,
+    initial_ike_keys,
+    ppk_intermediate_keys,
+    updated_ike_keys,
+)
 from ..crypto.prf import get_prf
 from ..crypto.protect import encr_key_size, get_cipher, integ_key_size
 from ..errors import IntegrityCheckFailed, LocalProtocolError, NoProposalChosen, ProtocolError
@@ -869,19 +874,57 @@ class IkeSa:
             integ_key_size=c.cipher.integ_key_size,
         )
         hs.intermediate_exchanges += 1
+        hs.epoch += 1
         _, method = hs.rounds.current
         self._events.append(
             IkeKeysDerived(
                 spi_i=self.gen.spi_i,
                 spi_r=self.gen.spi_r,
                 exchange=ExchangeType.IKE_INTERMEDIATE,
-                epoch=hs.intermediate_exchanges,
+                epoch=hs.epoch,
                 nonce_i=hs.nonce_i,
                 nonce_r=hs.nonce_r,
                 key_exchanges=((method, secret),),
                 keys=c.keys,
                 prf=c.suite.prf,
                 previous_sk_d=previous.sk_d,
+            )
+        )
+
+    def mix_ppk(self, ppk_id: bytes, ppk: bytes) -> None:
+        """RFC 9867 3: re-derive every IKE SA key from ``SKEYSEED' = prf+(PPK, SK_d)``
+        once the PPK_IDENTITY_KEY exchange is over (after any ADDKE update of the same
+        exchange): a new key epoch, which protects IKE_AUTH and everything after."""
+        c = self.gen.crypto
+        hs = self.hs
+        assert c is not None and c.suite.prf is not None
+        previous = c.keys
+        c.keys = ppk_intermediate_keys(
+            c.prf,
+            previous,
+            ppk,
+            hs.nonce_i,
+            hs.nonce_r,
+            self.gen.spi_i,
+            self.gen.spi_r,
+            encr_key_size=c.cipher.key_size,
+            integ_key_size=c.cipher.integ_key_size,
+        )
+        hs.epoch += 1
+        hs.ppk_int_used = ppk_id
+        self._events.append(
+            IkeKeysDerived(
+                spi_i=self.gen.spi_i,
+                spi_r=self.gen.spi_r,
+                exchange=ExchangeType.IKE_INTERMEDIATE,
+                epoch=hs.epoch,
+                nonce_i=hs.nonce_i,
+                nonce_r=hs.nonce_r,
+                key_exchanges=(),
+                keys=c.keys,
+                prf=c.suite.prf,
+                previous_sk_d=previous.sk_d,
+                ppk_id=ppk_id,
             )
         )
 

@@ -40,8 +40,11 @@ Durations take strongSwan's syntax: a number of seconds, or a string with a unit
     ``cacerts`` (CA files a peer's chain must lead to), ``send_cert``
     (``ifasked``/``always``/``never``), ``rsa_pss``. Without ``key`` and
     ``certificate`` we authenticate with ``[peer] psk``; without ``cacerts`` we accept
-    only a PSK from the peer. PPK (RFC 8784): ``ppk`` (text) or ``ppk_hex``, ``ppk_id``,
-    ``ppk_required``. Relative file names are taken from the configuration's directory.
+    only a PSK from the peer. PPK: ``ppk`` (text) or ``ppk_hex``, ``ppk_id``,
+    ``ppk_required``, ``ppk_mode`` (``rfc8784``: at IKE_AUTH, the default; ``rfc9867``:
+    in IKE_INTERMEDIATE, every IKE SA key PPK-derived), ``ppks_hex`` (more PPKs for
+    ``rfc9867``, a table ``{ "ppk-id" = "hex", ... }`` offered in that order). Relative
+    file names are taken from the configuration's directory.
 
 Every mistake raises one ``ConfigurationError`` whose single sentence names the file,
 the section and the key, e.g. ``peer.toml: [ike] proposals: unknown algorithm 'aes999'
@@ -68,7 +71,7 @@ from ..constants import ADDKE_TYPES, ProtocolId, TransformType
 from ..crypto.certs import Credential, TrustStore
 from ..crypto.kex import DEFAULT_REGISTRY
 from ..errors import ConfigurationError
-from ..ike.config import PRESETS, SEND_CERT, Identity, IkeConfiguration
+from ..ike.config import PPK_MODES, PRESETS, SEND_CERT, Identity, IkeConfiguration
 from ..ike.endpoint import Address, EndpointLimits
 from ..proposal import parse_proposals
 from ..wire.payloads import Proposal, TrafficSelector
@@ -116,6 +119,8 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "ppk_hex",
         "ppk_id",
         "ppk_required",
+        "ppk_mode",
+        "ppks_hex",
     ),
     "responder": (
         "max_half_open",
@@ -554,8 +559,36 @@ class _Reader:
         out["ppk_required"] = self.boolean("auth", "ppk_required", False)
         if out["ppk_required"] and not ppk:
             raise self.error("auth", "ppk_required", "needs a ppk (or ppk_hex)")
+        mode = self.string("auth", "ppk_mode", "rfc8784")
+        if mode not in PPK_MODES:
+            raise self.error("auth", "ppk_mode", f"must be one of {', '.join(PPK_MODES)}")
+        out["ppk_mode"] = mode
+        more = self.raw("auth", "ppks_hex")
+        if more is not None:
+            out["ppks"] = self.more_ppks(more, have_ppk=bool(ppk))
         need_psk.append("credential" not in out or "trust" not in out)
         return out
+
+    def more_ppks(self, table: Any, *, have_ppk: bool) -> tuple[tuple[bytes, bytes], ...]:
+        """``[auth] ppks_hex``: ``{ "ppk-id" = "hex digits", ... }`` in its order."""
+        if not isinstance(table, dict):
+            raise self.error(
+                "auth", "ppks_hex", f"must be a table of PPK_ID = hex, not {_kind(table)}"
+            )
+        if not have_ppk:
+            raise self.error("auth", "ppks_hex", "needs a first ppk (or ppk_hex) and ppk_id")
+        out = []
+        for ppk_id, hexed in table.items():
+            try:
+                key = bytes.fromhex(str(hexed).strip().removeprefix("0x").replace(":", ""))
+            except ValueError:
+                key = b""
+            if not isinstance(hexed, str) or not key or not ppk_id:
+                raise self.error(
+                    "auth", "ppks_hex", f"{ppk_id!r} must map to non-empty hexadecimal digits"
+                )
+            out.append((ppk_id.encode(), key))
+        return tuple(out)
 
     def psk(self) -> bytes:
         return self.secret("peer", "psk", required=True)

@@ -634,7 +634,9 @@ def describe_event(sa: IkeSa, event: Event) -> str | None:
     peer = format_address(sa.remote)
     spis = _spis(sa.spi_i, sa.spi_r)
     if isinstance(event, IkeSaEstablished):
-        rounds = event.intermediate_exchanges
+        # The rounds negotiated, not the IKE_INTERMEDIATE exchanges: an RFC 9867 PPK
+        # may have had one of its own.
+        rounds = len(event.suite.rounds)
         return (
             f"established {spis} peer {peer} id {event.remote_id} "
             f"suite {event.suite.describe()}"

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa
 from ..crypto.certs import Credential, TrustStore
 from ..crypto.signature import SUPPORTED_HASHES, PrivateKey, Scheme
 from ..errors import ConfigurationError
+from ..handshake import ppk_options
 from ..pki import KEY_TYPES, generate_key, issue
 
 NOT_BEFORE = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -241,9 +242,12 @@ def lab_auth(
 ) -> LabAuth:
     """Options for both sides' ``IkeConfiguration`` (``credential``, ``trust``) for
     ``auth`` (``psk``: none) with ``chain`` certificates, each side with its own meter;
-    ``cache`` keeps the PKIs between cells."""
+    ``cache`` keeps the PKIs between cells. A ``+ppk8784`` / ``+ppk9867`` suffix adds
+    the demo PPK to both sides (``pqike.handshake.ppk_options``)."""
+    ppk = ppk_options(auth)
+    auth = auth.partition("+")[0]
     if auth == "psk":
-        return LabAuth({}, {})
+        return LabAuth(dict(ppk), dict(ppk))
     key = (auth, chain)
     pki = cache.get(key) if cache is not None else None
     if pki is None:
@@ -255,6 +259,7 @@ def lab_auth(
         {
             "credential": TimedCredential(pki.keys[ident], pki.chains[ident], meter=meter),
             "trust": TimedTrustStore((pki.ca,), meter=meter),
+            **ppk,
         }
         for ident, meter in zip((initiator_id, responder_id), meters, strict=True)
     ]

@@ -47,7 +47,7 @@ from ..crypto.keys import ike_key_schedule
 from ..crypto.prf import get_prf
 from ..crypto.protect import Cipher, get_cipher
 from ..errors import ProtocolError
-from ..ike.events import Event, IkeSaEstablished, KeyExchangeCompleted
+from ..ike.events import Event, IkeKeysDerived, IkeSaEstablished, KeyExchangeCompleted
 from ..ike.protection import Reassembler, ReassemblyLimits, UnprotectedMessage, unprotect
 from ..pcap import CapturedDatagram
 from ..proposal import NegotiatedSuite
@@ -133,6 +133,22 @@ class KeySchedule:
         derivation is RFC 7296 2.14 and RFC 9370 2.2.2.
         """
         events = list(events)
+        derived = [
+            e
+            for e in events
+            if isinstance(e, IkeKeysDerived) and e.exchange != ExchangeType.CREATE_CHILD_SA
+        ]
+        if any(e.ppk_id for e in derived):
+            # RFC 9867 3: a PPK epoch cannot be recomputed from the key exchanges alone;
+            # the keys the peer derived are in its events.
+            first = derived[0].spi_i
+            return cls(
+                tuple(
+                    EpochKeys(e.keys.sk_ei, e.keys.sk_er, e.keys.sk_ai, e.keys.sk_ar)
+                    for e in derived
+                    if e.spi_i == first
+                )
+            )
         secrets = [
             secret
             for _, secret in sorted(
@@ -745,6 +761,7 @@ def _details(p) -> tuple[dict[str, object], list[Node]]:
             d["spi"] = p.spi.hex()
         if p.data:
             d["data"] = p.data.hex() if len(p.data) <= 32 else f"{len(p.data)} bytes"
+        d.update(_ppk_fields(p))
         return d, []
     if isinstance(p, IdiPayload | IdrPayload):
         return {"id_type": name_of(IdType, p.id_type), "data": _id_text(p.id_type, p.data)}, []
@@ -760,6 +777,32 @@ def _details(p) -> tuple[dict[str, object], list[Node]]:
     if isinstance(p, SkfPayload):
         return {"fragment": f"{p.fragment_number}/{p.total_fragments}"}, []
     return {}, []
+
+
+_PPK_ID_TYPES = {1: "PPK_ID_OPAQUE", 2: "PPK_ID_FIXED"}
+"""RFC 8784 5.1: the PPK ID Type octet of PPK_IDENTITY (and of RFC 9867's PPK_IDENTITY_KEY)."""
+
+
+def _ppk_fields(p: NotifyPayload) -> dict[str, object]:
+    """PPK_IDENTITY (RFC 8784 5.1) and PPK_IDENTITY_KEY (RFC 9867 4) split into their
+    fields; nothing for other notifies or data too short to hold them."""
+    from ..crypto.keys import PPK_CONFIRMATION_SIZE
+
+    data = p.data
+    if p.notify_type == NotifyType.PPK_IDENTITY and len(data) >= 2:
+        return {"ppk_id_type": _PPK_ID_TYPES.get(data[0], data[0]), "ppk_id": _text(data[1:])}
+    if p.notify_type == NotifyType.PPK_IDENTITY_KEY and len(data) >= 2 + PPK_CONFIRMATION_SIZE:
+        return {
+            "ppk_id_type": _PPK_ID_TYPES.get(data[0], data[0]),
+            "ppk_id": _text(data[1:-PPK_CONFIRMATION_SIZE]),
+            "ppk_confirmation": data[-PPK_CONFIRMATION_SIZE:].hex(),
+        }
+    return {}
+
+
+def _text(data: bytes) -> str:
+    """Printable ASCII as it is, anything else as hex digits."""
+    return data.decode() if data.isascii() and data.decode().isprintable() else data.hex()
 
 
 def _id_text(id_type: int, data: bytes) -> str:
@@ -836,10 +879,15 @@ def _verify_epoch(r, prf_id: int | None, spis: tuple[bytes, bytes], old_prf: int
     prf = get_prf(prf_num)
     secrets = [s for _, s in r.ke]
     nonces = r.nonces
-    if not secrets:
+    ppk_epoch = bool(r.get("ppk_id"))
+    if not secrets and not ppk_epoch:
         return Check(f"key schedule {label}", False, "the record lists no shared secret")
     exchange = r.get("exchange")
-    if exchange == "IKE_SA_INIT":
+    if ppk_epoch:
+        # RFC 9867 3: SKEYSEED' = prf+(PPK, SK_d(n-1)) needs the PPK, which no transcript
+        # holds; what follows from SKEYSEED' (prf+) is still checked.
+        seed = r.bytes_("skeyseed")
+    elif exchange == "IKE_SA_INIT":
         seed = skeyseed(prf, nonces, b"", secrets[0])
     else:
         seed_prf = get_prf(old_prf) if exchange == "CREATE_CHILD_SA" and old_prf else prf
@@ -864,6 +912,13 @@ def _verify_epoch(r, prf_id: int | None, spis: tuple[bytes, bytes], old_prf: int
             f"key schedule {label}",
             False,
             f"prf+ does not give {', '.join(wrong)} (SPIs {spis[0].hex()}/{spis[1].hex()})",
+        )
+    if ppk_epoch:
+        return Check(
+            f"key schedule {label}",
+            True,
+            f"PPK {r.bytes_('ppk_id')!r} mixed in (RFC 9867): prf+ over Ni | Nr | SPIi | SPIr "
+            "checked; SKEYSEED' = prf+(PPK, SK_d(n-1)) needs the PPK, not in the transcript",
         )
     how = {
         "IKE_SA_INIT": "SKEYSEED = prf(Ni | Nr, SK(0))",
@@ -1429,6 +1484,8 @@ def format_decoded(decoded: Decoded) -> str:
         lines.append("  key schedule:")
         for r in sa.epochs:
             kes = ", ".join(f"{_kem_name(m) if m else 'SK'} {len(s)} bytes" for m, s in r.ke)
+            if r.get("ppk_id"):
+                kes = f"PPK {r.bytes_('ppk_id')!r} (RFC 9867)"
             lines.append(
                 f"    epoch {r.get('epoch')} after {r.get('exchange')}: {kes}; "
                 f"SKEYSEED {r.bytes_('skeyseed').hex()[:32]}..."

@@ -43,10 +43,9 @@ from typing import Any, NoReturn
 from ..constants import ADDKE_TYPES, ProtocolId, TransformType
 from ..crypto.kex import DEFAULT_REGISTRY, KeyExchangeRegistry
 from ..errors import ConfigurationError
-from ..handshake import PHASES, parse_phase
+from ..handshake import PHASES, check_auth, parse_phase
 from ..ike.config import PRESETS
 from ..ike.impair import IMPAIRMENTS
-from ..pki import KEY_TYPES
 from ..proposal import parse_proposals
 from .auth import DEFAULT_CHAIN, MAX_CHAIN
 from .link import LinkProfile
@@ -129,7 +128,8 @@ class ProposalSpec:
     auth: str = "psk"
     """How the pqike <-> pqike pairs (memory, udp) authenticate: ``psk`` or a key type of
     ``pqike.pki.KEY_TYPES`` (``mldsa65``, ``p256``, ...: certificates of a test PKI made
-    for the run, as ``run_handshake(auth=...)``)."""
+    for the run, as ``run_handshake(auth=...)``), optionally with ``+ppk8784`` or
+    ``+ppk9867`` for a mandatory PPK (RFC 8784 / RFC 9867, ``pqike.handshake.PPK_AUTH``)."""
     chain: int = DEFAULT_CHAIN
     """With certificate ``auth``: how many certificates each peer sends in IKE_AUTH, 1
     (the end entity, signed by the CA) to 4 (the end entity and three intermediate CAs);
@@ -569,13 +569,12 @@ class _Validator:
             description = self.string(entry.get("description", ""), f"{field}.description")
             preset = self.preset(entry.get("preset", default_preset), f"{field}.preset")
             auth = self.string(entry.get("auth", "psk"), f"{field}.auth")
-            if auth != "psk" and auth not in KEY_TYPES:
-                self.fail(
-                    f"{field}.auth", f"must be psk or one of {', '.join(KEY_TYPES)}, got {auth!r}"
-                )
+            problem = check_auth(auth)
+            if problem is not None:
+                self.fail(f"{field}.auth", problem)
             chain = DEFAULT_CHAIN
             if "chain" in entry:
-                if auth == "psk":
+                if auth.partition("+")[0] == "psk":
                     self.fail(
                         f"{field}.chain",
                         "applies only to certificate authentication, but auth is psk "

@@ -2,7 +2,8 @@
 log as in test_matrix.
 
 - RFC 8784 PPK with x25519+ML-KEM-768, mandatory and optional; a wrong PPK must end in
-  AUTHENTICATION_FAILED.
+  AUTHENTICATION_FAILED. pqike with RFC 9867 (optional) falls back to RFC 8784, or to
+  no PPK, with strongSwan, which does not know USE_PPK_INT.
 - Certificates with an intermediate CA and RFC 7427 signatures: ECDSA P-256 and P-384,
   Ed25519, RSA-3072 with PSS and with PKCS#1 v1.5; CERTREQ honoured (no CERT without
   one); an RSA-4096 chain whose IKE_AUTH fragments at 576 bytes over IPv6; a wrong CA,
@@ -103,6 +104,30 @@ def test_ppk_rfc_8784_with_ml_kem(strongswan, direction, required):
         events, log, output = run(lab, direction, lambda s: ppk_sw, lambda s: ppk_pq)
     agreed(events, log, output)
     assert "using PPK for PPK_ID 'ppk-lab'" in log
+
+
+@pytest.mark.parametrize(
+    "sw_ppk", [True, False], ids=["strongswan-has-the-ppk", "strongswan-without-ppk"]
+)
+@pytest.mark.parametrize("direction", ["pqike", "strongswan"])
+def test_rfc_9867_optional_falls_back_cleanly_with_strongswan(strongswan, direction, sw_ppk):
+    # strongSwan knows RFC 8784 only: it ignores USE_PPK_INT and answers USE_PPK (or
+    # nothing); an rfc9867 initiator also offered USE_PPK, so the PPK is used the RFC 8784
+    # way, or not at all when strongSwan has none. An rfc9867 responder answers
+    # strongSwan's USE_PPK with USE_PPK (RFC 9867 3: a responder answers one of them).
+    sw = {"ppk_hex": PPK_HEX, "ppk_id": "ppk-lab", "ppk_required": False} if sw_ppk else {}
+    pq = {"ppk_hex": PPK_HEX, "ppk_id": "ppk-lab", "ppk_mode": "rfc9867"}
+    with Lab(prefix=PREFIX) as lab:
+        events, log, output = run(lab, direction, lambda s: sw, lambda s: pq)
+    agreed(events, log, output)
+    assert ("using PPK for PPK_ID 'ppk-lab'" in log) == sw_ppk
+    if direction == "pqike":
+        # charon saw USE_PPK_INT (16445, a type it does not know) next to USE_PPK and
+        # answered without it.
+        request = next(line for line in log.splitlines() if "parsed IKE_SA_INIT request" in line)
+        response = next(line for line in log.splitlines() if "generating IKE_SA_INIT resp" in line)
+        assert "N((16445)) N(USE_PPK)" in request
+        assert "16445" not in response and ("N(USE_PPK)" in response) == sw_ppk
 
 
 def _failed_both(events, log, output):

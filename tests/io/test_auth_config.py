@@ -62,3 +62,31 @@ def test_psk_is_still_required_without_trusted_cas(pki):
         load_peer_config(write(pki, text))
     with pytest.raises(ConfigurationError, match=r"\[auth\] ppk_id: is required with a ppk"):
         load_peer_config(write(pki, AUTH + 'ppk = "secret"\n'))
+
+
+def test_ppk_mode_rfc9867_and_more_ppks_load(pki):
+    cfg = load_peer_config(
+        write(
+            pki,
+            AUTH + 'ppk_hex = "0011"\nppk_id = "p1"\nppk_mode = "rfc9867"\n'
+            'ppks_hex = { p2 = "2222", p3 = "0x3333" }\n',
+        )
+    )
+    assert cfg.ike.ppk_mode == "rfc9867"
+    assert cfg.ike.all_ppks == ((b"p1", b"\x00\x11"), (b"p2", b"\x22\x22"), (b"p3", b"\x33\x33"))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('ppk_mode = "rfc9999"\n', r"\[auth\] ppk_mode: must be one of rfc8784, rfc9867"),
+        ('ppks_hex = { p2 = "zz" }\n', r"\[auth\] ppks_hex: 'p2' must map to non-empty hex"),
+        ('ppks_hex = "p2"\n', r"\[auth\] ppks_hex: must be a table"),
+    ],
+)
+def test_bad_ppk_keys_name_the_key(pki, text, message):
+    base = AUTH + 'ppk_hex = "0011"\nppk_id = "p1"\n'
+    with pytest.raises(ConfigurationError, match=message):
+        load_peer_config(write(pki, base + text))
+    with pytest.raises(ConfigurationError, match=r"\[auth\] ppks_hex: needs a first ppk"):
+        load_peer_config(write(pki, AUTH + 'ppks_hex = { p2 = "22" }\n'))

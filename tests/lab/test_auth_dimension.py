@@ -211,3 +211,30 @@ def test_a_run_with_one_auth_kind_has_no_such_section(tmp_path):
     run_experiment(parse_spec(text), tmp_path / "run", repeat=2)
     assert TITLE not in (tmp_path / "run" / "report.md").read_text()
     assert not (tmp_path / "run" / PLOT).exists()
+
+
+@pytest.mark.parametrize("base", ["psk", "ed25519"])
+def test_a_ppk_suffix_reaches_the_lab_peers(base):
+    # RFC 9867: the initiator's last IKE_INTERMEDIATE request carries PPK_IDENTITY_KEY
+    # (Notify header 8 + PPK ID type 1 + the 14-octet demo PPK_ID + 8-octet confirmation).
+    spec = parse_spec(
+        f"""
+[experiment]
+seed = 3
+repetitions = 2
+pairs = ["memory", "udp"]
+
+[proposals]
+plain = {{ ike = "aes256gcm16-prfsha384-x25519-ke1_mlkem768", auth = "{base}" }}
+ppk = {{ ike = "aes256gcm16-prfsha384-x25519-ke1_mlkem768", auth = "{base}+ppk9867" }}
+
+[profiles.lan]
+delay_ms = 0
+"""
+    )
+    result = run_experiment(spec, report=False)
+    assert result.handshakes["established"].all()
+    m = result.messages
+    asked = m[(m["exchange"] == "IKE_INTERMEDIATE") & ~m["is_response"] & (m["pair"] == "memory")]
+    sizes = asked.groupby("proposal")["ike_bytes"].max()
+    assert sizes["ppk"] - sizes["plain"] == 8 + 1 + len(b"pqike-demo-ppk") + 8

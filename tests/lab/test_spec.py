@@ -236,3 +236,16 @@ def test_a_profile_pair_must_be_one_of_the_experiments_pairs():
         parse_spec(text, source="x.toml")
     assert exc.value.field == "profiles.lan.pairs"
     assert "not in experiment.pairs" in str(exc.value)
+
+
+def test_a_proposal_may_ask_for_a_ppk_in_its_auth():
+    # RFC 8784 or RFC 9867: both memory/udp peers get the demo PPK, mandatory.
+    ppk = '"x25519+ppk" = { ike = "aes256gcm16-prfsha384-x25519", auth = "psk+ppk9867" }\n'
+    spec = parse_spec(
+        spec_with(replace=("[profiles.lan]", ppk + "\n[profiles.lan]")),
+        source="experiments/x.toml",
+    )
+    assert spec.proposal("x25519+ppk").auth == "psk+ppk9867"
+    bad = '"x" = { ike = "aes256gcm16-prfsha384-x25519", auth = "psk+ppk1234" }\n'
+    err = error_for(spec_with(replace=("[profiles.lan]", bad + "\n[profiles.lan]")))
+    assert err.field == "proposals.x.auth" and "ppk8784, ppk9867" in str(err)

@@ -57,7 +57,7 @@ PSK = authn.PSK
 
 def _ppk_in_use(sa: IkeSa) -> bool:
     """RFC 8784 3: the initiator uses its PPK when both sent USE_PPK."""
-    return bool(sa.config.ppk) and sa.hs.use_ppk and sa.config.ppk_mode == "rfc8784"
+    return bool(sa.config.ppk) and sa.hs.use_ppk
 
 
 def esp_proposals(sa: IkeSa, spi: bytes) -> tuple[Proposal, ...]:
@@ -73,9 +73,11 @@ def send_request(sa: IkeSa, now: float) -> None:
     """The initiator's IKE_AUTH request."""
     cfg = sa.config
     mid = sa.gen.my_mid
-    if cfg.ppk_required and cfg.ppk_mode == "rfc8784" and not sa.hs.use_ppk:
-        # RFC 8784 3: a mandatory PPK and a responder without USE_PPK: give up.
-        raise AuthenticationFailed("a PPK is required but the responder did not send USE_PPK")
+    if cfg.ppk_required and not sa.hs.use_ppk and sa.hs.ppk_int_used is None:
+        # RFC 8784 3, RFC 9867 3: a mandatory PPK and a responder that answered neither
+        # USE_PPK nor USE_PPK_INT: give up.
+        wanted = "USE_PPK_INT or USE_PPK" if cfg.ppk_mode == "rfc9867" else "USE_PPK"
+        raise AuthenticationFailed(f"a PPK is required but the responder did not send {wanted}")
     how = authn.choose_auth(sa)
     idi = IdiPayload(cfg.local_id.id_type, cfg.local_id.data)
     payloads: list[Payload] = [idi]
@@ -171,7 +173,7 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     # it (and only if we do not require one) NO_PPK_AUTH holds AUTH with SK_pi.
     use_ppk = False
     auth_data = auth.data
-    if cfg.ppk and cfg.ppk_mode == "rfc8784" and sa.hs.use_ppk:
+    if cfg.ppk and sa.hs.use_ppk:
         their_id = authn.peer_ppk_id(notify(inner, NotifyType.PPK_IDENTITY))
         if their_id == cfg.ppk_id:
             use_ppk = True
@@ -181,8 +183,10 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
                 named = "no PPK_IDENTITY" if their_id is None else f"PPK_ID {their_id!r}"
                 raise AuthenticationFailed(f"a PPK is required and the initiator sent {named}")
             auth_data = no_ppk.data
-    elif cfg.ppk_required and cfg.ppk_mode == "rfc8784":
-        raise AuthenticationFailed("a PPK is required but the initiator did not send USE_PPK")
+    elif cfg.ppk_required and sa.hs.ppk_int_used is None:
+        # With RFC 9867 the PPK was already mixed into these keys in IKE_INTERMEDIATE.
+        wanted = "USE_PPK_INT or USE_PPK" if cfg.ppk_mode == "rfc9867" else "USE_PPK"
+        raise AuthenticationFailed(f"a PPK is required but the initiator did not send {wanted}")
     keys = authn.mixed_keys(sa) if use_ppk else plain
     signed = authn.octets(sa, ours=False, id_body=idi.body, auth_mid=mid, keys=keys)
     authn.verify_peer(sa, inner, peer, auth.method, auth_data, signed, "initiator")

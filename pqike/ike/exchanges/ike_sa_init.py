@@ -66,8 +66,11 @@ def send_request(sa: IkeSa, now: float) -> None:
         # strongSwan announces it accepts redirection (RFC 5685 3) unless told not to;
         # an announcement only, pqike does not follow a REDIRECT.
         payloads.append(NotifyPayload(NotifyType.REDIRECT_SUPPORTED))
-    if any(t.type in ADDKE_TYPES for p in sa.config.ike_proposals for t in p.transforms):
-        # RFC 9370 2.2.1 / RFC 9242 3.1: additional key exchanges need IKE_INTERMEDIATE.
+    if any(t.type in ADDKE_TYPES for p in sa.config.ike_proposals for t in p.transforms) or (
+        _offers_ppk_int(sa)
+    ):
+        # RFC 9370 2.2.1 / RFC 9242 3.1: additional key exchanges need IKE_INTERMEDIATE,
+        # and so does a PPK agreed there (RFC 9867 3).
         payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
     sa.gen.my_mid = 0  # a retried IKE_SA_INIT is still message 0
     hs.sa_init_request = sa.send_request(
@@ -104,9 +107,17 @@ def _auth_notifies(sa: IkeSa, *, initiator: bool) -> list[Payload]:
         elif hs.peer_announces_methods:
             data = authn.encode_auth_methods(authn.accepted_methods(sa))
             out.append(NotifyPayload(NotifyType.SUPPORTED_AUTH_METHODS, data))
-    if sa.config.ppk and sa.config.ppk_mode == "rfc8784" and (initiator or hs.use_ppk):
+    if _offers_ppk_int(sa) and (initiator or hs.ppk_int):
+        # RFC 9867 3: USE_PPK_INT; a responder answers it or USE_PPK, never both.
+        out.append(NotifyPayload(NotifyType.USE_PPK_INT))
+    if sa.config.ppk and (initiator or hs.use_ppk):
+        # RFC 8784 3 (an rfc9867 initiator offers it too, for an RFC 8784-only peer).
         out.append(NotifyPayload(NotifyType.USE_PPK))
     return out
+
+
+def _offers_ppk_int(sa: IkeSa) -> bool:
+    return bool(sa.config.ppk) and sa.config.ppk_mode == "rfc9867"
 
 
 def _note_auth_notifies(sa: IkeSa, payloads: tuple[Payload, ...], *, initiator: bool) -> None:
@@ -121,8 +132,16 @@ def _note_auth_notifies(sa: IkeSa, payloads: tuple[Payload, ...], *, initiator: 
             hs.peer_auth_methods = authn.decode_auth_methods(methods.data)
         elif not initiator:
             hs.peer_announces_methods = True
-    if sa.config.ppk and sa.config.ppk_mode == "rfc8784":
-        hs.use_ppk = notify(payloads, NotifyType.USE_PPK) is not None
+    if sa.config.ppk:
+        # RFC 9867 3: USE_PPK_INT counts only with IKE_INTERMEDIATE support, and wins
+        # over USE_PPK (a responder offered both answers USE_PPK_INT alone).
+        hs.ppk_int = (
+            _offers_ppk_int(sa)
+            and notify(payloads, NotifyType.USE_PPK_INT) is not None
+            and notify(payloads, NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
+        )
+        hs.ppk_int_pending = hs.ppk_int
+        hs.use_ppk = not hs.ppk_int and notify(payloads, NotifyType.USE_PPK) is not None
     if initiator:
         authn.note_certreqs(sa, payloads)
 
@@ -221,7 +240,7 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         # strongSwan (childless = allow) accepts an IKE_AUTH without a Child SA (RFC
         # 6023 2); announced only, as pqike answers such a request without a Child SA.
         out.append(NotifyPayload(NotifyType.CHILDLESS_IKEV2_SUPPORTED))
-    if peer_intermediate and suite.rounds:
+    if peer_intermediate and (suite.rounds or hs.ppk_int):
         out.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
     if sa.config.preset == "strongswan":
         # strongSwan's responder announces RFC 4739 last.
@@ -238,7 +257,7 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         request_raw=msg.message.raw,
     )
     hs.half_open_deadline = now + sa.config.half_open_timeout
-    return Outcome.ROUNDS if suite.rounds else Outcome.AUTH
+    return Outcome.ROUNDS if suite.rounds or hs.ppk_int_pending else Outcome.AUTH
 
 
 def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:

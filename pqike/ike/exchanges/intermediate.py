@@ -1,11 +1,13 @@
-"""IKE_INTERMEDIATE (RFC 9242) carrying one additional key exchange each (RFC 9370 2.2.2).
+"""IKE_INTERMEDIATE (RFC 9242) carrying one additional key exchange each (RFC 9370 2.2.2),
+and the PPK of RFC 9867 with the last one (or alone when there is none).
 
-    HDR, SK{KEi(n)}  -->
-                <--  HDR, SK{KEr(n)}
+    HDR, SK{KEi(n), [N(PPK_IDENTITY_KEY)+]}  -->
+                <--  HDR, SK{KEr(n), [N(PPK_IDENTITY)]}
 
 After each round both sides update SKEYSEED from SK_d and the new shared secret; the
-next message is protected with the new keys. Every message is folded into IntAuth with
-the keys that protected it (RFC 9242 3.3.2), which IKE_AUTH then signs.
+next message is protected with the new keys. In the exchange that carries the PPK the
+PPK is mixed after that (``ppk_intermediate``, RFC 9867 3). Every message is folded into
+IntAuth with the keys that protected it (RFC 9242 3.3.2), which IKE_AUTH then signs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..events import IntAuthComputed, KeyExchangeCompleted
 from ..protection import ProtectedMessage, UnprotectedMessage
 from ..states import Outcome
 from . import ike_auth
+from . import ppk_intermediate as ppk
 from .common import answer_round, impaired_ke, joined_ke, ke_payloads, raise_peer_error
 
 if TYPE_CHECKING:
@@ -27,15 +30,22 @@ if TYPE_CHECKING:
 
 
 def send_next(sa: IkeSa, now: float) -> Outcome:
-    """The initiator's next step: the next round's KEi, or IKE_AUTH when none is left."""
+    """The initiator's next step: the next round's KEi (with PPK_IDENTITY_KEY in the
+    last), the PPK exchange alone, or IKE_AUTH when nothing is left."""
     rounds = sa.hs.rounds
-    if rounds.finished:
+    if rounds.finished and not sa.hs.ppk_int_pending:
         ike_auth.send_request(sa, now)
         return Outcome.AUTH
-    _, method = rounds.current
-    rounds.kex = sa.new_kex(method)
-    sent, data = impaired_ke(sa.config.impairments, method, rounds.kex.public_data(), request=True)
-    sa.send_request(ExchangeType.IKE_INTERMEDIATE, ke_payloads(sent, data), now=now)
+    payloads = []
+    if not rounds.finished:
+        _, method = rounds.current
+        rounds.kex = sa.new_kex(method)
+        public = rounds.kex.public_data()
+        sent, data = impaired_ke(sa.config.impairments, method, public, request=True)
+        payloads += ke_payloads(sent, data)
+    if ppk.carries_ppk(sa):
+        payloads += ppk.identity_key_notifies(sa)
+    sa.send_request(ExchangeType.IKE_INTERMEDIATE, payloads, now=now)
     return Outcome.ROUNDS
 
 
@@ -68,7 +78,7 @@ def chain_int_auth(sa: IkeSa, message: ProtectedMessage | UnprotectedMessage, *,
             message_id=int.from_bytes(octets[20:24], "big"),
             is_response=bool(octets[19] & 0x20),
             initiator=initiator,
-            epoch=hs.intermediate_exchanges,
+            epoch=hs.epoch,
             sk_p=sk_p,
             previous=previous,
             a=octets[:split],
@@ -79,30 +89,59 @@ def chain_int_auth(sa: IkeSa, message: ProtectedMessage | UnprotectedMessage, *,
 
 
 def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
-    """The responder: answer KEi(n) with KEr(n), then move to the new keys."""
+    """The responder: answer KEi(n) with KEr(n) and PPK_IDENTITY_KEY with the PPK it
+    chose, then move to the new keys."""
     assert msg.plain is not None
     chain_int_auth(sa, msg.plain, initiator=True)
-    rounds = sa.hs.rounds
-    rnd, method = rounds.current
-    data, secret = answer_round(sa, msg.payloads, rnd, method)
-    sent, data = impaired_ke(sa.config.impairments, method, data, request=False)
+    hs = sa.hs
+    rounds = hs.rounds
+    payloads = []
+    completed = None
+    if not rounds.finished:
+        rnd, method = rounds.current
+        data, secret = answer_round(sa, msg.payloads, rnd, method)
+        sent, data = impaired_ke(sa.config.impairments, method, data, request=False)
+        payloads += ke_payloads(sent, data)
+        completed = (rnd, method, secret)
+    with_ppk = ppk.carries_ppk(sa)
+    chosen = ppk.choose(sa, msg.payloads) if with_ppk else None
+    if chosen is not None:
+        payloads.append(ppk.identity(chosen[0]))
     sa.send_response(
         ExchangeType.IKE_INTERMEDIATE,
-        ke_payloads(sent, data),
+        payloads,
         message_id=msg.header.message_id,
         now=now,
     )
-    sa.emit(KeyExchangeCompleted(method=method, round=rnd, shared_secret=secret))
-    # The response went out under the old keys; the next request uses the new ones.
-    sa.update_first_keys(secret)
-    rounds.done += 1
-    return Outcome.AUTH if rounds.finished else Outcome.ROUNDS
+    # The response went out under the old keys; the next request uses the new ones:
+    # those of this round's key exchange, then with the PPK mixed in (RFC 9867 3).
+    if completed is not None:
+        rnd, method, secret = completed
+        sa.emit(KeyExchangeCompleted(method=method, round=rnd, shared_secret=secret))
+        sa.update_first_keys(secret)
+        rounds.done += 1
+    else:
+        hs.intermediate_exchanges += 1  # the PPK's own exchange, in IntAuth all the same
+    if with_ppk:
+        hs.ppk_int_pending = False
+        if chosen is not None:
+            sa.mix_ppk(*chosen)
+    return Outcome.AUTH if rounds.finished and not hs.ppk_int_pending else Outcome.ROUNDS
 
 
 def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
-    """The initiator: finish round n with KEr(n), move to the new keys, go on."""
+    """The initiator: finish round n with KEr(n), move to the new keys, mix the PPK the
+    responder chose if this exchange carried ours, go on."""
     assert msg.plain is not None
     rounds = sa.hs.rounds
+    with_ppk = ppk.carries_ppk(sa)
+    if rounds.finished:
+        # The exchange of RFC 9867 3 alone: PPK_IDENTITY_KEY, no key exchange.
+        raise_peer_error(msg.payloads, "PPK exchange: ")
+        chain_int_auth(sa, msg.plain, initiator=False)
+        sa.hs.intermediate_exchanges += 1
+        _finish_ppk(sa, msg)
+        return send_next(sa, now)
     rnd, method = rounds.current
     raise_peer_error(msg.payloads, f"round {rnd}: ", round=rnd)
     chain_int_auth(sa, msg.plain, initiator=False)
@@ -122,4 +161,14 @@ def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     sa.update_first_keys(secret)
     rounds.done += 1
     rounds.kex = None
+    if with_ppk:
+        _finish_ppk(sa, msg)
     return send_next(sa, now)
+
+
+def _finish_ppk(sa: IkeSa, msg: Inbound) -> None:
+    """The initiator: the PPK exchange is over; mix the PPK the responder named."""
+    chosen = ppk.accepted(sa, msg.payloads)
+    sa.hs.ppk_int_pending = False
+    if chosen is not None:
+        sa.mix_ppk(*chosen)
