@@ -61,12 +61,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..constants import IKE_PORT, NAT_T_PORT
+from ..errors import ProtocolError
 from ..handshake import PhaseResult, make_config
 from ..ike.events import Event, IkeSaFailed
 from ..interop.lab import Lab, LabError, StrongSwanConfig, ensure_strongswan, log_dumps
 from ..trace import DatagramRecord, MessageRecord, Trace, payload_names
+from ..wire import isakmp
 from .dissect import DissectedMessage, KeySchedule, dissect, ike_message, suite_of
-from .ikev1 import dissect_ikev1, initiator_cookie, opens_phase1, payload_list
+from .ikev1 import dissect_ikev1, ikev1_message, initiator_cookie, opens_phase1, payload_list
 from .link import DatagramFate
 from .netns import enter_namespace
 from .peers import (
@@ -209,6 +211,7 @@ class _Environment:
         self.loops: dict[str, _NamespaceLoop] = {}
         self.endpoints: dict[str, Any] = {}
         self.responder_events: list[tuple[Any, Event]] = []
+        self.last_datagrams: list[tuple[str, bytes]] = []
         try:
             self._build(install)
         except BaseException:
@@ -343,6 +346,11 @@ class _Environment:
         logs = {side: _read_from(d.log_path, offsets[side]) for side, d in self.daemons.items()}
         responder_events = [ev for _, ev in self.responder_events[first_event:]]
         clean = established and self._terminate(sa)
+        # Every datagram of the handshake, its phases and the IKE SA's deletion, for
+        # captures of real messages (tests/data/ikev1/capture.py).
+        self.last_datagrams = [
+            (_SENDER[r.direction], r.udp_payload) for r in self.relay.records() if r.is_udp
+        ]
 
         failure = None
         if not established:
@@ -390,7 +398,9 @@ class _Environment:
         """
         assert self.relay is not None
         outcomes: list[_Outcome] = []
-        timeout = max(case.retransmit_timeout * (case.retransmit_tries + 2), PHASE_SETTLE_S)
+        timeout = max(
+            _gives_up_after(case.retransmit_timeout, case.retransmit_tries), PHASE_SETTLE_S
+        )
         if not _wait_until(lambda: self._both_hold_child(), timeout):
             return [(case.phases[0], False, "the responder never installed the Child SA")], [
                 len(self.relay.records())
@@ -560,6 +570,18 @@ PHASES_SUPPORTED = ("child",)
 """Phases the strongSwan <-> strongSwan pairs run: ``child``, a Child SA rekey by
 ``swanctl --rekey --child`` on the initiator (charon in the lab does not rekey on its own:
 the load-tester's fake kernel sends no expire events)."""
+
+
+RETRANSMIT_BASE = 1.8
+"""strongSwan's ``charon.retransmit_base``: the n-th retransmission waits
+``retransmit_timeout * retransmit_base ** n``."""
+
+
+def _gives_up_after(timeout: float, tries: int) -> float:
+    """Seconds until charon gives up on a request (every wait of its schedule), plus one
+    more timeout for the answer to the last retransmission: how long a phase may take
+    (the old Child SA's delete may follow the rekey, each retransmitted)."""
+    return 2 * sum(timeout * RETRANSMIT_BASE**n for n in range(tries + 1)) + timeout
 
 
 def _wait_until(condition: Any, timeout: float, step: float = 0.02) -> bool:
@@ -865,7 +887,7 @@ def _measured_ikev1_run(
     return HandshakeRun(
         established=established,
         failure=failure,
-        negotiated=None,
+        negotiated=_ikev1_suite(kept) if established else None,
         trace=trace,
         simulated=False,
         wall=wall,
@@ -875,6 +897,22 @@ def _measured_ikev1_run(
         datagram_columns=columns,
         phases=_phase_results(trace, fates, phases) if phases else None,
     )
+
+
+def _ikev1_suite(records: Sequence[TunRecord]) -> str | None:
+    """The ISAKMP SA's transform the responder chose: its first main or aggressive mode
+    message carries it in the clear (the Child SA's, in quick mode, is encrypted)."""
+    for r in records:
+        data = ikev1_message(r.udp_payload)
+        if data is None or r.direction != "backward":
+            continue
+        try:
+            header = isakmp.parse_header(data)
+        except ProtocolError:
+            continue
+        if header.exchange in ("MAIN_MODE", "AGGRESSIVE_MODE") and not header.encrypted:
+            return isakmp.phase1_transform(data, header)
+    return None
 
 
 def _first_quick(trace: Trace) -> DatagramRecord | None:
@@ -980,6 +1018,9 @@ class StrongSwanPair:
         self.name = name
         self.kinds = (initiator, responder)
         self.ikev1 = ikev1
+        self.last_datagrams: list[tuple[str, bytes]] = []
+        """``(sender, UDP payload)`` of every datagram the relay carried in the last
+        handshake, its phases and the IKE SA's deletion, in the order it read them."""
         self.prefix = prefix
         self.install = install
         self._holder: dict[str, _Environment | None] = {"env": None}
@@ -1037,6 +1078,7 @@ class StrongSwanPair:
                 env = _Environment(self.kinds, setup, self.prefix, self.install)
                 self._holder["env"] = env
             run, clean = env.handshake(case)
+            self.last_datagrams = env.last_datagrams
         except errors as exc:
             self.close()
             raise RuntimeError(f"peer pair {self.name}: the lab failed: {exc}") from exc

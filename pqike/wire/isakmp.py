@@ -225,6 +225,82 @@ def fragment_of(message: bytes, header: IsakmpHeader | None = None) -> Fragment 
     return Fragment(fid, number, bool(flags & FRAGMENT_LAST), length - body)
 
 
+class Attribute(IntEnum):
+    """Phase 1 SA attributes (RFC 2409 appendix A)."""
+
+    ENCRYPTION = 1
+    HASH = 2
+    AUTH_METHOD = 3
+    GROUP = 4
+    KEY_LENGTH = 14
+
+
+_ENCRYPTION = {1: "DES_CBC", 5: "3DES_CBC", 7: "AES_CBC"}
+_HASH = {1: "MD5", 2: "SHA1", 4: "SHA2_256", 5: "SHA2_384", 6: "SHA2_512"}
+_AUTH = {1: "PSK", 3: "RSA_SIG", 9: "ECDSA_256"}
+_GROUP = {2: "MODP_1024", 14: "MODP_2048", 15: "MODP_3072", 19: "ECP_256", 31: "CURVE_25519"}
+"""Names of the values strongSwan offers (RFC 2409 appendix A, RFC 3526, RFC 4753;
+Curve25519 as group 31, the number strongSwan uses for IKEv1 too)."""
+_SA_HEADER = 12
+"""SA payload: generic header, DOI, situation (RFC 2407 4.6.1)."""
+
+
+def phase1_transform(message: bytes, header: IsakmpHeader | None = None) -> str | None:
+    """The first transform of a clear message's SA payload, e.g.
+    ``AES_CBC_256/HMAC_SHA2_384/CURVE_25519/PSK``: in a main or aggressive mode response
+    it is the transform the responder chose. ``None`` when there is no readable SA."""
+    header = header or parse_header(message)
+    try:
+        chain = payload_chain(message, header)
+    except InvalidSyntax:
+        return None
+    pos = ISAKMP_HEADER_LENGTH
+    for kind, length in chain:
+        if kind == PayloadType.SA:
+            return _first_transform(message[pos : pos + length])
+        pos += length
+    return None
+
+
+def _first_transform(sa: bytes) -> str | None:
+    # Proposal payload: generic header, number, protocol, SPI size, transforms (RFC 2408
+    # 3.5); then the first transform payload: generic header, number, ID, reserved (3.6).
+    pos = _SA_HEADER
+    if len(sa) < pos + 8:
+        return None
+    spi_size = sa[pos + 6]
+    pos += 8 + spi_size
+    if len(sa) < pos + 8:
+        return None
+    _, _, length = struct.unpack_from("!BBH", sa, pos)
+    end = min(pos + length, len(sa))
+    pos += 8
+    values: dict[int, int] = {}
+    while pos + 4 <= end:
+        kind, value = struct.unpack_from("!HH", sa, pos)
+        if kind & 0x8000:  # TV: the value is the two bytes (RFC 2408 3.3, AF = 1)
+            values[kind & 0x7FFF] = value
+            pos += 4
+        else:  # TLV: value is the length; read it as one integer
+            data = sa[pos + 4 : pos + 4 + value]
+            values[kind] = int.from_bytes(data, "big") if data else 0
+            pos += 4 + value
+    if Attribute.ENCRYPTION not in values:
+        return None
+    encr = _ENCRYPTION.get(values[Attribute.ENCRYPTION], str(values[Attribute.ENCRYPTION]))
+    if Attribute.KEY_LENGTH in values:
+        encr += f"_{values[Attribute.KEY_LENGTH]}"
+    parts = [encr]
+    if Attribute.HASH in values:
+        parts.append("HMAC_" + _HASH.get(values[Attribute.HASH], str(values[Attribute.HASH])))
+    if Attribute.GROUP in values:
+        parts.append(_GROUP.get(values[Attribute.GROUP], f"group {values[Attribute.GROUP]}"))
+    if Attribute.AUTH_METHOD in values:
+        method = values[Attribute.AUTH_METHOD]
+        parts.append(_AUTH.get(method, f"auth {method}"))
+    return "/".join(parts)
+
+
 def payload_names(chain: list[tuple[int, int]]) -> list[str]:
     """Short names of a payload chain's types."""
     return [PAYLOAD_NAMES.get(kind, str(kind)) for kind, _ in chain]
@@ -234,6 +310,7 @@ __all__ = [
     "EXCHANGE_NAMES",
     "FRAGMENT_LAST",
     "ISAKMP_HEADER_LENGTH",
+    "Attribute",
     "ExchangeType",
     "Flag",
     "Fragment",
@@ -244,4 +321,5 @@ __all__ = [
     "parse_header",
     "payload_chain",
     "payload_names",
+    "phase1_transform",
 ]

@@ -78,6 +78,13 @@ def test_every_handshake_and_rekey_succeeds(result):
     assert ph[ph["phase"] == "child"]["ok"].all(), ph["failure"].tolist()
 
 
+def test_the_isakmp_sa_uses_the_nearest_algorithms_ikev1_has(result):
+    hs = result.handshakes.set_index("proposal")
+    for mode in ("main", "aggressive"):
+        assert hs.loc[mode, "negotiated"] == "AES_CBC_256/HMAC_SHA2_384/CURVE_25519/PSK"
+    assert "x25519" in hs.loc["ikev2", "negotiated"].lower()
+
+
 def test_message_counts_per_exchange(result):
     assert counts(result, "main", "handshake") == {"MAIN_MODE": 6, "QUICK_MODE": 3}
     assert counts(result, "aggressive", "handshake") == {"AGGRESSIVE_MODE": 3, "QUICK_MODE": 3}
