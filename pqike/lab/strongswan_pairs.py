@@ -419,11 +419,35 @@ class _Environment:
                 # SA beside the new one, which is rekeyed all the same.
                 if not self._rekeyed(before, lingering=True):
                     ok, failure = False, "the Child SA was not rekeyed on both peers"
+            # Both peers hold the new Child SA before the last exchange of the phase is
+            # over (IKEv2's delete of the old one): the phase ends when every IKEv2
+            # request in it has had a response delivered, and that response has arrived.
+            _wait_until(partial(self._answered_since, bounds[-1]), timeout)
+            time.sleep(case.profile.delay_ms / 1e3 + case.profile.jitter_ms / 1e3 + ARRIVAL_S)
             bounds.append(len(self.relay.records()))
             outcomes.append((name, ok, failure))
             if not ok:
                 break
         return outcomes, bounds
+
+    def _answered_since(self, start: int) -> bool:
+        """Every IKEv2 request the relay carried since record ``start`` has a response the
+        link delivered (RFC 7296 2.1: the R flag, 0x20; matched by exchange and message
+        ID in the other direction). IKEv1 messages have no responses to wait for."""
+        assert self.relay is not None
+        requests, answered = set(), set()
+        for r in self.relay.records()[start:]:
+            msg = ike_message(r.udp_payload) if r.is_udp else None
+            if msg is None or msg[17] >> 4 != 2:
+                continue
+            key = (msg[18], msg[20:24])
+            from_initiator = r.direction == "forward"
+            if msg[19] & 0x20:
+                if r.delivered is not None:
+                    answered.add((key, not from_initiator))
+            else:
+                requests.add((key, from_initiator))
+        return requests <= answered
 
     def _child_spis(self) -> dict[str, set[str]]:
         """The inbound SPIs of the installed Child SAs each daemon holds."""
@@ -572,6 +596,9 @@ PHASES_SUPPORTED = ("child",)
 the load-tester's fake kernel sends no expire events)."""
 
 
+ARRIVAL_S = 0.05
+"""Margin for the relay to deliver a phase's last datagram after its delay, before the
+phase's window of the relay's log closes."""
 RETRANSMIT_BASE = 1.8
 """strongSwan's ``charon.retransmit_base``: the n-th retransmission waits
 ``retransmit_timeout * retransmit_base ** n``."""
