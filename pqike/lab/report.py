@@ -1529,6 +1529,7 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
         [str(n) for n in data.profiles.index],
         data.ref,
         lambda name: _profile_text(data.profiles, name),
+        data.datagrams,
     )
     if hs["pair"].nunique() > 1 and not data.disjoint:
         lines += _pairs_section(data)

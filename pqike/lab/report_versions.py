@@ -79,12 +79,14 @@ def versions_section(
     profiles: Sequence[str],
     ref: str,
     describe_profile: Callable[[str], str],
+    datagrams: pd.DataFrame | None = None,
 ) -> list[str]:
     """The markdown lines of the section (none when the run has no IKEv1 and IKEv2 pair
     side by side)."""
     pairs = set(hs_all["pair"])
     if not pairs & set(IKEV1_PAIRS) or not pairs - set(IKEV1_PAIRS):
         return []
+    datagrams = datagrams if datagrams is not None else pd.DataFrame()
     ok = hs_all[hs_all["established"]]
     hs_msgs = messages[messages["phase"] == HANDSHAKE_PHASE] if "phase" in messages else messages
     proposals = list(dict.fromkeys(hs_all["proposal"]))
@@ -200,11 +202,89 @@ def versions_section(
         ],
         rows,
     )
+    lines += _lossless_retransmissions(hs_all, hs_msgs, profiles)
+    lines += _failures(hs_all, datagrams)
     lines += _rekey_lines(phases, messages, proposals, profiles, ref)
     lines += ["", "### What IKEv2 saves", ""]
     lines += _savings(version, at_ref, times, profiles, phases, ref)
     lines.append("")
     return lines
+
+
+def _lossless_retransmissions(
+    hs_all: pd.DataFrame, msgs: pd.DataFrame, profiles: Sequence[str]
+) -> list[str]:
+    """Which messages were retransmitted where the link lost nothing: there the cause is
+    a peer, not the link."""
+    clean = [
+        p
+        for p in profiles
+        if not hs_all[hs_all["profile"] == p].empty
+        and float(hs_all[hs_all["profile"] == p]["loss_pct"].max()) == 0
+    ]
+    if not clean or msgs.empty:
+        return []
+    again = msgs[msgs["profile"].isin(clean) & msgs["retransmission"].astype(bool)]
+    if again.empty:
+        return []
+    out = ["", "Retransmissions on the loss-free profiles (the link dropped nothing there):", ""]
+    for (proposal, exchange, sender), g in again.groupby(
+        ["proposal", "exchange", "sender"], sort=False
+    ):
+        handshakes = g[["profile", "repetition"]].drop_duplicates()
+        total = len(hs_all[(hs_all["proposal"] == proposal) & hs_all["profile"].isin(clean)])
+        line = (
+            f"- {proposal}: the {sender}'s {exchange} message in {len(handshakes)} of "
+            f"{total} handshakes"
+        )
+        mine = msgs[msgs["proposal"] == proposal]
+        if (
+            exchange == "QUICK_MODE"
+            and sender == "initiator"
+            and (mine["exchange"] == "AGGRESSIVE_MODE").any()
+        ):
+            # Seen in the lab's charon logs for exactly these retransmissions.
+            line += (
+                ": quick mode's first message leaves right behind aggressive mode's third, "
+                "and when charon's responder handles it first it logs `ignoring QUICK_MODE "
+                "request while phase 1 is incomplete`; the initiator sends it again after "
+                "its retransmission timeout"
+            )
+        out.append(line + ".")
+    return out
+
+
+def _failures(hs_all: pd.DataFrame, datagrams: pd.DataFrame) -> list[str]:
+    """The handshakes that failed, with their failure, and for IKEv1 whether the
+    initiator's last phase 1 message was lost: nothing answers it, so nothing makes the
+    initiator send it again (RFC 2409 has no acknowledgement for it)."""
+    failed = hs_all[~hs_all["established"]]
+    if failed.empty:
+        return []
+    out = ["", "Handshakes that failed:", ""]
+    for row in failed.itertuples():
+        line = f"- {row.proposal} at `{row.profile}`, repetition {row.repetition}: {row.failure}"
+        if not datagrams.empty and "fate" in datagrams:
+            d = datagrams[
+                (datagrams["proposal"] == row.proposal)
+                & (datagrams["profile"] == row.profile)
+                & (datagrams["repetition"] == row.repetition)
+            ]
+            phase1 = d[d["exchange"].isin(list(_MODES)) & (d["sender"] == "initiator")]
+            last = phase1[~phase1["is_response"].astype(bool)].tail(1)
+            if (
+                not last.empty
+                and last["fate"].iloc[0] == "lost"
+                and not phase1["retransmission"].astype(bool).any()
+            ):
+                line += (
+                    f". The link lost the initiator's last {last['exchange'].iloc[0]} "
+                    "message, which nothing answers: the initiator never sent it again "
+                    "(it answered the responder's retransmissions with quick mode), so the "
+                    "responder never completed phase 1"
+                )
+        out.append(line + ".")
+    return out
 
 
 _COLUMNS = ("messages", "round_trips", "datagrams", "ike_bytes", "udp_bytes", "ip_bytes")
