@@ -6,7 +6,8 @@
     description = "Hybrid ML-KEM against classical key exchange"
     seed = 1
     repetitions = 20
-    pairs = ["memory"]              # memory, udp, pqike-strongswan, strongswan-pqike, strongswan
+    pairs = ["memory"]              # memory, udp, pqike-strongswan, strongswan-pqike, strongswan,
+                                    # strongswan-ikev1 (IKEv1: proposals with ikev1_mode)
     esp = "aes256gcm16"
     baseline = "x25519"             # what overheads are relative to
     highlight = "x25519+mlkem768"   # the proposal the report's headline is about
