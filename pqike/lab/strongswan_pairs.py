@@ -1,4 +1,5 @@
-"""The strongSwan peer pairs: ``pqike-strongswan``, ``strongswan-pqike`` and ``strongswan``.
+"""The strongSwan peer pairs: ``pqike-strongswan``, ``strongswan-pqike``, ``strongswan``
+and ``strongswan-ikev1`` (the ``strongswan`` pair's two charons speaking IKEv1).
 
 Each handshake runs between two real peers in the interop lab's two network namespaces
 (:mod:`pqike.interop.lab`), the initiator on the left (192.0.2.1 / 2001:db8::1), the responder
@@ -35,6 +36,16 @@ Daemons, relay and namespaces live for as long as consecutive handshakes share t
 same proposal and peer settings (a cell's repetitions, and a proposal's profiles); the
 IKE SA is deleted between handshakes. ``close()`` (called by the runner at the end)
 tears everything down; a failed handshake also starts the next one from scratch.
+
+``strongswan-ikev1`` configures both charons with swanctl ``version = 1`` (and
+``aggressive = yes`` for a proposal whose ``ikev1_mode`` is ``aggressive``); its datagrams
+are dissected by ``pqike.lab.ikev1`` (ISAKMP headers; IKEv1's encrypted payloads are not
+decrypted) and its handshake runs to the initiator's third quick mode message.
+
+The two strongSwan <-> strongSwan pairs also run the ``child`` phase after the handshake
+(``HandshakeCase.phases``): ``swanctl --rekey --child`` on the initiator, measured from
+the relay's log until both daemons hold the new Child SA and every IKEv2 request of the
+phase has its response; ``HandshakeRun.phases`` holds its cost.
 
 Both peers use the identities and PSK of the ``memory`` and ``udp`` pairs and the same
 traffic selectors (0.0.0.0/0 and ::/0 both ways), so the pairs' messages differ only
