@@ -154,24 +154,38 @@ class Trace:
         ``phase`` or of the whole trace.
 
         ``round_trips`` counts the requests the other side answered (a request that got
-        no response is no round trip); ``requests`` counts every request sent once.
+        no response is no round trip); ``requests`` counts every request sent once. A
+        request is answered by the first later response of the other side in its exchange
+        (exchange and message ID) that answers no earlier request: in IKEv2 each exchange
+        is one request and its response; IKEv1's main mode is three such pairs in one
+        exchange, and the third message of aggressive and quick mode is a request that
+        nothing answers (``pqike.lab.ikev1``).
         """
         messages = [m for m in self.messages if phase is None or m.phase == phase]
         datagrams = [d for d in self.datagrams if phase is None or d.phase == phase]
         reqs = [m for m in messages if not m.is_response and not m.retransmission]
-        answered = {(m.sender, m.exchange, m.message_id) for m in messages if m.is_response}
+        round_trips = 0
+        used: set[int] = set()
+        for k, m in enumerate(messages):
+            if m.is_response or m.retransmission:
+                continue
+            for j in range(k + 1, len(messages)):
+                r = messages[j]
+                if (
+                    j not in used
+                    and r.is_response
+                    and r.sender != m.sender
+                    and (r.exchange, r.message_id) == (m.exchange, m.message_id)
+                ):
+                    used.add(j)
+                    round_trips += 1
+                    break
         return {
             "messages": len(messages),
             "datagrams": len(datagrams),
             "fragments": sum(m.fragments for m in messages),
             "requests": len(reqs),
-            "round_trips": sum(
-                1
-                for m in reqs
-                if any(
-                    s != m.sender and (x, i) == (m.exchange, m.message_id) for s, x, i in answered
-                )
-            ),
+            "round_trips": round_trips,
             "ike_bytes": sum(d.ike_bytes for d in datagrams),
             "udp_bytes": sum(d.udp_bytes for d in datagrams),
             "ip_bytes": sum(d.ip_bytes for d in datagrams),

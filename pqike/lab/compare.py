@@ -37,6 +37,8 @@ def pair_sides(pair: str) -> tuple[str, str]:
     """(initiator, responder) implementation names of a pair kind."""
     if pair in _PQIKE_PAIRS:
         return ("pqike", "pqike")
+    if pair == "strongswan-ikev1":  # one implementation, the other protocol version
+        return ("strongSwan", "strongSwan")
     if pair in _IMPLEMENTATIONS:
         name = _IMPLEMENTATIONS[pair]
         return (name, name)

@@ -15,7 +15,9 @@ calls when a run ends, for what it keeps between handshakes.
 A pair that can go on after the handshake (``HandshakeCase.phases``: rekeys and the
 like, on the same SA and link) says so with ``runs_phases = True`` and returns each
 phase's cost in ``HandshakeRun.phases``; the runner refuses a spec with phases for the
-others before running anything. Only ``memory`` can so far.
+others before running anything. ``memory`` runs every phase; the strongSwan <->
+strongSwan pairs (``strongswan``, ``strongswan-ikev1``) run ``child`` and refuse the
+others through ``refuse_phases(phases)``, which the runner asks too.
 
 To add a kind, write a class with ``name``, ``simulated``, ``unavailable_reason()`` and
 ``run(case)`` and pass ``pairs={**default_pairs(), "mine": Mine()}`` to the runner.

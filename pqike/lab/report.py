@@ -40,7 +40,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ from .metrics import (
     summarize_phases,
     table_path,
 )
+from .report_versions import versions_section
 
 PLOTS = {
     "bytes": "bytes_per_exchange.png",
@@ -144,6 +145,13 @@ class _Data:
     """``phases.csv`` of ``pair`` (empty when the spec has no phases)."""
     phase_msgs: pd.DataFrame
     """The messages of ``pair`` sent after the handshake, in the phases."""
+    every_message: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """``messages.csv`` whole: every pair and phase."""
+    phases_all: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """``phases.csv`` whole: every pair."""
+    disjoint: bool = False
+    """Each proposal ran on one pair only (IKEv1 proposals on ``strongswan-ikev1``, the
+    others on IKEv2 pairs): ``pair`` names them all and the sections read every pair."""
 
 
 # --- entry point --------------------------------------------------------------------
@@ -232,9 +240,20 @@ def _load(out: Path) -> _Data:
     env = _read_json(out / "environment.json")
     pairs = list(dict.fromkeys(hs_all["pair"]))
     pair = "memory" if "memory" in pairs else pairs[0]
-    hs = hs_all[hs_all["pair"] == pair].copy()
+    # An IKEv1 pair beside IKEv2 pairs runs proposals of its own: with every proposal on
+    # one pair, the sections compare proposals across pairs.
+    disjoint = len(pairs) > 1 and int(hs_all.groupby("proposal")["pair"].nunique().max()) == 1
+    if disjoint:
+        pair = ", ".join(pairs)
+        hs_all["_pair"] = pair
+    column = "_pair" if disjoint else "pair"
+    if disjoint:
+        for table in (msgs_all, every_message):
+            if not table.empty:
+                table["_pair"] = pair
+    hs = hs_all[hs_all[column] == pair].copy()
     if not msgs_all.empty:
-        msgs = msgs_all[msgs_all["pair"] == pair].copy()
+        msgs = msgs_all[msgs_all[column] == pair].copy()
     else:
         msgs = msgs_all
     proposals = list(dict.fromkeys(hs["proposal"]))
@@ -252,14 +271,16 @@ def _load(out: Path) -> _Data:
     ref, reason = _reference(profiles.loc[names])
     datagrams = _handshake_only(_read_csv(out / "datagrams.csv"))
     payloads = _read_csv(out / "payloads.csv")
-    phases = _read_csv(out / "phases.csv")
+    phases_all = _read_csv(out / "phases.csv")
+    phases = phases_all
     phase_msgs = every_message.iloc[0:0]
     if not phases.empty:
-        phases = phases[phases["pair"] == pair].copy()
+        phases = phases[phases["pair"].isin(pairs) if disjoint else phases["pair"] == pair]
+        phases = phases.copy()
         phases["ok"] = phases["ok"].astype(bool)
         if "phase" in every_message:
             phase_msgs = every_message[
-                (every_message["pair"] == pair) & (every_message["phase"] != HANDSHAKE_PHASE)
+                (every_message[column] == pair) & (every_message["phase"] != HANDSHAKE_PHASE)
             ]
     present = set(payloads["pair"]) if not payloads.empty else set()
     diff_reference = next((p for p in ("memory", "udp") if p in present), None)
@@ -292,6 +313,9 @@ def _load(out: Path) -> _Data:
         log_agreement(datagrams),
         phases,
         phase_msgs,
+        every_message,
+        phases_all,
+        disjoint,
     )
 
 
@@ -1253,7 +1277,15 @@ def _lifetime_section(data: _Data, plots: dict[str, str | None]) -> list[str]:
                 ok = at[at["ok"]]
                 if at.empty:
                     continue
-                t = describe(ok["sim_time_cpu_s"].tolist())
+                # Real pairs (strongSwan) measure no CPU: their phases' wall-clock time
+                # is in sim_time_s, their handshake's in handshakes.csv.
+                col = "sim_time_cpu_s" if ok["sim_time_cpu_s"].notna().any() else "sim_time_s"
+                t = describe(ok[col].tolist())
+                timed = (
+                    f"{_interval(t)} (median {_time(t['median'])}, p95 {_time(t['p95'])})"
+                    if t["n"]
+                    else "n/a (handshakes.csv)"
+                )
                 rows.append(
                     [
                         f"`{prof}`",
@@ -1263,7 +1295,7 @@ def _lifetime_section(data: _Data, plots: dict[str, str | None]) -> list[str]:
                         _interval(describe(ok["ip_bytes"].tolist()), _bytes),
                         _fixed(float(ok["datagrams"].mean())) if len(ok) else "n/a",
                         _num(_median(ok, "round_trips")),
-                        f"{_interval(t)} (median {_time(t['median'])}, p95 {_time(t['p95'])})",
+                        timed,
                         _time(float(ok["cpu_initiator_s"].mean())) if len(ok) else "n/a",
                         _time(float(ok["cpu_responder_s"].mean())) if len(ok) else "n/a",
                         _share(int((at["retransmissions"] > 0).sum()), len(at)),
@@ -1552,7 +1584,16 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
     lines += _overhead_section(data, plots)
     lines += _lifetime_section(data, plots)
     lines += _auth_section(data, plots)
-    if hs["pair"].nunique() > 1:
+    lines += versions_section(
+        data.hs_all,
+        data.every_message,
+        data.phases_all,
+        [str(n) for n in data.profiles.index],
+        data.ref,
+        lambda name: _profile_text(data.profiles, name),
+        data.datagrams,
+    )
+    if hs["pair"].nunique() > 1 and not data.disjoint:
         lines += _pairs_section(data)
         if plots.get("pairs"):
             lines += [

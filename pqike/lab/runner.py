@@ -152,6 +152,12 @@ def check_pairs(spec: ExperimentSpec, pairs: Mapping[str, PeerPair]) -> None:
                 f"({', '.join(able) or 'none here'}) in experiment.pairs or drop the phases",
                 field="experiment.phases",
             )
+        refuse = getattr(pair, "refuse_phases", None)
+        refused = refuse(spec.phases) if spec.phases and refuse is not None else None
+        if refused:
+            raise ConfigurationError(
+                f"{spec.source}: experiment.phases: {refused}", field="experiment.phases"
+            )
         reason = pair.unavailable_reason()
         if reason is not None:
             raise ConfigurationError(

@@ -6,7 +6,8 @@
     description = "Hybrid ML-KEM against classical key exchange"
     seed = 1
     repetitions = 20
-    pairs = ["memory"]              # memory, udp, pqike-strongswan, strongswan-pqike, strongswan
+    pairs = ["memory"]              # memory, udp, pqike-strongswan, strongswan-pqike, strongswan,
+                                    # strongswan-ikev1 (IKEv1: proposals with ikev1_mode)
     esp = "aes256gcm16"
     baseline = "x25519"             # what overheads are relative to
     highlight = "x25519+mlkem768"   # the proposal the report's headline is about
@@ -56,9 +57,17 @@ PAIR_KINDS: tuple[str, ...] = (
     "pqike-strongswan",
     "strongswan-pqike",
     "strongswan",
+    "strongswan-ikev1",
 )
 """Peer pairs a spec may name: initiator-responder. ``memory`` is two pqike peers in one
-process over a simulated link; the others use real UDP sockets (and strongSwan)."""
+process over a simulated link; the others use real UDP sockets (and strongSwan);
+``strongswan-ikev1`` is two strongSwan daemons speaking IKEv1, for proposals with an
+``ikev1_mode`` (and only those)."""
+IKEV1_PAIRS: tuple[str, ...] = ("strongswan-ikev1",)
+"""Peer pairs that speak IKEv1: they run the proposals with ``ikev1_mode``, the others
+every proposal without it."""
+IKEV1_MODES: tuple[str, ...] = ("main", "aggressive")
+"""``ikev1_mode`` values: RFC 2409 main mode or aggressive mode, each followed by quick mode."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 
@@ -90,9 +99,11 @@ _PROPOSAL_KEYS = (
     "preset",
     "auth",
     "chain",
+    "ikev1_mode",
 )
 IMPAIR_PAIRS: tuple[str, ...] = ("memory", "udp")
-"""Peer pairs that apply a proposal's ``impair`` and ``responder_impair`` (two pqike peers)."""
+"""Peer pairs that apply a proposal's ``impair``, ``responder_impair``, ``auth`` and
+``preset`` (two pqike peers)."""
 _PROFILE_KEYS = (
     "delay_ms",
     "jitter_ms",
@@ -134,6 +145,9 @@ class ProposalSpec:
     """With certificate ``auth``: how many certificates each peer sends in IKE_AUTH, 1
     (the end entity, signed by the CA) to 4 (the end entity and three intermediate CAs);
     the CA itself is never sent. Default 2: one intermediate."""
+    ikev1_mode: str | None = None
+    """``main`` or ``aggressive``: an IKEv1 proposal (then ``ike`` is an IKEv1 proposal,
+    run by the ``strongswan-ikev1`` pair only); ``None``: IKEv2, for the other pairs."""
 
 
 @dataclass(frozen=True)
@@ -250,7 +264,8 @@ class ExperimentSpec:
             for proposal in self.proposals
             for pair in self.pairs
             for profile in self.profiles
-            if profile.pairs is None or pair in profile.pairs
+            if (profile.pairs is None or pair in profile.pairs)
+            and (proposal.ikev1_mode is not None) == (pair in IKEV1_PAIRS)
         ]
 
     def repetitions_for(self, cell: Cell) -> int:
@@ -335,16 +350,29 @@ def parse_spec(
                     f"profiles.{profile.name}.pairs",
                     f"peer pair {pair!r} is not in experiment.pairs ({', '.join(pairs)})",
                 )
+    other = [pair for pair in pairs if pair not in IMPAIR_PAIRS]
     for proposal in proposals:
-        if proposal.impair or proposal.responder_impair:
-            other = [pair for pair in pairs if pair not in IMPAIR_PAIRS]
-            if other:
-                key = "impair" if proposal.impair else "responder_impair"
-                v.fail(
-                    f"proposals.{proposal.name}.{key}",
-                    f"impairments apply only to the {' and '.join(IMPAIR_PAIRS)} pairs, "
-                    f"but experiment.pairs has {other[0]!r}",
-                )
+        # What only two pqike peers can do: a strongSwan pair would silently ignore it,
+        # and its cells would then be labelled with something they did not do.
+        pqike_only = {
+            "impair": bool(proposal.impair),
+            "responder_impair": bool(proposal.responder_impair),
+            "auth": proposal.auth != "psk",
+            "preset": proposal.preset != "pqike",
+        }
+        key = next((k for k, used in pqike_only.items() if used), None)
+        if key is not None and other:
+            what = (
+                "impairments apply"
+                if "impair" in key
+                else f"{key} = {getattr(proposal, key)!r} applies"
+            )
+            v.fail(
+                f"proposals.{proposal.name}.{key}",
+                f"{what} only to the {' and '.join(IMPAIR_PAIRS)} pairs (two pqike peers), "
+                f"but experiment.pairs has {other[0]!r}",
+            )
+    v.ikev1(proposals, pairs)
     names = [p.name for p in proposals]
     baseline = exp.get("baseline")
     highlight = exp.get("highlight")
@@ -585,6 +613,15 @@ class _Validator:
             responder_impair = self.impairments(
                 entry.get("responder_impair", []), f"{field}.responder_impair"
             )
+            ikev1_mode = None
+            if "ikev1_mode" in entry:
+                ikev1_mode = self.string(entry["ikev1_mode"], f"{field}.ikev1_mode")
+                if ikev1_mode not in IKEV1_MODES:
+                    self.fail(
+                        f"{field}.ikev1_mode",
+                        f"must be one of {', '.join(IKEV1_MODES)}, got {ikev1_mode!r}",
+                    )
+                self.ikev1_proposal(ike, ike_field)
             out.append(
                 ProposalSpec(
                     name,
@@ -597,9 +634,53 @@ class _Validator:
                     preset,
                     auth,
                     chain,
+                    ikev1_mode,
                 )
             )
         return tuple(out)
+
+    def ikev1_proposal(self, text: str, field: str) -> None:
+        """IKEv1 (RFC 2409) protects its ISAKMP SA with a cipher and a separate hash and
+        has one Diffie-Hellman exchange: no AEAD, no additional key exchanges."""
+        for proposal in parse_proposals(text):
+            types = {t.type for t in proposal.transforms}
+            if TransformType.INTEG not in types:
+                self.fail(
+                    field,
+                    "an IKEv1 proposal needs an integrity algorithm: IKEv1 has no AEAD for "
+                    f"its ISAKMP SA (e.g. aes256-sha384-x25519), got {text!r}",
+                )
+            if types & set(ADDKE_TYPES):
+                self.fail(
+                    field,
+                    f"an IKEv1 proposal has one key exchange only, got {text!r} with "
+                    "additional key exchanges (ke1_...)",
+                )
+
+    def ikev1(self, proposals: Sequence[ProposalSpec], pairs: Sequence[str]) -> None:
+        """IKEv1 proposals need an IKEv1 pair, and an IKEv1 pair needs IKEv1 proposals."""
+        ikev1_pairs = [p for p in pairs if p in IKEV1_PAIRS]
+        for proposal in proposals:
+            if proposal.ikev1_mode is not None and not ikev1_pairs:
+                self.fail(
+                    f"proposals.{proposal.name}.ikev1_mode",
+                    f"IKEv1 runs only on the {', '.join(IKEV1_PAIRS)} pair, which "
+                    f"experiment.pairs ({', '.join(pairs)}) does not list",
+                )
+        if not [p for p in pairs if p not in IKEV1_PAIRS]:
+            for proposal in proposals:
+                if proposal.ikev1_mode is None:
+                    self.fail(
+                        f"proposals.{proposal.name}",
+                        "an IKEv2 proposal (no ikev1_mode) runs on none of experiment.pairs "
+                        f"({', '.join(pairs)}): add an IKEv2 pair or give it an ikev1_mode",
+                    )
+        if ikev1_pairs and not any(p.ikev1_mode for p in proposals):
+            self.fail(
+                "experiment.pairs",
+                f"peer pair {ikev1_pairs[0]!r} runs only proposals with an ikev1_mode "
+                "(main or aggressive), and no proposal has one",
+            )
 
     def profiles(self, value: Any) -> tuple[NetworkProfile, ...]:
         if value is None:
@@ -682,6 +763,8 @@ def _show(value: Any) -> str:
 
 
 __all__ = [
+    "IKEV1_MODES",
+    "IKEV1_PAIRS",
     "PAIR_KINDS",
     "Cell",
     "ExperimentSpec",

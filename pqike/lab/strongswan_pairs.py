@@ -1,4 +1,5 @@
-"""The strongSwan peer pairs: ``pqike-strongswan``, ``strongswan-pqike`` and ``strongswan``.
+"""The strongSwan peer pairs: ``pqike-strongswan``, ``strongswan-pqike``, ``strongswan``
+and ``strongswan-ikev1`` (the ``strongswan`` pair's two charons speaking IKEv1).
 
 Each handshake runs between two real peers in the interop lab's two network namespaces
 (:mod:`pqike.interop.lab`), the initiator on the left (192.0.2.1 / 2001:db8::1), the responder
@@ -36,6 +37,16 @@ same proposal and peer settings (a cell's repetitions, and a proposal's profiles
 IKE SA is deleted between handshakes. ``close()`` (called by the runner at the end)
 tears everything down; a failed handshake also starts the next one from scratch.
 
+``strongswan-ikev1`` configures both charons with swanctl ``version = 1`` (and
+``aggressive = yes`` for a proposal whose ``ikev1_mode`` is ``aggressive``); its datagrams
+are dissected by ``pqike.lab.ikev1`` (ISAKMP headers; IKEv1's encrypted payloads are not
+decrypted) and its handshake runs to the initiator's third quick mode message.
+
+The two strongSwan <-> strongSwan pairs also run the ``child`` phase after the handshake
+(``HandshakeCase.phases``): ``swanctl --rekey --child`` on the initiator, measured from
+the relay's log until both daemons hold the new Child SA and every IKEv2 request of the
+phase has its response; ``HandshakeRun.phases`` holds its cost.
+
 Both peers use the identities and PSK of the ``memory`` and ``udp`` pairs and the same
 traffic selectors (0.0.0.0/0 and ::/0 both ways), so the pairs' messages differ only
 where the implementations do. strongSwan's ``send_certreq`` is off: with the lab's
@@ -56,15 +67,19 @@ import time
 import weakref
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..constants import IKE_PORT, NAT_T_PORT
-from ..handshake import make_config
+from ..errors import ProtocolError
+from ..handshake import PhaseResult, make_config
 from ..ike.events import Event, IkeSaFailed
 from ..interop.lab import Lab, LabError, StrongSwanConfig, ensure_strongswan, log_dumps
 from ..trace import DatagramRecord, MessageRecord, Trace, payload_names
-from .dissect import KeySchedule, dissect, ike_message, suite_of
+from ..wire import isakmp
+from .dissect import DissectedMessage, KeySchedule, dissect, ike_message, suite_of
+from .ikev1 import dissect_ikev1, ikev1_message, initiator_cookie, opens_phase1, payload_list
 from .link import DatagramFate
 from .netns import enter_namespace
 from .peers import (
@@ -78,6 +93,8 @@ from .peers import (
 from .tun_relay import TunRecord, TunRelay, TunRelayError
 
 T = TypeVar("T")
+_Outcome = tuple[str, bool, str | None]
+"""A phase's name, whether it reached its goal, and why not."""
 
 LAB_PREFIX = "pqxp"
 """Name prefix of the lab namespaces these pairs create (``pqxp-<hex>-left``...):
@@ -156,9 +173,12 @@ class _Setup:
     fragment_size: int
     retransmit_timeout: float
     retransmit_tries: int
+    ikev1_mode: str | None = None
+    """``main`` or ``aggressive``: both daemons speak IKEv1 (the ``strongswan-ikev1``
+    pair); ``None``: IKEv2."""
 
     @classmethod
-    def of(cls, case: HandshakeCase) -> _Setup:
+    def of(cls, case: HandshakeCase, ikev1: bool = False) -> _Setup:
         p = case.proposal
         return cls(
             p.ike,
@@ -168,6 +188,7 @@ class _Setup:
             case.profile.fragment_size,
             case.retransmit_timeout,
             case.retransmit_tries,
+            (p.ikev1_mode or "main") if ikev1 else None,
         )
 
 
@@ -201,6 +222,7 @@ class _Environment:
         self.loops: dict[str, _NamespaceLoop] = {}
         self.endpoints: dict[str, Any] = {}
         self.responder_events: list[tuple[Any, Event]] = []
+        self.last_datagrams: list[tuple[str, bytes]] = []
         try:
             self._build(install)
         except BaseException:
@@ -261,6 +283,8 @@ class _Environment:
             send_certreq=False,
             retransmit_timeout=s.retransmit_timeout,
             retransmit_tries=s.retransmit_tries,
+            version=1 if s.ikev1_mode else 2,
+            aggressive=s.ikev1_mode == "aggressive",
         )
 
     def _pqike_config(self, side: str) -> Any:
@@ -325,13 +349,38 @@ class _Environment:
         if cpu_r0 is not None:
             cpu_r = self.loops["right"].call(_thread_time()) - cpu_r0
         records = self.relay.records()
+        outcomes: list[_Outcome] = []
+        bounds = [len(records)]
+        if established and case.phases:
+            outcomes, bounds = self._run_phases(case)
+            records = self.relay.records()
         logs = {side: _read_from(d.log_path, offsets[side]) for side, d in self.daemons.items()}
         responder_events = [ev for _, ev in self.responder_events[first_event:]]
         clean = established and self._terminate(sa)
+        # Every datagram of the handshake, its phases and the IKE SA's deletion, for
+        # captures of real messages (tests/data/ikev1/capture.py).
+        self.last_datagrams = [
+            (_SENDER[r.direction], r.udp_payload) for r in self.relay.records() if r.is_udp
+        ]
 
         failure = None
         if not established:
             failure = self._failure(initiator_events, responder_events, swanctl_output, logs, case)
+        if self.setup.ikev1_mode:
+            return (
+                _measured_ikev1_run(
+                    records,
+                    logs=logs,
+                    established=established,
+                    failure=failure,
+                    elapsed=elapsed,
+                    ipv6=case.profile.ipv6,
+                    record_payloads=case.record_payloads,
+                    phases=outcomes,
+                    bounds=bounds,
+                ),
+                clean,
+            )
         keys = self._keys(logs, initiator_events, responder_events)
         run = _measured_run(
             records,
@@ -344,8 +393,97 @@ class _Environment:
             cpu_responder=cpu_r,
             ipv6=case.profile.ipv6,
             record_payloads=case.record_payloads,
+            phases=outcomes,
+            bounds=bounds,
         )
         return run, clean
+
+    def _run_phases(self, case: HandshakeCase) -> tuple[list[_Outcome], list[int]]:
+        """Each phase of ``case.phases`` on the established SA, one after the other.
+
+        A phase starts once both daemons hold the Child SA (and the relay's log so far,
+        whose length is the phase's first bound, holds the handshake) and ends when both
+        hold the rekeyed Child SA and no longer the old one, so the next phase (or the
+        IKE SA's deletion) finds the peers idle. Returns each phase's (name, ok, failure)
+        and the relay log's length before each phase and after the last one.
+        """
+        assert self.relay is not None
+        outcomes: list[_Outcome] = []
+        timeout = max(
+            _gives_up_after(case.retransmit_timeout, case.retransmit_tries), PHASE_SETTLE_S
+        )
+        if not _wait_until(lambda: self._both_hold_child(), timeout):
+            return [(case.phases[0], False, "the responder never installed the Child SA")], [
+                len(self.relay.records())
+            ]
+        bounds = [len(self.relay.records())]
+        for name in case.phases:
+            before = self._child_spis()
+            ok, failure = True, None
+            try:
+                self.daemons["left"].rekey_child(timeout=timeout)
+            except LabError as exc:
+                ok, failure = False, f"initiator (strongSwan): {str(exc).splitlines()[0]}"
+            if ok and not _wait_until(partial(self._rekeyed, before), timeout):
+                # An IKEv1 delete (with delete_rekeyed) is sent once, unacknowledged (RFC
+                # 2408 4.8): when the link lost it the responder still holds the old Child
+                # SA beside the new one, which is rekeyed all the same.
+                if not self._rekeyed(before, lingering=True):
+                    ok, failure = False, "the Child SA was not rekeyed on both peers"
+            # Both peers hold the new Child SA before the last exchange of the phase is
+            # over (IKEv2's delete of the old one): the phase ends when every IKEv2
+            # request in it has had a response delivered, and that response has arrived.
+            _wait_until(partial(self._answered_since, bounds[-1]), timeout)
+            time.sleep(case.profile.delay_ms / 1e3 + case.profile.jitter_ms / 1e3 + ARRIVAL_S)
+            bounds.append(len(self.relay.records()))
+            outcomes.append((name, ok, failure))
+            if not ok:
+                break
+        return outcomes, bounds
+
+    def _answered_since(self, start: int) -> bool:
+        """Every IKEv2 request the relay carried since record ``start`` has a response the
+        link delivered (RFC 7296 2.1: the R flag, 0x20; matched by exchange and message
+        ID in the other direction). IKEv1 messages have no responses to wait for."""
+        assert self.relay is not None
+        requests, answered = set(), set()
+        for r in self.relay.records()[start:]:
+            msg = ike_message(r.udp_payload) if r.is_udp else None
+            if msg is None or msg[17] >> 4 != 2:
+                continue
+            key = (msg[18], msg[20:24])
+            from_initiator = r.direction == "forward"
+            if msg[19] & 0x20:
+                if r.delivered is not None:
+                    answered.add((key, not from_initiator))
+            else:
+                requests.add((key, from_initiator))
+        return requests <= answered
+
+    def _child_spis(self) -> dict[str, set[str]]:
+        """The inbound SPIs of the installed Child SAs each daemon holds."""
+        out: dict[str, set[str]] = {}
+        for side, daemon in self.daemons.items():
+            out[side] = {
+                str(c.raw.get("spi-in"))
+                for sa in daemon.list_sas()
+                for c in sa.children
+                if c.state == "INSTALLED"
+            }
+        return out
+
+    def _both_hold_child(self) -> bool:
+        return all(self._child_spis().values())
+
+    def _rekeyed(self, before: dict[str, set[str]], lingering: bool = False) -> bool:
+        """Each daemon holds exactly one installed Child SA, and not one it held before;
+        with ``lingering`` the responder may still hold the old one beside the new."""
+        now = self._child_spis()
+        for side, spis in now.items():
+            new = spis - before[side]
+            if not new or (len(spis) != 1 and not (lingering and side == "right")):
+                return False
+        return True
 
     async def _pqike_initiate(self, max_time: float) -> tuple[Any, Any, bool, float]:
         udp = self.endpoints["left"]
@@ -458,6 +596,42 @@ class _Environment:
         self.lab.down()
 
 
+PHASE_SETTLE_S = 10.0
+"""The shortest wait for a phase's outcome on both peers (longer with more
+retransmissions). IKEv2 deletes the old Child SA with an INFORMATIONAL exchange (RFC
+7296 2.8); strongSwan's IKEv1 leaves it to expire (``charon.delete_rekeyed = no``), in
+state REKEYED, which is no longer installed for this check."""
+PHASES_SUPPORTED = ("child",)
+"""Phases the strongSwan <-> strongSwan pairs run: ``child``, a Child SA rekey by
+``swanctl --rekey --child`` on the initiator (charon in the lab does not rekey on its own:
+the load-tester's fake kernel sends no expire events)."""
+
+
+ARRIVAL_S = 0.05
+"""Margin for the relay to deliver a phase's last datagram after its delay, before the
+phase's window of the relay's log closes."""
+RETRANSMIT_BASE = 1.8
+"""strongSwan's ``charon.retransmit_base``: the n-th retransmission waits
+``retransmit_timeout * retransmit_base ** n``."""
+
+
+def _gives_up_after(timeout: float, tries: int) -> float:
+    """Seconds until charon gives up on a request (every wait of its schedule), plus one
+    more timeout for the answer to the last retransmission: how long a phase may take
+    (the old Child SA's delete may follow the rekey, each retransmitted)."""
+    return 2 * sum(timeout * RETRANSMIT_BASE**n for n in range(tries + 1)) + timeout
+
+
+def _wait_until(condition: Any, timeout: float, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -505,9 +679,11 @@ def _measured_run(
     cpu_responder: float | None,
     ipv6: bool,
     record_payloads: bool,
+    phases: Sequence[_Outcome] = (),
+    bounds: Sequence[int] = (),
 ) -> HandshakeRun:
-    """A ``HandshakeRun`` from the relay's log of one handshake (see the module docstring)."""
-    sender_of = {"forward": "initiator", "backward": "responder"}
+    """A ``HandshakeRun`` from the relay's log of one handshake and the phases after it
+    (see the module docstring)."""
     udp = [r for r in records if r.is_udp]
     spi = None
     for r in udp:
@@ -522,14 +698,90 @@ def _measured_run(
         msg = ike_message(r.udp_payload)
         if msg is not None and msg[:8] == spi:
             kept.append(r)
-    messages = dissect([(sender_of[r.direction], r.udp_payload) for r in kept], keys)
-    messages = [m for m in messages if m.exchange in _HANDSHAKE]
-    owner = {i: m for m in messages for i in m.datagrams}
+    messages = dissect([(_SENDER[r.direction], r.udp_payload) for r in kept], keys)
+    labels = _phase_labels(
+        messages, kept, records, phases, bounds, lambda m: m.exchange in _HANDSHAKE
+    )
+    trace, fates, _ = _trace_of(kept, messages, labels, ipv6, payload_lists=None)
+    columns = _log_columns(trace, fates, logs)
+    wall = elapsed
+    if established:
+        auth = [
+            f.arrival
+            for d, f in zip(trace.datagrams, fates, strict=True)
+            if d.exchange == "IKE_AUTH" and d.is_response and f.arrival is not None
+        ]
+        if auth:
+            wall = max(auth)
+    suite = suite_of_records(kept)
+    handshake = [m for m in messages if labels.get(id(m)) == HANDSHAKE]
+    payloads = payload_records(trace, handshake) if record_payloads and not phases else None
+    return HandshakeRun(
+        established=established,
+        failure=failure,
+        negotiated=suite.describe() if established and suite is not None else None,
+        trace=trace,
+        simulated=False,
+        wall=wall,
+        end_time=wall,
+        cpu_initiator=cpu_initiator,
+        cpu_responder=cpu_responder,
+        fates=fates,
+        payloads=payloads,
+        datagram_columns=columns,
+        phases=_phase_results(trace, fates, phases) if phases else None,
+    )
+
+
+_SENDER = {"forward": "initiator", "backward": "responder"}
+HANDSHAKE = "handshake"
+
+
+def _phase_labels(
+    messages: Sequence[DissectedMessage],
+    kept: Sequence[TunRecord],
+    records: Sequence[TunRecord],
+    phases: Sequence[_Outcome],
+    bounds: Sequence[int],
+    is_handshake: Any,
+) -> dict[int, str]:
+    """``id(message) -> phase`` for the messages that count: the handshake's exchanges,
+    and every other message that the relay read while a phase ran (``bounds`` are the
+    relay log's lengths before each phase and after the last). Others (an exchange
+    between the handshake and the first phase) are left out."""
+    position = {id(r): i for i, r in enumerate(records)}
+    labels: dict[int, str] = {}
+    for m in messages:
+        if is_handshake(m):
+            labels[id(m)] = HANDSHAKE
+            continue
+        at = position[id(kept[m.datagrams[0]])]
+        for k, (name, _, _) in enumerate(phases):
+            if k + 1 < len(bounds) and bounds[k] <= at < bounds[k + 1]:
+                labels[id(m)] = name
+                break
+    return labels
+
+
+def _trace_of(
+    kept: Sequence[TunRecord],
+    messages: Sequence[DissectedMessage],
+    labels: dict[int, str],
+    ipv6: bool,
+    payload_lists: Any,
+) -> tuple[Trace, list[DatagramFate], list[DissectedMessage]]:
+    """The trace (messages and datagrams with their phase), each datagram's fate, and the
+    messages kept, in the order their first datagrams were sent. Times are seconds from
+    the first kept datagram; ``payload_lists(message)`` names the payloads (IKEv2's
+    payload types when ``None``)."""
+    chosen = sorted((m for m in messages if id(m) in labels), key=lambda m: m.datagrams[0])
+    owner = {i: m for m in chosen for i in m.datagrams}
     kept_index = sorted(owner)
     start = kept[kept_index[0]].time if kept_index else 0.0
     trace = Trace(ipv6=ipv6)
-    for m in sorted(messages, key=lambda m: m.datagrams[0]):
+    for m in chosen:
         recs = [kept[i] for i in m.datagrams]
+        names = payload_lists(m) if payload_lists else payload_names(m.payload_types)
         trace.messages.append(
             MessageRecord(
                 recs[0].time - start,
@@ -537,13 +789,15 @@ def _measured_run(
                 m.exchange,
                 m.message_id,
                 m.is_response,
-                payload_names(m.payload_types),
+                names,
                 m.ike_bytes,
                 sum(len(r.udp_payload) for r in recs),
                 sum(len(r.packet) for r in recs),
                 len(recs),
                 m.fragments,
                 m.retransmission,
+                sum(len(ike_message(r.udp_payload) or b"") for r in recs),
+                labels[id(m)],
             )
         )
     fates = []
@@ -561,35 +815,149 @@ def _measured_run(
                 len(r.udp_payload),
                 len(r.packet),
                 m.retransmission,
+                labels[id(m)],
             )
         )
         arrival = r.delivered - start if r.delivered is not None else None
         fates.append(DatagramFate(r.fate, arrival, arrival))
+    return trace, fates, chosen
+
+
+NOT_MEASURED = float("nan")
+"""charon's CPU time per phase: not measured (an empty cell in ``phases.csv``)."""
+
+
+def _phase_results(
+    trace: Trace,
+    fates: Sequence[DatagramFate],
+    phases: Sequence[_Outcome],
+) -> list[PhaseResult]:
+    """Each phase's cost from the relay's log: its datagrams' bytes and counts, and the
+    wall time from its first datagram leaving a peer to its last one reaching the other
+    (then both are idle again). The handshake itself is ``handshakes.csv``'s row."""
+    out = []
+    for index, (name, ok, failure) in enumerate(phases, 1):
+        sent = [d.time for d in trace.datagrams if d.phase == name]
+        arrived = [
+            f.arrival
+            for d, f in zip(trace.datagrams, fates, strict=True)
+            if d.phase == name and f.arrival is not None
+        ]
+        start = min(sent) if sent else 0.0
+        end = max([*arrived, *sent]) if sent else 0.0
+        out.append(
+            PhaseResult(
+                name=name,
+                index=index,
+                ok=ok,
+                start=start,
+                duration=end - start,
+                cpu_initiator=NOT_MEASURED,
+                cpu_responder=NOT_MEASURED,
+                totals=trace.totals(phase=name),
+                failure=failure,
+            )
+        )
+    return out
+
+
+def _measured_ikev1_run(
+    records: Sequence[TunRecord],
+    *,
+    logs: dict[str, str],
+    established: bool,
+    failure: str | None,
+    elapsed: float,
+    ipv6: bool,
+    record_payloads: bool,
+    phases: Sequence[_Outcome] = (),
+    bounds: Sequence[int] = (),
+) -> HandshakeRun:
+    """``_measured_run`` for two IKEv1 daemons (``pqike.lab.ikev1``).
+
+    The handshake is the ISAKMP SA of the first main or aggressive mode message the
+    initiator sent, and the first quick mode under it (its message ID). Its time runs from
+    that first datagram to the initiator's third quick mode message, the last one the
+    Child SA needs (RFC 2409 5.5): the first such datagram that reached the responder, or
+    the last one sent when none did.
+    """
+    udp = [r for r in records if r.is_udp]
+    cookie = next(
+        (
+            initiator_cookie(r.udp_payload)
+            for r in udp
+            if r.direction == "forward" and opens_phase1(r.udp_payload)
+        ),
+        None,
+    )
+    kept = [r for r in udp if cookie is not None and initiator_cookie(r.udp_payload) == cookie]
+    messages = dissect_ikev1([(_SENDER[r.direction], r.udp_payload) for r in kept])
+    quick = next((m.message_id for m in messages if m.exchange == "QUICK_MODE"), None)
+
+    def is_handshake(m: DissectedMessage) -> bool:
+        if m.exchange in ("MAIN_MODE", "AGGRESSIVE_MODE"):
+            return True
+        return m.exchange == "QUICK_MODE" and m.message_id == quick
+
+    labels = _phase_labels(messages, kept, records, phases, bounds, is_handshake)
+    trace, fates, _ = _trace_of(kept, messages, labels, ipv6, payload_lists=payload_list)
     columns = _log_columns(trace, fates, logs)
     wall = elapsed
     if established:
-        auth = [
-            f.arrival
+        third = [
+            (f.arrival is None, d.time)
             for d, f in zip(trace.datagrams, fates, strict=True)
-            if d.exchange == "IKE_AUTH" and d.is_response and f.arrival is not None
+            if d.phase == HANDSHAKE
+            and d.exchange == "QUICK_MODE"
+            and d.sender == "initiator"
+            and not d.is_response
+            and d is not _first_quick(trace)
         ]
-        if auth:
-            wall = max(auth)
-    suite = suite_of_records(kept)
-    payloads = payload_records(trace, messages) if record_payloads else None
+        delivered = [t for lost, t in third if not lost]
+        if delivered:
+            wall = min(delivered)
+        elif third:
+            wall = max(t for _, t in third)
+    payloads = None
+    if record_payloads and not phases:
+        handshake = [m for m in messages if labels.get(id(m)) == HANDSHAKE]
+        payloads = payload_records(trace, handshake)
     return HandshakeRun(
         established=established,
         failure=failure,
-        negotiated=suite.describe() if established and suite is not None else None,
+        negotiated=_ikev1_suite(kept) if established else None,
         trace=trace,
         simulated=False,
         wall=wall,
         end_time=wall,
-        cpu_initiator=cpu_initiator,
-        cpu_responder=cpu_responder,
         fates=fates,
         payloads=payloads,
         datagram_columns=columns,
+        phases=_phase_results(trace, fates, phases) if phases else None,
+    )
+
+
+def _ikev1_suite(records: Sequence[TunRecord]) -> str | None:
+    """The ISAKMP SA's transform the responder chose: its first main or aggressive mode
+    message carries it in the clear (the Child SA's, in quick mode, is encrypted)."""
+    for r in records:
+        data = ikev1_message(r.udp_payload)
+        if data is None or r.direction != "backward":
+            continue
+        try:
+            header = isakmp.parse_header(data)
+        except ProtocolError:
+            continue
+        if header.exchange in ("MAIN_MODE", "AGGRESSIVE_MODE") and not header.encrypted:
+            return isakmp.phase1_transform(data, header)
+    return None
+
+
+def _first_quick(trace: Trace) -> DatagramRecord | None:
+    """The first quick mode datagram of the handshake (the initiator's proposal)."""
+    return next(
+        (d for d in trace.datagrams if d.phase == HANDSHAKE and d.exchange == "QUICK_MODE"),
+        None,
     )
 
 
@@ -679,11 +1047,18 @@ class StrongSwanPair:
         *,
         prefix: str = LAB_PREFIX,
         install: bool = False,
+        ikev1: bool = False,
     ) -> None:
         if {initiator, responder} - {"pqike", "strongswan"}:
             raise ValueError("initiator and responder are 'pqike' or 'strongswan'")
+        if ikev1 and (initiator, responder) != ("strongswan", "strongswan"):
+            raise ValueError("IKEv1 needs strongSwan on both sides (pqike speaks IKEv2 only)")
         self.name = name
         self.kinds = (initiator, responder)
+        self.ikev1 = ikev1
+        self.last_datagrams: list[tuple[str, bytes]] = []
+        """``(sender, UDP payload)`` of every datagram the relay carried in the last
+        handshake, its phases and the IKE SA's deletion, in the order it read them."""
         self.prefix = prefix
         self.install = install
         self._holder: dict[str, _Environment | None] = {"env": None}
@@ -693,6 +1068,22 @@ class StrongSwanPair:
 
     def __repr__(self) -> str:
         return f"StrongSwanPair({self.name!r})"
+
+    @property
+    def runs_phases(self) -> bool:
+        """Two strongSwan daemons run phases after the handshake (``PHASES_SUPPORTED``):
+        swanctl drives both; a pqike peer here has no command for them yet."""
+        return self.kinds == ("strongswan", "strongswan")
+
+    def refuse_phases(self, phases: Sequence[str]) -> str | None:
+        """Why this pair cannot run ``phases`` (one sentence), or ``None`` when it can."""
+        for name in phases:
+            if name not in PHASES_SUPPORTED:
+                return (
+                    f"peer pair {self.name!r} runs only the phases "
+                    f"{', '.join(PHASES_SUPPORTED)} (swanctl --rekey --child), not {name!r}"
+                )
+        return None
 
     def unavailable_reason(self) -> str | None:
         """Why this pair cannot run here (root, iproute2, TUN, the lab, a strongSwan build)."""
@@ -714,7 +1105,7 @@ class StrongSwanPair:
     def run(self, case: HandshakeCase) -> HandshakeRun:
         """One handshake between real peers; raises ``RuntimeError`` only when the lab
         itself breaks (a daemon or the relay does not start)."""
-        setup = _Setup.of(case)
+        setup = _Setup.of(case, ikev1=self.ikev1)
         env = self._holder["env"]
         if env is not None and env.setup != setup:
             self.close()
@@ -725,6 +1116,7 @@ class StrongSwanPair:
                 env = _Environment(self.kinds, setup, self.prefix, self.install)
                 self._holder["env"] = env
             run, clean = env.handshake(case)
+            self.last_datagrams = env.last_datagrams
         except errors as exc:
             self.close()
             raise RuntimeError(f"peer pair {self.name}: the lab failed: {exc}") from exc
@@ -746,11 +1138,15 @@ def _close_holder(holder: dict[str, _Environment | None]) -> None:
 
 
 def strongswan_pairs(**options: Any) -> dict[str, StrongSwanPair]:
-    """The three strongSwan pair kinds by name (options as for ``StrongSwanPair``)."""
+    """The strongSwan pair kinds by name (options as for ``StrongSwanPair``): three
+    IKEv2 pairs and ``strongswan-ikev1``."""
     return {
         "pqike-strongswan": StrongSwanPair("pqike-strongswan", "pqike", "strongswan", **options),
         "strongswan-pqike": StrongSwanPair("strongswan-pqike", "strongswan", "pqike", **options),
         "strongswan": StrongSwanPair("strongswan", "strongswan", "strongswan", **options),
+        "strongswan-ikev1": StrongSwanPair(
+            "strongswan-ikev1", "strongswan", "strongswan", ikev1=True, **options
+        ),
     }
 
 

@@ -79,7 +79,27 @@ def test_a_strongswan_pair_refuses_impairments():
     err = error_for(SPEC.replace('pairs = ["memory"]', 'pairs = ["memory", "strongswan"]'))
     assert err.field == "proposals.bad-initiator.impair"
     assert str(err).endswith(
-        "impairments apply only to the memory and udp pairs, but experiment.pairs has 'strongswan'"
+        "impairments apply only to the memory and udp pairs (two pqike peers), "
+        "but experiment.pairs has 'strongswan'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [("auth", '"mldsa65"', "auth = 'mldsa65'"), ("preset", '"minimal"', "preset = 'minimal'")],
+)
+def test_a_strongswan_pair_refuses_what_only_pqike_peers_do(key, value, said):
+    # A strongSwan pair would ignore the key and its cells would carry a false label.
+    spec = (
+        '[experiment]\npairs = ["memory", "pqike-strongswan"]\n[proposals]\n'
+        f'p = {{ ike = "aes256gcm16-prfsha384-x25519", {key} = {value} }}\n'
+        "[profiles.lan]\ndelay_ms = 0\n"
+    )
+    err = error_for(spec)
+    assert err.field == f"proposals.p.{key}"
+    assert str(err).endswith(
+        f"{said} applies only to the memory and udp pairs (two pqike peers), "
+        "but experiment.pairs has 'pqike-strongswan'"
     )
 
 

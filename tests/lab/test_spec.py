@@ -81,6 +81,7 @@ def test_the_shipped_specs_validate():
     names = sorted(p.name for p in EXPERIMENTS.glob("*.toml"))
     assert names == [
         "hybrid-vs-classical.toml",
+        "ikev1-vs-ikev2.toml",
         "kem-zoo.toml",
         "lossy-links.toml",
         "pq-auth.toml",
