@@ -57,6 +57,7 @@ from .compare import (
 from .metrics import (
     BOOTSTRAP_RESAMPLES,
     HANDSHAKE_PHASE,
+    KEY_COLUMNS,
     bootstrap_interval,
     describe,
     outside_noise,
@@ -186,6 +187,27 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+_MESSAGE_COLUMNS = (
+    *KEY_COLUMNS,
+    "index",
+    "phase",
+    "sender",
+    "exchange",
+    "message_id",
+    "is_response",
+    "retransmission",
+    "payloads",
+    "ike_bytes",
+    "udp_bytes",
+    "ip_bytes",
+    "datagrams",
+    "fragments",
+    "sent_s",
+    "sent_cpu_s",
+)
+"""The columns of ``messages.csv`` (``pqike.lab.metrics.message_rows``)."""
+
+
 def _load(out: Path) -> _Data:
     hs_all = pd.read_csv(out / "handshakes.csv")
     if hs_all.empty:
@@ -194,6 +216,10 @@ def _load(out: Path) -> _Data:
     # The sections about the handshake read its messages alone; rekeys after it (when
     # the spec has phases) are in their own section, from phases.csv.
     every_message = _read_csv(out / "messages.csv")
+    if every_message.empty:
+        # A spec with record_messages = false has no messages table: the sections that
+        # read messages find none and say what they can from handshakes.csv.
+        every_message = pd.DataFrame(columns=list(_MESSAGE_COLUMNS))
     msgs_all = _handshake_only(every_message)
     meta = _read_json(out / "run.json")
     env = _read_json(out / "environment.json")

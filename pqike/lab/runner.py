@@ -7,7 +7,7 @@
     cells/<cell>/      handshakes.csv, messages.csv, datagrams.csv of one finished cell,
                        while the run is incomplete
     handshakes.csv     all cells, in spec order
-    messages.csv
+    messages.csv       unless the spec sets ``record_messages = false``
     datagrams.csv
     payloads.csv       with ``record_payloads``: every part of every message
     phases.csv         with ``phases``: one row per handshake and phase of the SA's life
@@ -201,7 +201,8 @@ def run_cell(
         this = case(rep)
         run = pair.run(this)
         hs.append(handshake_row(spec.name, cell, rep, this.seed, run))
-        msgs.extend(message_rows(cell, rep, run))
+        if spec.record_messages:
+            msgs.extend(message_rows(cell, rep, run))
         if spec.record_datagrams:
             dgrams.extend(datagram_rows(cell, rep, run))
         if spec.record_payloads:
@@ -327,6 +328,7 @@ def run_experiment(
         tables = {n: _read_csv(outdir / f"{n}.csv") for n in names}
     else:
         tables = {n: _read_cells(outdir, cells, n) for n in names}
+    tables.setdefault("messages", pd.DataFrame())
     tables.setdefault("datagrams", pd.DataFrame())
     tables.setdefault("payloads", pd.DataFrame())
     tables.setdefault("phases", pd.DataFrame())
@@ -511,7 +513,9 @@ def _joined(cell: Cell, chunks: list[CellResult]) -> CellResult:
 
 
 def _tables(spec: ExperimentSpec) -> tuple[str, ...]:
-    names = ("handshakes", "messages")
+    names: tuple[str, ...] = ("handshakes",)
+    if spec.record_messages:
+        names += ("messages",)
     if spec.record_datagrams:
         names += ("datagrams",)
     if spec.record_payloads:

@@ -74,6 +74,7 @@ _EXPERIMENT_KEYS = (
     "retransmit_timeout_s",
     "retransmit_tries",
     "record_datagrams",
+    "record_messages",
     "record_payloads",
     "phases",
     "preset",
@@ -215,6 +216,9 @@ class ExperimentSpec:
     retransmit_tries: int = 5
     record_datagrams: bool = True
     """Write ``datagrams.csv`` (one row per datagram); off for very large runs."""
+    record_messages: bool = True
+    """Write ``messages.csv`` (one row per IKE message); off for grids of hundreds of
+    cells, whose reports then count bytes from ``handshakes.csv`` alone."""
     record_payloads: bool = False
     """Write ``payloads.csv``: every message split into its payloads (decrypted with the
     handshake's keys) by the pairs that can; the report then compares the pairs' payloads."""
@@ -310,6 +314,7 @@ def parse_spec(
     rt_tries = v.integer(exp.get("retransmit_tries", 5), "experiment.retransmit_tries", 0, 100)
     record_datagrams = v.boolean(exp.get("record_datagrams", True), "experiment.record_datagrams")
     record_payloads = v.boolean(exp.get("record_payloads", False), "experiment.record_payloads")
+    record_messages = v.boolean(exp.get("record_messages", True), "experiment.record_messages")
     phases = v.phases(exp.get("phases", []), "experiment.phases")
     preset = v.preset(exp.get("preset", "pqike"), "experiment.preset")
 
@@ -356,6 +361,7 @@ def parse_spec(
         retransmit_tries=rt_tries,
         record_datagrams=record_datagrams,
         record_payloads=record_payloads,
+        record_messages=record_messages,
         phases=phases,
         source=source,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
