@@ -246,9 +246,7 @@ def test_datagrams_can_be_left_out(tmp_path):
 
 
 def test_messages_can_be_left_out_and_the_report_still_builds(tmp_path):
-    text = SPEC.replace(
-        'description = "tiny"', 'description = "tiny"\nrecord_messages = false'
-    )
+    text = SPEC.replace('description = "tiny"', 'description = "tiny"\nrecord_messages = false')
     out = tmp_path / "out"
     result = run_experiment(write_spec(tmp_path, text), out)
     assert result.messages.empty
