@@ -64,6 +64,7 @@ from .metrics import (
     summarize,
     summarize_phases,
 )
+from .reproductions import write_published
 
 PLOTS = {
     "bytes": "bytes_per_exchange.png",
@@ -167,8 +168,15 @@ def build_report(out: str | Path) -> Path:
         if not ok and path.exists():
             path.unlink()
         drawn[key] = PLOTS[key] if ok else None
+    text = _markdown(data, drawn)
+    published = write_published(out)
+    if published is not None:
+        # A reproduction (the spec names a published source) ends with the comparison,
+        # its headings one level down.
+        body = re.sub(r"^#", "##", published.read_text("utf-8"), flags=re.MULTILINE)
+        text = text.rstrip("\n") + "\n\n" + body
     report = out / "report.md"
-    report.write_text(_markdown(data, drawn), "utf-8")
+    report.write_text(text, "utf-8")
     return report
 
 

@@ -545,6 +545,11 @@ _OUTPUTS = (
     "overhead_vs_baseline.png",
     "pairs_compared.png",
     "lifetime_costs.png",
+    # a spec's published comparison (pqike.lab.reproductions)
+    "published.md",
+    "loss_grid.csv",
+    "loss_grid_median.png",
+    "loss_grid_p95.png",
 )
 # What a run leaves in its directory: anything else there means it is not ours.
 _OWN = frozenset({*_OUTPUTS, "run.json", "spec.toml", "cells", ".run.json.tmp"})
@@ -644,6 +649,7 @@ def _write_journal(
         "retransmit_tries": spec.retransmit_tries,
         "pairs": list(spec.pairs),
         "phases": list(spec.phases),
+        "published": spec.published,
         "proposals": {p.name: p.ike for p in spec.proposals},
         "esp": {p.name: p.esp for p in spec.proposals},
         "profiles": [

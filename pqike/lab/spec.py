@@ -48,6 +48,7 @@ from ..ike.impair import IMPAIRMENTS
 from ..pki import KEY_TYPES
 from ..proposal import parse_proposals
 from .link import LinkProfile
+from .published import SOURCES
 
 PAIR_KINDS: tuple[str, ...] = (
     "memory",
@@ -78,6 +79,7 @@ _EXPERIMENT_KEYS = (
     "record_payloads",
     "phases",
     "preset",
+    "published",
 )
 _PROPOSAL_KEYS = (
     "ike",
@@ -226,6 +228,9 @@ class ExperimentSpec:
     """What each handshake is followed by, in order, on the same SA and link: ``child``
     (a Child SA rekey, with the proposal's ``esp`` KE/ADDKE), ``ike`` (an IKE SA rekey),
     ... (``pqike.handshake.PHASES``); each phase gets its own row in ``phases.csv``."""
+    published: str | None = None
+    """A published source the report sets beside the results (a key of
+    ``pqike.lab.published.SOURCES``: ``paquin-tls``, ``strongswan-netem``)."""
     repeat: int | None = None
     """Repetitions forced on every cell (``--repeat``), overriding the spec's counts."""
     source: str = "<spec>"
@@ -317,6 +322,12 @@ def parse_spec(
     record_messages = v.boolean(exp.get("record_messages", True), "experiment.record_messages")
     phases = v.phases(exp.get("phases", []), "experiment.phases")
     preset = v.preset(exp.get("preset", "pqike"), "experiment.preset")
+    published = exp.get("published")
+    if published is not None and published not in SOURCES:
+        v.fail(
+            "experiment.published",
+            f"must be one of {', '.join(SOURCES)} (pqike.lab.published), got {_show(published)}",
+        )
 
     proposals = v.proposals(data.get("proposals"), esp, preset)
     profiles = v.profiles(data.get("profiles"))
@@ -363,6 +374,7 @@ def parse_spec(
         record_payloads=record_payloads,
         record_messages=record_messages,
         phases=phases,
+        published=published,
         source=source,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         text=text,

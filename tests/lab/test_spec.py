@@ -83,9 +83,11 @@ def test_the_shipped_specs_validate():
         "hybrid-vs-classical.toml",
         "kem-zoo.toml",
         "lossy-links.toml",
+        "paquin-grid.toml",
         "sa-lifetime.toml",
         "sizes-1480.toml",
         "strongswan-peers.toml",
+        "strongswan-scenarios.toml",
         "udp-loopback.toml",
     ]
     for path in EXPERIMENTS.glob("*.toml"):
