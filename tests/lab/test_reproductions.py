@@ -7,6 +7,7 @@ come from ``pqike.lab.published``. The committed results must be what the code g
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 
 from pqike.errors import ConfigurationError
-from pqike.lab import load_spec, parse_spec, run_experiment
+from pqike.lab import build_report, load_spec, parse_spec, run_experiment
 from pqike.lab.published import (
     NETEM_SCENARIOS,
     PAQUIN_LOSS_PCT,
@@ -134,6 +135,27 @@ def test_paquin_comparison_rebuilds_from_the_grid_table_alone(paquin, tmp_path):
     grid.loc[0, "median_ms"] += 1000
     grid.to_csv(copy / LOSS_GRID, index=False)
     assert paquin_comparison(copy) != (paquin / "published.md").read_text()
+
+
+def test_report_without_handshakes_rebuilds_the_comparison_alone(paquin, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in paquin.iterdir():
+        if path.name != "handshakes.csv" and path.is_file():
+            copy.joinpath(path.name).write_bytes(path.read_bytes())
+    grid = pd.read_csv(copy / LOSS_GRID)
+    grid.loc[0, "median_ms"] += 1000
+    grid.to_csv(copy / LOSS_GRID, index=False)
+    report = build_report(copy).read_text()
+    before = (paquin / "report.md").read_text()
+    head = before.split("\n## Beside the published numbers", 1)[0].rstrip("\n")
+    # The general sections stay as they were; the comparison follows the grid table.
+    assert report.startswith(head + "\n\n## Beside the published numbers")
+    assert report.count("## Beside the published numbers") == 1
+    assert report != before
+    assert report.endswith(
+        re.sub(r"^#", "##", (copy / "published.md").read_text(), flags=re.MULTILINE)
+    )
 
 
 def test_scenario_table_splits_first_try_retransmitted_and_failed(netem):
