@@ -472,6 +472,39 @@ def _implied_round_trips() -> list[str]:
     return lines
 
 
+def _added_by_delay(handshakes: pd.DataFrame) -> list[str]:
+    """What a delay adds to the clean time, published and here (medians, established)."""
+    ok = handshakes[handshakes["established"].astype(bool)]
+    medians = ok.groupby(["proposal", "profile"])["time_to_established_s"].median() * MS_PER_S
+    proposals = list(dict.fromkeys(handshakes["proposal"]))
+    clean = next((s.time_ms for s in NETEM_SCENARIOS if s.name == "clean"), None)
+    rows = []
+    for s in NETEM_SCENARIOS:
+        if s.time_ms is None or clean is None or s.name == "clean":
+            continue
+        cells = []
+        for proposal in proposals:
+            base = medians.get((proposal, "clean"))
+            bits = []
+            for profile in s.profiles:
+                here = medians.get((proposal, profile))
+                if here is not None and base is not None:
+                    bits.append(f"{profile}: +{here - base:,.0f}")
+            cells.append(", ".join(bits) or "-")
+        rows.append(f"| {s.name} | +{s.time_ms - clean:,.0f} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return [
+        "What the delay adds to the clean time (ms; published: their time minus their",
+        "clean time; here: the profile's median minus the clean median, established",
+        "handshakes):",
+        "",
+        "| scenario | published | " + " | ".join(f"`{p}`" for p in proposals) + " |",
+        "|---|---|" + "---|" * len(proposals),
+        *rows,
+    ]
+
+
 def scenario_comparison(results: str | Path, meta: dict[str, Any] | None = None) -> str:
     """The strongswan-netem scenario table (Markdown) from ``handshakes.csv`` and the
     run's ``spec.toml`` (its limit and retransmission settings); ``meta`` is unused."""
@@ -522,6 +555,7 @@ def scenario_comparison(results: str | Path, meta: dict[str, Any] | None = None)
             f"{_share(r['retransmitted_share'])} | {r['retransmitted_ms']} | "
             f"{_share(r['failed_share'])} | {theirs} |"
         )
+    lines += ["", *_added_by_delay(handshakes)]
     lines += [
         "",
         "Reading the published delays: their time minus their clean time, divided by the",
