@@ -64,7 +64,6 @@ from .metrics import (
     summarize,
     summarize_phases,
 )
-from .reproductions import write_published
 
 PLOTS = {
     "bytes": "bytes_per_exchange.png",
@@ -148,6 +147,10 @@ def build_report(out: str | Path) -> Path:
     Needs ``handshakes.csv`` (and ``messages.csv`` for the per-exchange numbers) in
     ``out``; raises ``FileNotFoundError`` when the handshakes table is missing.
     """
+    # Imported here: the package's import must leave pqike.lab.published unimported, so
+    # that `python -m pqike.lab.published` runs it cleanly as __main__.
+    from .reproductions import write_published
+
     out = Path(out)
     if not (out / "handshakes.csv").exists() and (out / "report.md").exists():
         # A big grid commits its summaries without the per-handshake table: what can be

@@ -48,7 +48,6 @@ from ..ike.impair import IMPAIRMENTS
 from ..pki import KEY_TYPES
 from ..proposal import parse_proposals
 from .link import LinkProfile
-from .published import SOURCES
 
 PAIR_KINDS: tuple[str, ...] = (
     "memory",
@@ -322,6 +321,10 @@ def parse_spec(
     record_messages = v.boolean(exp.get("record_messages", True), "experiment.record_messages")
     phases = v.phases(exp.get("phases", []), "experiment.phases")
     preset = v.preset(exp.get("preset", "pqike"), "experiment.preset")
+    # Imported here, not above: `python -m pqike.lab.published` runs that module as
+    # __main__, which must not be imported already by the package's own import.
+    from .published import SOURCES
+
     published = exp.get("published")
     if published is not None and published not in SOURCES:
         v.fail(
