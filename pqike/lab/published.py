@@ -8,6 +8,13 @@ source's figures, never measurements of ours; :func:`comparison` puts each next 
 message pqike sent in a finished experiment (``messages.csv``) and says so.
 
 ``python -m pqike.lab.published results/sizes-1480`` writes ``published.md`` there.
+
+Two more published sources are here for the specs that name them (``published`` in
+``[experiment]``): ``PAQUIN_TLS``, TLS handshake times under delay and loss from Paquin,
+Stebila and Tamvada (``experiments/paquin-grid.toml``), and ``NETEM_SCENARIOS``, a
+strongSwan 6.0.1 netem study (``experiments/strongswan-scenarios.toml``). Their
+comparisons are written by ``pqike.lab.reproductions`` into ``published.md`` and the
+experiment's ``report.md``; the same command rewrites them.
 """
 
 from __future__ import annotations
@@ -110,6 +117,109 @@ def dilithium5_vs_ml_dsa_87() -> str:
     )
 
 
+# --- Paquin, Stebila, Tamvada: TLS handshake times under delay and loss ------------------
+
+PAQUIN_SOURCE = (
+    'Christian Paquin, Douglas Stebila, Goutam Tamvada, "Benchmarking Post-Quantum '
+    'Cryptography in TLS", PQCrypto 2020; numbers from their data files '
+    "(github.com/xvzcf/pq-tls-benchmark, emulation-exp/data/kex/*_31p169ms.csv: "
+    "percent05 is the median, percent095 the 95th percentile)"
+)
+
+PAQUIN_RTT_MS: dict[float, float] = {2.684: 5.6, 15.458: 31.2, 39.224: 78.7, 97.73: 195.7}
+"""Their netem one-way delays (ms, set on both ends) and the RTT their ping measured."""
+
+PAQUIN_LOSS_PCT: tuple[float, ...] = (0, 0.1, 0.5, 1, 1.5, 2, 2.5, 3, *range(4, 21))
+"""Their loss rates: the lists of their experiment.py (0-3 % in small steps, then 4-20 %
+in 1 % steps), the rows of their data files: 25 rates."""
+
+
+@dataclass(frozen=True)
+class PublishedLatency:
+    """One published TLS point: median and 95th percentile of the handshake time."""
+
+    scheme: str
+    rtt_ms: float
+    loss_pct: float
+    median_ms: float
+    p95_ms: float
+    proposal: str | None
+    """The IKEv2 proposal of the grid set beside it; ``None``: none here."""
+    note: str = ""
+
+
+_P256 = "P-256 ECDHE is IKEv2 group 19, ecp256"
+_KYBER = (
+    "Kyber512 (round 2, 90s) beside the grid's nearest hybrid, x25519 + ML-KEM-768 "
+    "(ML-KEM-512 is not in the grid); TLS carries the KEM in its first flight, IKEv2 "
+    "in an IKE_INTERMEDIATE round trip of its own (RFC 9370)"
+)
+_FRODO = "FrodoKEM is not available here"
+
+PAQUIN_TLS = (
+    PublishedLatency("P-256", 31.2, 0, 63.7, 64.6, "ecp256", _P256),
+    PublishedLatency("P-256", 31.2, 10, 64.1, 1311.9, "ecp256", _P256),
+    PublishedLatency("P-256+Kyber512", 31.2, 0, 63.8, 64.6, "x25519+mlkem768", _KYBER),
+    PublishedLatency("P-256+Kyber512", 31.2, 10, 64.1, 1368.5, "x25519+mlkem768", _KYBER),
+    PublishedLatency("P-256+FrodoKEM-640", 31.2, 0, 65.9, 68.0, None, _FRODO),
+    PublishedLatency("P-256+FrodoKEM-640", 31.2, 10, 148.4, 1604.1, None, _FRODO),
+)
+
+
+# --- a strongSwan 6.0.1 netem study: delay and loss scenarios ------------------------------
+
+NETEM_SOURCE = (
+    "a published strongSwan 6.0.1 netem study (20 trials a scenario, 30 s limit; its "
+    "author, IKE proposal, time statistic and netem semantics, one direction or both, "
+    "are not stated where its numbers were taken from)"
+)
+
+
+@dataclass(frozen=True)
+class PublishedScenario:
+    """One published scenario; ``None`` where the source gives no number."""
+
+    name: str
+    profiles: tuple[str, ...]
+    """The experiment's profiles set beside it."""
+    time_ms: float | None = None
+    """Time to established of the scenario's handshakes."""
+    first_try_share: float | None = None
+    """Share established without a retransmission."""
+    first_try_ms: float | None = None
+    retransmitted_ms: float | None = None
+    """Time of the handshakes that needed a retransmission."""
+    established_share: float | None = None
+    """Share established within the limit, retransmissions included."""
+    note: str = ""
+
+
+NETEM_SCENARIOS = (
+    PublishedScenario("clean", ("clean",), time_ms=146.7),
+    PublishedScenario("50 ms delay", ("delay_delay50", "rtt_delay25"), time_ms=284.8),
+    PublishedScenario("200 ms delay", ("delay_delay200", "rtt_delay100"), time_ms=755.9),
+    PublishedScenario(
+        "500 ms delay",
+        ("delay_delay500", "rtt_delay250"),
+        time_ms=1665,
+        first_try_share=0.0,
+        note="all retransmitted",
+    ),
+    PublishedScenario(
+        "5 % loss", ("loss_loss5",), first_try_share=0.60, first_try_ms=203, retransmitted_ms=4209
+    ),
+    PublishedScenario("15 % loss", ("loss_loss15",), first_try_share=0.25, retransmitted_ms=8204),
+    PublishedScenario(
+        "30 % loss", ("loss_loss30",), established_share=0.95, retransmitted_ms=14277
+    ),
+    PublishedScenario("500 ms + 30 % loss", ("delay500-loss30",), established_share=0.85),
+)
+
+SOURCES: dict[str, str] = {"paquin-tls": PAQUIN_SOURCE, "strongswan-netem": NETEM_SOURCE}
+"""Published sources a spec may name (``published = "..."``): the report then sets the
+source's numbers beside the experiment's (``pqike.lab.reproductions``)."""
+
+
 def _cell(size: int | None, fragments: int) -> str:
     if size is None:
         return "-"
@@ -181,13 +291,19 @@ def comparison(results: str | Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """Write ``published.md`` into the results directory named by ``argv[0]``."""
+    """Write ``published.md`` into the results directory named by ``argv[0]``: the
+    sizes-1480 table, or the comparison with the source its spec names (``published``)."""
     if len(argv) != 1:
         print("usage: python -m pqike.lab.published RESULTS_DIR", file=sys.stderr)
         return 2
-    out = Path(argv[0]) / "published.md"
-    out.write_text(comparison(argv[0]))
-    print(out)
+    from .reproductions import write_published
+
+    written = write_published(argv[0])
+    if written is None:
+        out = Path(argv[0]) / "published.md"
+        out.write_text(comparison(argv[0]))
+        written = out
+    print(written)
     return 0
 
 

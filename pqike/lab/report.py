@@ -64,6 +64,7 @@ from .compare import (
 from .metrics import (
     BOOTSTRAP_RESAMPLES,
     HANDSHAKE_PHASE,
+    KEY_COLUMNS,
     bootstrap_interval,
     describe,
     outside_noise,
@@ -165,7 +166,17 @@ def build_report(out: str | Path, *, workers: int = 1, summary: pd.DataFrame | N
     ``workers`` above 1 the plots are drawn in that many processes while this one writes
     the tables; ``summary`` is ``summarize`` of the handshakes when the caller has it.
     """
+    # Imported here: the package's import must leave pqike.lab.published unimported, so
+    # that `python -m pqike.lab.published` runs it cleanly as __main__.
+    from .reproductions import write_published
+
     out = Path(out)
+    if not table_path(out, "handshakes.csv").exists() and (out / "report.md").exists():
+        # A grid kept without its per-handshake table: what can be rebuilt then is the
+        # comparison with its published source (from its own table).
+        published = write_published(out)
+        if published is not None:
+            return _replace_published(out / "report.md", published)
     data = _load(out)
     keys = [key for key, _ in _PLOTTERS]
     with contextlib.ExitStack() as stack:
@@ -190,6 +201,22 @@ def build_report(out: str | Path, *, workers: int = 1, summary: pd.DataFrame | N
     drawn = {key: PLOTS[key] if ok else None for key, ok in zip(keys, done, strict=True)}
     report = out / "report.md"
     report.write_text(_markdown(data, drawn), "utf-8")
+    published = write_published(out)
+    if published is not None:
+        _replace_published(report, published)
+    return report
+
+
+_PUBLISHED_HEADING = "## Beside the published numbers"
+
+
+def _replace_published(report: Path, published: Path) -> Path:
+    """End ``report`` with ``published`` (headings one level down), in place of the
+    comparison it ended with: a reproduction's report closes with its source's numbers."""
+    text = report.read_text("utf-8")
+    text = text.split(f"\n{_PUBLISHED_HEADING}", 1)[0].rstrip("\n")
+    body = re.sub(r"^#", "##", published.read_text("utf-8"), flags=re.MULTILINE)
+    report.write_text(f"{text}\n\n{body}", "utf-8")
     return report
 
 
@@ -227,6 +254,27 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+_MESSAGE_COLUMNS = (
+    *KEY_COLUMNS,
+    "index",
+    "phase",
+    "sender",
+    "exchange",
+    "message_id",
+    "is_response",
+    "retransmission",
+    "payloads",
+    "ike_bytes",
+    "udp_bytes",
+    "ip_bytes",
+    "datagrams",
+    "fragments",
+    "sent_s",
+    "sent_cpu_s",
+)
+"""The columns of ``messages.csv`` (``pqike.lab.metrics.message_rows``)."""
+
+
 def _load(out: Path) -> _Data:
     hs_all = pd.read_csv(table_path(out, "handshakes.csv"))
     if hs_all.empty:
@@ -235,6 +283,10 @@ def _load(out: Path) -> _Data:
     # The sections about the handshake read its messages alone; rekeys after it (when
     # the spec has phases) are in their own section, from phases.csv.
     every_message = _read_csv(out / "messages.csv")
+    if every_message.empty:
+        # A spec with record_messages = false has no messages table: the sections that
+        # read messages find none and say what they can from handshakes.csv.
+        every_message = pd.DataFrame(columns=list(_MESSAGE_COLUMNS))
     msgs_all = _handshake_only(every_message)
     meta = _read_json(out / "run.json")
     env = _read_json(out / "environment.json")

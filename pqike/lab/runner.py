@@ -7,7 +7,7 @@
     cells/<cell>/      handshakes.csv, messages.csv, datagrams.csv of one finished cell,
                        while the run is incomplete
     handshakes.csv     all cells, in spec order
-    messages.csv
+    messages.csv       unless the spec sets ``record_messages = false``
     datagrams.csv
     payloads.csv       with ``record_payloads``: every part of every message
     phases.csv         with ``phases``: one row per handshake and phase of the SA's life
@@ -208,7 +208,8 @@ def run_cell(
         this = case(rep)
         run = pair.run(this)
         hs.append(handshake_row(spec.name, cell, rep, this.seed, run))
-        msgs.extend(message_rows(cell, rep, run))
+        if spec.record_messages:
+            msgs.extend(message_rows(cell, rep, run))
         if spec.record_datagrams:
             dgrams.extend(datagram_rows(cell, rep, run))
         if spec.record_payloads:
@@ -334,6 +335,7 @@ def run_experiment(
         tables = {n: _read_csv(table_path(outdir, f"{n}.csv")) for n in names}
     else:
         tables = {n: _read_cells(outdir, cells, n) for n in names}
+    tables.setdefault("messages", pd.DataFrame())
     tables.setdefault("datagrams", pd.DataFrame())
     tables.setdefault("payloads", pd.DataFrame())
     tables.setdefault("phases", pd.DataFrame())
@@ -479,7 +481,9 @@ def _joined(cell: Cell, chunks: list[CellResult]) -> CellResult:
 
 
 def _tables(spec: ExperimentSpec) -> tuple[str, ...]:
-    names = ("handshakes", "messages")
+    names: tuple[str, ...] = ("handshakes",)
+    if spec.record_messages:
+        names += ("messages",)
     if spec.record_datagrams:
         names += ("datagrams",)
     if spec.record_payloads:
@@ -515,6 +519,11 @@ _OUTPUTS = (
     "pairs_compared.png",
     "lifetime_costs.png",
     "bytes_ke_vs_auth.png",
+    # a spec's published comparison (pqike.lab.reproductions)
+    "published.md",
+    "loss_grid.csv",
+    "loss_grid_median.png",
+    "loss_grid_p95.png",
 )
 # What a run leaves in its directory: anything else there means it is not ours.
 _OWN = frozenset({*_OUTPUTS, "run.json", "spec.toml", "cells", ".run.json.tmp"})
@@ -580,8 +589,10 @@ def _prepare(
     cells_dir = outdir / "cells"
     old = _read_json(outdir / "run.json")
     same = bool(old) and {k: old.get(k) for k in _run_key(spec)} == _run_key(spec)
-    if same and old.get("complete") and all(
-        table_path(outdir, f"{n}.csv").exists() for n in _tables(spec)
+    if (
+        same
+        and old.get("complete")
+        and all(table_path(outdir, f"{n}.csv").exists() for n in _tables(spec))
     ):
         return 0, True
     discarded = 0
@@ -616,6 +627,7 @@ def _write_journal(
         "retransmit_tries": spec.retransmit_tries,
         "pairs": list(spec.pairs),
         "phases": list(spec.phases),
+        "published": spec.published,
         "proposals": {p.name: p.ike for p in spec.proposals},
         "esp": {p.name: p.esp for p in spec.proposals},
         "profiles": [

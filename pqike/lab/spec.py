@@ -84,10 +84,12 @@ _EXPERIMENT_KEYS = (
     "retransmit_timeout_s",
     "retransmit_tries",
     "record_datagrams",
+    "record_messages",
     "record_payloads",
     "phases",
     "preset",
     "compress_tables",
+    "published",
 )
 _PROPOSAL_KEYS = (
     "ike",
@@ -237,6 +239,9 @@ class ExperimentSpec:
     retransmit_tries: int = 5
     record_datagrams: bool = True
     """Write ``datagrams.csv`` (one row per datagram); off for very large runs."""
+    record_messages: bool = True
+    """Write ``messages.csv`` (one row per IKE message); off for grids of hundreds of
+    cells, whose reports then count bytes from ``handshakes.csv`` alone."""
     record_payloads: bool = False
     """Write ``payloads.csv``: every message split into its payloads (decrypted with the
     handshake's keys) by the pairs that can; the report then compares the pairs' payloads."""
@@ -248,6 +253,9 @@ class ExperimentSpec:
     """What each handshake is followed by, in order, on the same SA and link: ``child``
     (a Child SA rekey, with the proposal's ``esp`` KE/ADDKE), ``ike`` (an IKE SA rekey),
     ... (``pqike.handshake.PHASES``); each phase gets its own row in ``phases.csv``."""
+    published: str | None = None
+    """A published source the report sets beside the results (a key of
+    ``pqike.lab.published.SOURCES``: ``paquin-tls``, ``strongswan-netem``)."""
     repeat: int | None = None
     """Repetitions forced on every cell (``--repeat``), overriding the spec's counts."""
     source: str = "<spec>"
@@ -338,8 +346,19 @@ def parse_spec(
     record_datagrams = v.boolean(exp.get("record_datagrams", True), "experiment.record_datagrams")
     record_payloads = v.boolean(exp.get("record_payloads", False), "experiment.record_payloads")
     compress_tables = v.boolean(exp.get("compress_tables", False), "experiment.compress_tables")
+    record_messages = v.boolean(exp.get("record_messages", True), "experiment.record_messages")
     phases = v.phases(exp.get("phases", []), "experiment.phases")
     preset = v.preset(exp.get("preset", "pqike"), "experiment.preset")
+    # Imported here, not above: `python -m pqike.lab.published` runs that module as
+    # __main__, which must not be imported already by the package's own import.
+    from .published import SOURCES
+
+    published = exp.get("published")
+    if published is not None and published not in SOURCES:
+        v.fail(
+            "experiment.published",
+            f"must be one of {', '.join(SOURCES)} (pqike.lab.published), got {_show(published)}",
+        )
 
     proposals = v.proposals(data.get("proposals"), esp, preset)
     profiles = v.profiles(data.get("profiles"))
@@ -398,7 +417,9 @@ def parse_spec(
         record_datagrams=record_datagrams,
         record_payloads=record_payloads,
         compress_tables=compress_tables,
+        record_messages=record_messages,
         phases=phases,
+        published=published,
         source=source,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         text=text,

@@ -245,6 +245,25 @@ def test_datagrams_can_be_left_out(tmp_path):
     assert (out / "messages.csv").exists()
 
 
+def test_messages_can_be_left_out_and_the_report_still_builds(tmp_path):
+    text = SPEC.replace('description = "tiny"', 'description = "tiny"\nrecord_messages = false')
+    out = tmp_path / "out"
+    result = run_experiment(write_spec(tmp_path, text), out)
+    assert result.messages.empty
+    assert not (out / "messages.csv").exists()
+    assert len(pd.read_csv(out / "handshakes.csv")) == 2 * (2 + 4)
+    # The report reads bytes and times from handshakes.csv when there are no messages.
+    assert "## Findings" in (out / "report.md").read_text()
+
+
+def test_record_messages_must_be_a_boolean(tmp_path):
+    text = SPEC.replace('description = "tiny"', 'description = "tiny"\nrecord_messages = 0')
+    with pytest.raises(ConfigurationError) as err:
+        load_spec(write_spec(tmp_path, text))
+    assert err.value.field == "experiment.record_messages"
+    assert "must be true or false, got 0" in str(err.value)
+
+
 def test_a_pair_that_cannot_run_here_is_refused_before_anything_runs(tmp_path):
     text = SPEC.replace('description = "tiny"', 'description = "tiny"\npairs = ["memory", "udp"]')
     pairs = {**default_pairs(), "udp": UnavailablePair("udp", "no UDP endpoint in this test")}

@@ -84,10 +84,12 @@ def test_the_shipped_specs_validate():
         "ikev1-vs-ikev2.toml",
         "kem-zoo.toml",
         "lossy-links.toml",
+        "paquin-grid.toml",
         "pq-auth.toml",
         "sa-lifetime.toml",
         "sizes-1480.toml",
         "strongswan-peers.toml",
+        "strongswan-scenarios.toml",
         "udp-loopback.toml",
     ]
     for path in EXPERIMENTS.glob("*.toml"):
