@@ -35,6 +35,7 @@ from ..constants import (
 from ..crypto import auth as crypto_auth
 from ..crypto.kex import DEFAULT_REGISTRY, KeyExchange
 from ..crypto.keys import (
+    IkeKeys,
     derive_child_keys,
     initial_ike_keys,
     ppk_intermediate_keys,
@@ -860,11 +861,10 @@ class IkeSa:
         always with the IKE_SA_INIT nonces."""
         c = self.gen.crypto
         hs = self.hs
-        assert c is not None and c.suite.prf is not None
-        previous = c.keys
-        c.keys = updated_ike_keys(
+        assert c is not None
+        keys = updated_ike_keys(
             c.prf,
-            previous,
+            c.keys,
             secret,
             hs.nonce_i,
             hs.nonce_r,
@@ -874,22 +874,8 @@ class IkeSa:
             integ_key_size=c.cipher.integ_key_size,
         )
         hs.intermediate_exchanges += 1
-        hs.epoch += 1
         _, method = hs.rounds.current
-        self._events.append(
-            IkeKeysDerived(
-                spi_i=self.gen.spi_i,
-                spi_r=self.gen.spi_r,
-                exchange=ExchangeType.IKE_INTERMEDIATE,
-                epoch=hs.epoch,
-                nonce_i=hs.nonce_i,
-                nonce_r=hs.nonce_r,
-                key_exchanges=((method, secret),),
-                keys=c.keys,
-                prf=c.suite.prf,
-                previous_sk_d=previous.sk_d,
-            )
-        )
+        self._next_key_epoch(keys, key_exchanges=((method, secret),))
 
     def mix_ppk(self, ppk_id: bytes, ppk: bytes) -> None:
         """RFC 9867 3: re-derive every IKE SA key from ``SKEYSEED' = prf+(PPK, SK_d)``
@@ -897,11 +883,10 @@ class IkeSa:
         exchange): a new key epoch, which protects IKE_AUTH and everything after."""
         c = self.gen.crypto
         hs = self.hs
-        assert c is not None and c.suite.prf is not None
-        previous = c.keys
-        c.keys = ppk_intermediate_keys(
+        assert c is not None
+        keys = ppk_intermediate_keys(
             c.prf,
-            previous,
+            c.keys,
             ppk,
             hs.nonce_i,
             hs.nonce_r,
@@ -910,8 +895,23 @@ class IkeSa:
             encr_key_size=c.cipher.key_size,
             integ_key_size=c.cipher.integ_key_size,
         )
-        hs.epoch += 1
         hs.ppk_int_used = ppk_id
+        self._next_key_epoch(keys, key_exchanges=(), ppk_id=ppk_id)
+
+    def _next_key_epoch(
+        self,
+        keys: IkeKeys,
+        *,
+        key_exchanges: tuple[tuple[int, bytes], ...],
+        ppk_id: bytes = b"",
+    ) -> None:
+        """Make ``keys`` the IKE SA's keys from the next IKE_INTERMEDIATE message on (a
+        new key epoch of the first exchanges) and report them."""
+        c = self.gen.crypto
+        hs = self.hs
+        assert c is not None and c.suite.prf is not None
+        previous, c.keys = c.keys, keys
+        hs.epoch += 1
         self._events.append(
             IkeKeysDerived(
                 spi_i=self.gen.spi_i,
@@ -920,8 +920,8 @@ class IkeSa:
                 epoch=hs.epoch,
                 nonce_i=hs.nonce_i,
                 nonce_r=hs.nonce_r,
-                key_exchanges=(),
-                keys=c.keys,
+                key_exchanges=key_exchanges,
+                keys=keys,
                 prf=c.suite.prf,
                 previous_sk_d=previous.sk_d,
                 ppk_id=ppk_id,

@@ -23,6 +23,7 @@ phases that reached their goal.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import statistics
 from collections.abc import Sequence
@@ -97,6 +98,26 @@ def table_path(directory: str | Path, filename: str) -> Path:
     plain = Path(directory) / filename
     packed = plain.with_name(plain.name + COMPRESSED_SUFFIX)
     return packed if not plain.exists() and packed.exists() else plain
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """The CSV table at ``path`` (or its ``.gz``, ``table_path``); an empty frame when
+    it is missing or empty (a run that wrote no such rows)."""
+    path = Path(path)
+    try:
+        return pd.read_csv(table_path(path.parent, path.name))
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """The JSON object at ``path``; an empty dict when it is missing, unreadable or not
+    an object (a run's metadata that an interrupted run may have left half written)."""
+    try:
+        value = json.loads(Path(path).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _round(value: float | None, digits: int) -> float | None:

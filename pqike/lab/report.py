@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -68,6 +67,8 @@ from .metrics import (
     bootstrap_interval,
     describe,
     outside_noise,
+    read_json,
+    read_table,
     summarize,
     summarize_phases,
     table_path,
@@ -191,7 +192,7 @@ def build_report(out: str | Path, *, workers: int = 1, summary: pd.DataFrame | N
         (summarize(data.hs_all) if summary is None else summary).to_csv(
             out / "summary.csv", index=False
         )
-        phases_all = _read_csv(out / "phases.csv")
+        phases_all = read_table(out / "phases.csv")
         if not phases_all.empty:
             summarize_phases(phases_all).to_csv(out / "phase_summary.csv", index=False)
         if futures is None:
@@ -239,21 +240,6 @@ def _loaded(out: str) -> _Data:
     return _load(Path(out))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(table_path(path.parent, path.name))
-    except (FileNotFoundError, pd.errors.EmptyDataError):
-        return pd.DataFrame()
-
-
 _MESSAGE_COLUMNS = (
     *KEY_COLUMNS,
     "index",
@@ -282,14 +268,14 @@ def _load(out: Path) -> _Data:
     hs_all["established"] = hs_all["established"].astype(bool)
     # The sections about the handshake read its messages alone; rekeys after it (when
     # the spec has phases) are in their own section, from phases.csv.
-    every_message = _read_csv(out / "messages.csv")
+    every_message = read_table(out / "messages.csv")
     if every_message.empty:
         # A spec with record_messages = false has no messages table: the sections that
         # read messages find none and say what they can from handshakes.csv.
         every_message = pd.DataFrame(columns=list(_MESSAGE_COLUMNS))
     msgs_all = _handshake_only(every_message)
-    meta = _read_json(out / "run.json")
-    env = _read_json(out / "environment.json")
+    meta = read_json(out / "run.json")
+    env = read_json(out / "environment.json")
     pairs = list(dict.fromkeys(hs_all["pair"]))
     pair = "memory" if "memory" in pairs else pairs[0]
     # An IKEv1 pair beside IKEv2 pairs runs proposals of its own: with every proposal on
@@ -321,9 +307,9 @@ def _load(out: Path) -> _Data:
     if highlight not in proposals:
         highlight = next((p for p in proposals if p != baseline), None)
     ref, reason = _reference(profiles.loc[names])
-    datagrams = _handshake_only(_read_csv(out / "datagrams.csv"))
-    payloads = _read_csv(out / "payloads.csv")
-    phases_all = _read_csv(out / "phases.csv")
+    datagrams = _handshake_only(read_table(out / "datagrams.csv"))
+    payloads = read_table(out / "payloads.csv")
+    phases_all = read_table(out / "phases.csv")
     phases = phases_all
     phase_msgs = every_message.iloc[0:0]
     if not phases.empty:

@@ -26,7 +26,6 @@ Every number is computed from the results' tables; the published ones come from
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .metrics import table_path
+from .metrics import read_json, read_table, table_path
 from .published import (
     NETEM_SCENARIOS,
     NETEM_SOURCE,
@@ -58,21 +57,6 @@ _LOG_SPAN = 10.0
 """A plot's y axis turns logarithmic when its values span more than this factor."""
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _LINES = ("-", "--", "-.", ":")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except (FileNotFoundError, pd.errors.EmptyDataError):
-        return pd.DataFrame()
 
 
 def quantile_failures_last(times: Sequence[float], failed: Sequence[bool], q: float) -> float:
@@ -137,12 +121,12 @@ def loss_grid(handshakes: pd.DataFrame) -> pd.DataFrame:
 def _grid_of(results: Path) -> pd.DataFrame:
     """``loss_grid.csv`` rebuilt from ``handshakes.csv`` (or its ``.gz``) when that is
     there (and saved), else read back (a grid whose per-handshake table is not there)."""
-    handshakes = _read_csv(table_path(results, "handshakes.csv"))
+    handshakes = read_table(table_path(results, "handshakes.csv"))
     if not handshakes.empty:
         grid = loss_grid(handshakes)
         grid.to_csv(results / LOSS_GRID, index=False)
         return grid
-    grid = _read_csv(results / LOSS_GRID)
+    grid = read_table(results / LOSS_GRID)
     if grid.empty:
         raise FileNotFoundError(f"{results}: neither handshakes.csv nor {LOSS_GRID}")
     return grid
@@ -249,7 +233,7 @@ def _first_loss(line: pd.DataFrame, column: str, limit: float) -> float | None:
 def paquin_comparison(results: str | Path, meta: dict[str, Any] | None = None) -> str:
     """The paquin-tls comparison (Markdown); writes ``loss_grid.csv`` and the two plots."""
     out = Path(results)
-    meta = meta if meta is not None else _read_json(out / "run.json")
+    meta = meta if meta is not None else read_json(out / "run.json")
     grid = _grid_of(out)
     drawn = {stat: plot_loss_grid(grid, out / name, stat) for stat, name in GRID_PLOTS.items()}
     timeout = meta.get("retransmit_timeout_s", "?")
@@ -511,7 +495,7 @@ def scenario_comparison(results: str | Path, meta: dict[str, Any] | None = None)
     run's ``spec.toml`` (its limit and retransmission settings); ``meta`` is unused."""
     out = Path(results)
     spec = parse_spec((out / "spec.toml").read_text("utf-8"), source=str(out / "spec.toml"))
-    env = _read_json(out / "environment.json")
+    env = read_json(out / "environment.json")
     handshakes = pd.read_csv(table_path(out, "handshakes.csv"))
     table = scenario_table(handshakes)
     limit = f"{spec.max_time_s:g}"
@@ -586,7 +570,7 @@ def write_published(results: str | Path) -> Path | None:
     """Write ``published.md`` for the source the run's spec names (``run.json``'s
     ``published``); ``None`` when it names none."""
     out = Path(results)
-    meta = _read_json(out / "run.json")
+    meta = read_json(out / "run.json")
     source = meta.get("published")
     if source not in COMPARISONS:
         return None

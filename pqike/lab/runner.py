@@ -57,6 +57,8 @@ from .metrics import (
     message_rows,
     payload_rows,
     phase_rows,
+    read_json,
+    read_table,
     summarize,
     summarize_phases,
     table_path,
@@ -332,7 +334,7 @@ def run_experiment(
     if outdir is None:
         tables = {n: pd.concat([getattr(r, n) for r in results], ignore_index=True) for n in names}
     elif complete:
-        tables = {n: _read_csv(table_path(outdir, f"{n}.csv")) for n in names}
+        tables = {n: read_table(table_path(outdir, f"{n}.csv")) for n in names}
     else:
         tables = {n: _read_cells(outdir, cells, n) for n in names}
     tables.setdefault("messages", pd.DataFrame())
@@ -553,7 +555,7 @@ def check_out(out: str | os.PathLike[str], spec: ExperimentSpec, *, force: bool 
         raise _out_error(outdir, f"{where} is not writable, so the results cannot go there")
     if force or existing != outdir:
         return
-    old = _read_json(outdir / "run.json")
+    old = read_json(outdir / "run.json")
     same = bool(old) and {k: old.get(k) for k in _run_key(spec)} == _run_key(spec)
     if old and not same and old.get("complete"):
         what = f"spec {old.get('source', '?')}" + (
@@ -587,7 +589,7 @@ def _prepare(
     except OSError as exc:
         raise _out_error(outdir, f"cannot create the directory ({exc.strerror})") from None
     cells_dir = outdir / "cells"
-    old = _read_json(outdir / "run.json")
+    old = read_json(outdir / "run.json")
     same = bool(old) and {k: old.get(k) for k in _run_key(spec)} == _run_key(spec)
     if (
         same
@@ -645,14 +647,6 @@ def _write_journal(
     os.replace(tmp, outdir / "run.json")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _save_cell(outdir: Path, result: CellResult) -> None:
     final = outdir / "cells" / result.cell.id
     partial = outdir / "cells" / f".{result.cell.id}.partial"
@@ -678,15 +672,8 @@ def _write_table(outdir: Path, name: str, table: pd.DataFrame, *, compress: bool
         packed.unlink(missing_ok=True)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except (FileNotFoundError, pd.errors.EmptyDataError):
-        return pd.DataFrame()
-
-
 def _read_cells(outdir: Path, cells: list[Cell], name: str) -> pd.DataFrame:
-    frames = [_read_csv(outdir / "cells" / cell.id / f"{name}.csv") for cell in cells]
+    frames = [read_table(outdir / "cells" / cell.id / f"{name}.csv") for cell in cells]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

@@ -11,7 +11,6 @@ installed (interop/install-strongswan.sh), as in tests/interop.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -21,19 +20,9 @@ from pqike.lab import parse_spec, run_experiment
 from pqike.lab.registry import default_pairs
 from pqike.lab.strongswan_pairs import strongswan_pairs
 
-pytestmark = pytest.mark.interop
+from .strongswan_lab import MARKS
 
-
-def _unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "the strongSwan pairs need root (network namespaces, TUN devices)"
-    if shutil.which("ip") is None or subprocess.run(["ip", "netns", "list"]).returncode != 0:
-        return "ip netns is unavailable"
-    return None
-
-
-if _unavailable():
-    pytestmark = [pytestmark, pytest.mark.skip(reason=_unavailable())]
+pytestmark = MARKS
 
 SPEC = """
 [experiment]

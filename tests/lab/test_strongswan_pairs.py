@@ -10,7 +10,6 @@ strongSwan build is installed (interop/install-strongswan.sh), as in tests/inter
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pandas as pd
@@ -22,19 +21,9 @@ from pqike.lab.compare import payload_differences
 from pqike.lab.registry import default_pairs
 from pqike.lab.strongswan_pairs import StrongSwanPair, strongswan_pairs
 
-pytestmark = pytest.mark.interop
+from .strongswan_lab import MARKS
 
-
-def _unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "the strongSwan pairs need root (network namespaces, TUN devices)"
-    if shutil.which("ip") is None or subprocess.run(["ip", "netns", "list"]).returncode != 0:
-        return "ip netns is unavailable"
-    return None
-
-
-if _unavailable():
-    pytestmark = [pytestmark, pytest.mark.skip(reason=_unavailable())]
+pytestmark = MARKS
 
 HYBRID = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
 SPEC = f"""

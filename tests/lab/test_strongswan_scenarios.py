@@ -10,9 +10,6 @@ network namespaces; a missing strongSwan build is installed, as in tests/interop
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 
 import pandas as pd
 import pytest
@@ -22,19 +19,9 @@ from pqike.lab import parse_spec, run_experiment
 from pqike.lab.reproductions import scenario_table
 from pqike.lab.strongswan_pairs import strongswan_pairs
 
-pytestmark = pytest.mark.interop
+from .strongswan_lab import MARKS
 
-
-def _unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "the strongSwan pairs need root (network namespaces, TUN devices)"
-    if shutil.which("ip") is None or subprocess.run(["ip", "netns", "list"]).returncode != 0:
-        return "ip netns is unavailable"
-    return None
-
-
-if _unavailable():
-    pytestmark = [pytestmark, pytest.mark.skip(reason=_unavailable())]
+pytestmark = MARKS
 
 RETRANSMIT_S = 0.5
 SPEC = f"""
