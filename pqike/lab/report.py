@@ -1572,9 +1572,7 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
         + f". Reference profile for byte counts: `{data.ref}` "
         f"({_profile_text(data.profiles, data.ref)}), chosen as {data.ref_reason}.",
         "",
-        "*Time to established* is the simulated time until both peers are established, with "
-        "the CPU each peer really spent on every step added (it varies a little from run to "
-        "run); *network-only* time leaves the CPU out and is exact for a given seed. "
+        _time_definition(set(map(str, data.hs_all["pair"].unique()))),
         "Statistics are over the handshakes that established. Times are given as the mean "
         "with its 95 % confidence interval in brackets, with the median and p95 beside it: "
         "under loss the median hides the retransmission tail. A difference between two "
@@ -1641,17 +1639,20 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
     if data.diff_reference is not None:
         lines += payload_section(data.diffs, reference=data.diff_reference, profile=data.ref)
     lines += log_section(data.agreement)
+    pairs = set(map(str, hs["pair"].unique())) | set(map(str, data.hs_all["pair"].unique()))
+    lines += ["## Method", ""]
+    if pairs & {"memory", "udp"}:
+        lines.append(
+            "- Peers (`memory`): two pqike `IkeSa` objects (PSK, or the certificates a "
+            "proposal's `auth` names) over a simulated link in "
+            "virtual time (`pqike.lab.link`): each direction has the profile's one-way delay, "
+            "uniform jitter, per-datagram loss from a seeded random stream, bandwidth "
+            "serialisation and an MTU above which datagrams are dropped. Real pairs (`udp`: "
+            "two pqike endpoints over loopback UDP) get the same model from the user-space "
+            "relay (`pqike.lab.relay`) in wall-clock time. Retransmission follows strongSwan's "
+            "defaults unless the spec changes them."
+        )
     lines += [
-        "## Method",
-        "",
-        "- Peers (`memory`): two pqike `IkeSa` objects (PSK, or the certificates a "
-        "proposal's `auth` names) over a simulated link in "
-        "virtual time (`pqike.lab.link`): each direction has the profile's one-way delay, "
-        "uniform jitter, per-datagram loss from a seeded random stream, bandwidth "
-        "serialisation and an MTU above which datagrams are dropped. Real pairs (`udp`: two "
-        "pqike endpoints over loopback UDP) get the same model from the user-space relay "
-        "(`pqike.lab.relay`) in wall-clock time. Retransmission follows strongSwan's "
-        "defaults unless the spec changes them.",
         "- Bytes: IKE message, UDP payload (non-ESP marker included) and IP datagram "
         "(UDP + IPv4/IPv6 header); retransmissions are included.",
         "- Round trips: request/response exchanges, not counting retransmissions.",
@@ -1679,10 +1680,14 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
             "CPU of every step added) and CPU per side. A phase is *ok* when it reached its "
             "goal on both sides (a new Child SA, a rekeyed IKE SA, ...)."
         )
-    if any("strongswan" in str(p) for p in hs["pair"].unique()):
+    lab_pairs = sorted(p for p in pairs if "strongswan" in p)
+    if lab_pairs:
+        charon = data.env.get("strongswan") or "strongSwan"
         lines.append(
-            "- strongSwan pairs (`pqike-strongswan`, `strongswan-pqike`, `strongswan`): "
-            "charon 6.0.1 and pqike on ports 500/4500 in two network namespaces "
+            f"- strongSwan pairs ({', '.join(f'`{p}`' for p in lab_pairs)}): "
+            f"charon ({charon})"
+            + (" and pqike" if {"pqike-strongswan", "strongswan-pqike"} & pairs else "")
+            + " on ports 500/4500 in two network namespaces "
             "(`pqike/interop/lab.py`); the profile is applied on the IP path by "
             "`pqike.lab.tun_relay`, which also logs every datagram (no NAT between the "
             "peers). Time to established runs from the first IKE_SA_INIT datagram leaving "
@@ -1693,6 +1698,37 @@ def _markdown(data: _Data, plots: dict[str, str | None]) -> str:
         )
     lines.append("")
     return "\n".join(lines)
+
+
+def _time_definition(pairs: set[str]) -> str:
+    """What *time to established* means for the pairs of this run."""
+    meanings = []
+    if "memory" in pairs:
+        meanings.append(
+            (
+                "`memory`",
+                "the simulated time until both peers are established, with the CPU each peer "
+                "really spent on every step added (it varies a little from run to run); "
+                "*network-only* time leaves the CPU out and is exact for a given seed",
+            )
+        )
+    if "udp" in pairs:
+        meanings.append(
+            ("`udp`", "the wall-clock time from `initiate` to the initiator's established event")
+        )
+    if any("strongswan" in p for p in pairs):
+        meanings.append(
+            (
+                "the strongSwan pairs",
+                "the wall-clock time on the relay's log, from the first datagram leaving the "
+                "initiator to the last one the Child SA needs reaching its peer (IKEv2: the "
+                "IKE_AUTH response; IKEv1: quick mode's third message)",
+            )
+        )
+    return " ".join(
+        f"*Time to established* is, for {who}, {what}." if i == 0 else f"For {who} it is {what}."
+        for i, (who, what) in enumerate(meanings)
+    )
 
 
 def _time_summary(s: dict[str, Any]) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -170,3 +172,23 @@ def test_the_summary_is_rebuilt_from_the_handshakes(results):
 def test_a_report_needs_the_handshakes_table(tmp_path):
     with pytest.raises(FileNotFoundError):
         build_report(tmp_path)
+
+
+def _method(report: str) -> str:
+    return report.split("## Method", 1)[1]
+
+
+def test_the_method_describes_only_the_pairs_that_ran(results, tmp_path):
+    memory_only = build_report(results).read_text()
+    assert "Peers (`memory`)" in _method(memory_only)
+    assert "strongSwan pairs" not in _method(memory_only)
+    # A committed strongSwan-only run, rebuilt: its method names charon's version and its
+    # time is the relay's wall clock, not the simulated link's.
+    committed = Path(__file__).resolve().parents[2] / "results" / "strongswan-scenarios"
+    copy = tmp_path / "scenarios"
+    shutil.copytree(committed, copy)
+    text = build_report(copy).read_text()
+    assert "Peers (`memory`)" not in _method(text)
+    assert "- strongSwan pairs (`strongswan`): charon (strongSwan 6.0.1) on ports" in _method(text)
+    assert "simulated time" not in text.split("## Findings", 1)[0]
+    assert "wall-clock time on the relay's log" in text
