@@ -30,6 +30,21 @@ class _Client(asyncio.DatagramProtocol):
         self.received.append((asyncio.get_running_loop().time(), data))
 
 
+SETTLE_S = 5.0
+"""The most a test waits, after its own ``wait``, for the relay to settle."""
+
+
+def _settled(relay: ImpairmentRelay, sent: int, client: _Client) -> bool:
+    f, b = relay.stats.forward, relay.stats.backward
+    return (
+        f.received == sent
+        and f.forwarded + f.lost + f.mtu_dropped == f.received
+        and b.received == f.forwarded
+        and b.forwarded + b.lost + b.mtu_dropped == b.received
+        and len(client.received) == b.forwarded
+    )
+
+
 async def _through_relay(payloads, forward, backward=UNLIMITED, *, seed=0, wait=0.3):
     """Send ``payloads`` through a relay to an echo server; return (send time, replies, relay)."""
     loop = asyncio.get_running_loop()
@@ -43,6 +58,11 @@ async def _through_relay(payloads, forward, backward=UNLIMITED, *, seed=0, wait=
         for p in payloads:
             client.sendto(p)
         await asyncio.sleep(wait)
+        # A busy machine can take longer than ``wait``: go on until every datagram has
+        # been through the relay both ways (or a deadline), so the counts are final.
+        deadline = loop.time() + SETTLE_S
+        while loop.time() < deadline and not _settled(relay, len(payloads), proto):
+            await asyncio.sleep(0.01)
     finally:
         client.close()
         relay.close()
