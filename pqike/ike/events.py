@@ -126,6 +126,7 @@ class IkeKeysDerived(Event):
     SK_d)`` with ``previous_sk_d``); no key exchange then. Empty for the other epochs."""
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class IntAuthComputed(Event):
     """One IKE_INTERMEDIATE message was folded into its sender's IntAuth chain
@@ -151,6 +152,7 @@ class IntAuthComputed(Event):
     value: bytes
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class AuthComputed(Event):
     """An AUTH value was computed (RFC 7296 2.15, RFC 9242 3.3.2): ours to send, or the
@@ -168,6 +170,7 @@ class AuthComputed(Event):
     value: bytes
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class ChildKeysDerived(Event):
     """KEYMAT of a Child SA was computed (RFC 7296 2.17, RFC 9370 2.2.4):
@@ -186,6 +189,7 @@ class ChildKeysDerived(Event):
     keys: ChildKeys
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class IkeSaEstablished(Event):
     """Both peers authenticated: the IKE SA is ready."""
@@ -239,6 +243,7 @@ class ChildSaEstablished(Event):
     nonce_r: bytes = b""
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class ChildSaDeleted(Event):
     """A Child SA was deleted by an INFORMATIONAL exchange (RFC 7296 1.4.1), after its
@@ -253,6 +258,7 @@ class ChildSaDeleted(Event):
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class CreateChildSaFailed(Event):
     """A CREATE_CHILD_SA exchange (with its IKE_FOLLOWUP_KE exchanges) failed, or the
@@ -269,6 +275,7 @@ class CreateChildSaFailed(Event):
     round: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class IkeSaRekeyed(Event):
     """The IKE SA was rekeyed by CREATE_CHILD_SA (RFC 7296 2.18, RFC 9370 2.2.4): the
@@ -289,6 +296,7 @@ class IkeSaRekeyed(Event):
     """The KE payload and each ADDKE round that went into SKEYSEED."""
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class LivenessChecked(Event):
     """An empty INFORMATIONAL request (a liveness check, RFC 7296 1.4) was answered."""
@@ -297,6 +305,7 @@ class LivenessChecked(Event):
     round_trip: float
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class IkeSaFailed(Event):
     """The IKE SA could not be set up or was torn down after an error.
@@ -316,6 +325,7 @@ class IkeSaFailed(Event):
     in IKE_SA_INIT (RFC 7296 2.6 keeps no state, so no SPI was ever sent)."""
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class IkeSaDeleted(Event):
     """The IKE SA was deleted by an INFORMATIONAL exchange (RFC 7296 1.4.1)."""
