@@ -19,7 +19,7 @@ from ..constants import (
 )
 from ..crypto.protect import Cipher
 from ..errors import InvalidSyntax
-from ..wire.codec import encode_header, encode_payloads, sk_split
+from ..wire.codec import encode_header_as, encode_payloads, encode_payloads_typed, sk_split
 from ..wire.datagram import ip_overhead
 from ..wire.payloads import IkeHeader, Message, Payload, SkfPayload, SkPayload
 
@@ -109,8 +109,7 @@ def protect(
     ``impairments`` break the fragmentation on purpose (``pqike.ike.impair``); both are
     for probing peers and empty otherwise.
     """
-    plaintext = encode_payloads(inner)
-    inner_types = tuple([int(p.payload_type) for p in inner])
+    plaintext, inner_types = encode_payloads_typed(inner)
     first_inner = inner_types[0] if inner_types else 0
     clear = _chained(unprotected) if unprotected else b""
     whole = (
@@ -120,13 +119,12 @@ def protect(
         + cipher.encrypted_size(len(plaintext))
     )
     first_outer = int(unprotected[0].payload_type) if unprotected else PayloadType.SK
-    plain_header = _with(header, first_outer, whole)
     limit = None
     if fragment_size is not None:
         overhead = ip_overhead(ipv6) + len(NON_ESP_MARKER)
         limit = fragment_size - overhead
     if limit is None or whole <= limit:
-        hdr = encode_header(plain_header)
+        hdr = encode_header_as(header, first_outer, whole)
         sk_hdr = bytes([first_inner, 0]) + (whole - IKE_HEADER_LENGTH - len(clear)).to_bytes(
             2, "big"
         )
@@ -169,7 +167,7 @@ def protect(
             IKE_HEADER_LENGTH + len(fclear) + SKF_HEADER_LENGTH + cipher.encrypted_size(len(chunk))
         )
         outer = first_outer if first and clear else PayloadType.SKF
-        hdr = encode_header(_with(header, outer, length))
+        hdr = encode_header_as(header, outer, length)
         # RFC 7383 2.5: only fragment 1 names the first inner payload type.
         nxt = first_inner if first else 0
         announced = total
@@ -187,7 +185,7 @@ def protect(
             messages.append(messages[-1])
     return ProtectedMessage(
         tuple(messages),
-        encode_header(plain_header),
+        encode_header_as(header, first_outer, whole),
         first_inner,
         plaintext,
         whole,
@@ -212,18 +210,6 @@ def _retyped(chain: bytes, next_type: int) -> bytes:
         if pos + length >= len(chain):
             return chain[:pos] + bytes([next_type]) + chain[pos + 1 :]
         pos += length
-
-
-def _with(header: IkeHeader, next_payload: int, length: int) -> IkeHeader:
-    return IkeHeader(
-        header.spi_i,
-        header.spi_r,
-        next_payload,
-        header.exchange_type,
-        header.flags,
-        header.message_id,
-        length,
-    )
 
 
 def unprotect(message: Message, cipher: Cipher, sk_e: bytes, sk_a: bytes) -> UnprotectedMessage:

@@ -45,7 +45,7 @@ from ..crypto.prf import get_prf
 from ..crypto.protect import encr_key_size, get_cipher, integ_key_size
 from ..errors import IntegrityCheckFailed, LocalProtocolError, NoProposalChosen, ProtocolError
 from ..proposal import NegotiatedSuite
-from ..wire.codec import decode_message, decode_payloads, encode_message
+from ..wire.codec import decode_message, decode_payloads, encode_message, encode_message_typed
 from ..wire.datagram import add_marker, marker_length, strip_marker
 from ..wire.payloads import (
     IkeHeader,
@@ -98,6 +98,7 @@ _JITTER = random.SystemRandom()
 """Lifetime jitter from the OS generator; it keeps no state of its own, so one is shared."""
 _INITIATOR = int(HeaderFlag.INITIATOR)
 _RESPONSE = int(HeaderFlag.RESPONSE)
+_SK, _SKF = int(PayloadType.SK), int(PayloadType.SKF)
 
 
 @functools.lru_cache(maxsize=64)
@@ -109,6 +110,13 @@ def _limits(cfg: IkeConfiguration) -> ReassemblyLimits:
     """The reassembly bounds of ``cfg``, one shared object per distinct triple (never
     written after it is made)."""
     return _limits_of(cfg.max_fragments, cfg.max_message_size, cfg.reassembly_timeout)
+
+
+@functools.lru_cache(maxsize=64)
+def _esp_key_sizes(encr: int, key_bits: int | None, integ: int) -> tuple[int, int]:
+    """KEYMAT sizes of a Child SA suite (RFC 7296 2.17), worked out once per suite: the
+    same few suites come back in every handshake (an unsupported one raises each time)."""
+    return encr_key_size(encr, key_bits), integ_key_size(integ)
 
 
 _NO_FRAGMENTS = Reassembler(ReassemblyLimits()).stats
@@ -773,7 +781,7 @@ class IkeSa:
     def _arm_ike_lifetime(self, now: float) -> None:
         rekey, hard, jitter = self.config.ike_lifetimes
         if rekey:
-            self._ike_rekey_at = now + rekey - _JITTER.uniform(0, jitter)
+            self._ike_rekey_at = now + rekey - jitter * _JITTER.random()
             self._ike_expire_at = now + hard
         else:
             self._ike_rekey_at = self._ike_expire_at = None
@@ -992,13 +1000,14 @@ class IkeSa:
         c = self.gen.crypto
         assert c is not None
         suite = NegotiatedSuite.from_proposal(new.proposal)
+        encr_size, integ_size = _esp_key_sizes(suite.encr, suite.key_bits, suite.integ)
         keys = derive_child_keys(
             c.prf,
             c.keys.sk_d,
             nonce_i,
             nonce_r,
-            encr_key_size=encr_key_size(suite.encr, suite.key_bits),
-            integ_key_size=integ_key_size(suite.integ),
+            encr_key_size=encr_size,
+            integ_key_size=integ_size,
             shared_secret=shared_secret,
             additional_secrets=additional_secrets,
         )
@@ -1015,16 +1024,19 @@ class IkeSa:
             new.transport,
             initiated,
             now,
-            rekey_at=now + rekey - _JITTER.uniform(0, jitter) if rekey else None,
+            rekey_at=now + rekey - jitter * _JITTER.random() if rekey else None,
             expire_at=now + life if life else None,
         )
         self.children[spi_in] = child
         exchanges = len(additional_secrets) + (1 if shared_secret else 0)
-        # The methods in the order RFC 9370 2.2.4 feeds their secrets to KEYMAT.
-        methods = ([suite.ke] if shared_secret and suite.ke is not None else []) + [
-            m for _, m in suite.rounds
-        ]
-        secrets = ((shared_secret,) if shared_secret else ()) + tuple(additional_secrets)
+        key_exchanges: tuple[tuple[int, bytes], ...] = ()
+        if exchanges:  # the Child SA of IKE_AUTH has none (RFC 7296 1.2)
+            # The methods in the order RFC 9370 2.2.4 feeds their secrets to KEYMAT.
+            methods = ([suite.ke] if shared_secret and suite.ke is not None else []) + [
+                m for _, m in suite.rounds
+            ]
+            secrets = ((shared_secret,) if shared_secret else ()) + tuple(additional_secrets)
+            key_exchanges = tuple(zip(methods, secrets, strict=False))
         self._events.append(
             ChildKeysDerived(
                 spi_i=self.gen.spi_i,
@@ -1034,7 +1046,7 @@ class IkeSa:
                 purpose=purpose,
                 nonce_i=nonce_i,
                 nonce_r=nonce_r,
-                key_exchanges=tuple(zip(methods, secrets, strict=False)),
+                key_exchanges=key_exchanges,
                 sk_d=c.keys.sk_d,
                 keys=keys,
             )
@@ -1343,21 +1355,24 @@ class IkeSa:
                 # RFC 9242 3.3.2: the sender chains IntAuth over what it protected.
                 intermediate.chain_int_auth(self, pm, initiator=gen.initiator)
             messages = pm.messages
-            outer = PayloadType.SKF if len(messages) > 1 else PayloadType.SK
-            types: tuple[int, ...] = (int(outer), *pm.inner_types)
+            outer = _SKF if len(messages) > 1 else _SK
+            types: tuple[int, ...] = (outer, *pm.inner_types)
             raw, ike_bytes = b"", pm.ike_bytes
         else:
-            raw = encode_message(header, payloads)
-            messages, types, ike_bytes = (
-                (raw,),
-                tuple([int(p.payload_type) for p in payloads]),
-                len(raw),
-            )
-        if marker_length(local_port, remote_port):
-            datagrams = [add_marker(m, local_port, remote_port) for m in messages]
+            raw, types = encode_message_typed(header, payloads)
+            messages, ike_bytes = (raw,), len(raw)
+        remote = self.remote
+        if len(messages) == 1:  # the usual case: one datagram, sizes without a loop
+            datagram = add_marker(messages[0], local_port, remote_port)
+            datagrams = [datagram]
+            fragment_sizes: tuple[int, ...] = (ike_bytes,)
+            datagram_sizes: tuple[int, ...] = (len(datagram),)
+            self._out.append((datagram, remote))
         else:
-            datagrams = list(messages)
-        fragmented = len(messages) > 1
+            datagrams = [add_marker(m, local_port, remote_port) for m in messages]
+            fragment_sizes = tuple([len(m) for m in messages])
+            datagram_sizes = tuple([len(d) for d in datagrams])
+            self._emit_datagrams(datagrams)
         event = MessageSent(
             time=now,
             exchange_type=exchange,
@@ -1365,11 +1380,10 @@ class IkeSa:
             is_response=response,
             payload_types=types,
             ike_bytes=ike_bytes,
-            fragment_ike_bytes=tuple([len(m) for m in messages]) if fragmented else (ike_bytes,),
-            datagram_sizes=tuple([len(d) for d in datagrams]),
-            destination=self.remote,
+            fragment_ike_bytes=fragment_sizes,
+            datagram_sizes=datagram_sizes,
+            destination=remote,
         )
-        self._emit_datagrams(datagrams)
         self._events.append(event)
         return raw, datagrams, event
 

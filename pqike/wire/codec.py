@@ -68,8 +68,11 @@ __all__ = [
     "decode_message",
     "decode_payloads",
     "encode_header",
+    "encode_header_as",
     "encode_message",
+    "encode_message_typed",
     "encode_payloads",
+    "encode_payloads_typed",
     "payload_type_of",
     "sk_split",
 ]
@@ -193,9 +196,23 @@ def decode_message(data: bytes) -> Message:
 
 def encode_message(header: IkeHeader, payloads: Sequence[Payload]) -> bytes:
     """Encode a whole message; the header's Next Payload and Length are recomputed."""
-    body = encode_payloads(payloads)
-    first = payloads[0].payload_type if payloads else 0
-    return _pack_header(header, first, IKE_HEADER_LENGTH + len(body)) + body
+    return encode_message_typed(header, payloads)[0]
+
+
+def encode_message_typed(
+    header: IkeHeader, payloads: Sequence[Payload]
+) -> tuple[bytes, tuple[int, ...]]:
+    """``encode_message``, and the type of each payload in order."""
+    body, types = encode_payloads_typed(payloads)
+    return _pack_header(
+        header, types[0] if types else 0, IKE_HEADER_LENGTH + len(body)
+    ) + body, types
+
+
+def encode_header_as(header: IkeHeader, next_payload: int, length: int) -> bytes:
+    """Encode ``header`` with ``next_payload`` and ``length`` in place of its own (what a
+    protected message or fragment needs, without making another ``IkeHeader``)."""
+    return _pack_header(header, next_payload, length)
 
 
 def payload_type_of(payload: Payload) -> int:
@@ -706,13 +723,23 @@ def encode_payloads(payloads: Sequence[Payload]) -> bytes:
     last), except SK and SKF, which must be last and carry their own ``next_payload``
     (the first inner payload, RFC 7296 3.14).
     """
+    return encode_payloads_typed(payloads)[0]
+
+
+def encode_payloads_typed(payloads: Sequence[Payload]) -> tuple[bytes, tuple[int, ...]]:
+    """``encode_payloads``, and the payload type of each payload in order (what a sender
+    reports in its ``MessageSent`` event), read off the same pass."""
     parts: list[bytes] = []
     append = parts.append
     pack = _GENERIC.pack
     encoders = _ENCODERS
-    last = len(payloads) - 1
+    # The Next Payload of each generic header is the type of the payload after it; a
+    # value that is not a payload gets 0 here and its own error when its turn comes.
+    types = [getattr(p, "payload_type", 0) for p in payloads]
+    types.append(0)
+    i = 0
     misplaced_sk = False
-    for i, payload in enumerate(payloads):
+    for payload in payloads:
         cls = type(payload)
         encoder = encoders.get(cls)
         if encoder is None:
@@ -723,29 +750,30 @@ def encode_payloads(payloads: Sequence[Payload]) -> bytes:
             raise LocalProtocolError(
                 f"payload {i} ({cls.__name__}) has a field out of range: {exc}"
             ) from None
-        length = GENERIC_PAYLOAD_HEADER_LENGTH + len(body)
+        i += 1
         if misplaced_sk:
             continue  # only the bodies still count, as before the order check
+        length = GENERIC_PAYLOAD_HEADER_LENGTH + len(body)
         if cls is SkPayload or cls is SkfPayload:
             # Reported after every body is encoded, as a body's own fault comes first.
-            if i != last:
+            if i != len(payloads):
                 misplaced_sk = True
                 continue
             following = payload.next_payload  # type: ignore[union-attr]
             if not 0 <= following <= 0xFF:
                 raise LocalProtocolError(f"SK next payload {following} does not fit in a byte")
-        elif i < last:
-            # Not a payload? The next round says so.
-            following = getattr(payloads[i + 1], "payload_type", 0)
         else:
-            following = 0
+            following = types[i]
         if length > 0xFFFF:
-            raise LocalProtocolError(f"payload {i} ({cls.__name__}) is {length} bytes, over 65535")
+            raise LocalProtocolError(
+                f"payload {i - 1} ({cls.__name__}) is {length} bytes, over 65535"
+            )
         append(pack(following, _CRITICAL if payload.critical else 0, length))
         append(body)
     if misplaced_sk:
         raise LocalProtocolError("an SK or SKF payload must be the last payload")
-    return b"".join(parts)
+    del types[-1]
+    return b"".join(parts), tuple(map(int, types))
 
 
 _TRANSFORMS_ENCODED: dict[int, tuple[tuple[Transform, ...], bytes]] = {}
@@ -766,10 +794,37 @@ def _encode_transforms(transforms: tuple[Transform, ...]) -> bytes:
     return encoded
 
 
+_SA_ENCODED: dict[int, tuple[tuple[Proposal, ...], bytes]] = {}
+"""Encoded SA bodies by the identity of their proposals tuple (kept alive by the entry),
+for offers without SPIs: the IKE_SA_INIT offer is the configuration's own tuple in every
+handshake. Offers with SPIs are fresh objects each time and are not kept."""
+_TS_ENCODED: dict[int, tuple[tuple[TrafficSelector, ...], bytes]] = {}
+"""Encoded TS bodies by the identity of their selectors tuple (kept alive by the entry):
+the configuration's selectors, or ``narrow``'s memoized answer, in every handshake."""
+
+
+def _remember(memo: dict[int, tuple[tuple, bytes]], key: tuple, encoded: bytes) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[id(key)] = (key, encoded)
+
+
 def _encode_sa(p: SaPayload) -> bytes:
+    proposals = p.proposals
+    hit = _SA_ENCODED.get(id(proposals))
+    if hit is not None:
+        return hit[1]
+    encoded = _encode_proposals(proposals)
+    # Only an immutable tuple can be remembered by identity.
+    if type(proposals) is tuple and not any(prop.spi for prop in proposals):
+        _remember(_SA_ENCODED, proposals, encoded)
+    return encoded
+
+
+def _encode_proposals(proposals: Sequence[Proposal]) -> bytes:
     parts: list[bytes] = []
-    last_p = len(p.proposals) - 1
-    for i, prop in enumerate(p.proposals):
+    last_p = len(proposals) - 1
+    for i, prop in enumerate(proposals):
         if len(prop.spi) > 0xFF or len(prop.transforms) > 0xFF:
             raise LocalProtocolError(
                 f"proposal {prop.number} has an SPI or transform count over 255"
@@ -841,8 +896,19 @@ def _encode_delete(p: DeletePayload) -> bytes:
 
 
 def _encode_ts(p: TsiPayload | TsrPayload) -> bytes:
-    parts = [_U8_PAD3.pack(len(p.selectors))]
-    for ts in p.selectors:
+    selectors = p.selectors
+    hit = _TS_ENCODED.get(id(selectors))
+    if hit is not None:
+        return hit[1]
+    encoded = _encode_selectors(selectors)
+    if type(selectors) is tuple:
+        _remember(_TS_ENCODED, selectors, encoded)
+    return encoded
+
+
+def _encode_selectors(selectors: Sequence[TrafficSelector]) -> bytes:
+    parts = [_U8_PAD3.pack(len(selectors))]
+    for ts in selectors:
         length = _TS_LENGTH.get(ts.ts_type)
         if length is None:
             raise LocalProtocolError(f"traffic selector type {ts.ts_type} cannot be encoded")
