@@ -186,13 +186,17 @@ class OurAuth:
     scheme: signature.Scheme | None
 
 
+_PSK_AUTH = OurAuth(PSK, None)
+"""How every PSK-only side authenticates (a frozen value, so one is shared)."""
+
+
 def choose_auth(sa: IkeSa) -> OurAuth:
     """Our AUTH method, honouring the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427 4) and
     SUPPORTED_AUTH_METHODS (RFC 9593 3: use a method the peer announced)."""
     cred = sa.config.credential
     if cred is None:
         _require_announced(sa, PSK, b"", "a PSK")
-        return OurAuth(PSK, None)
+        return _PSK_AUTH
     hs = sa.hs
     try:
         method, scheme = signature.choose(cred.key, hs.peer_hashes, rsa_pss=sa.config.rsa_pss)
