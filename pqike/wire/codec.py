@@ -794,37 +794,10 @@ def _encode_transforms(transforms: tuple[Transform, ...]) -> bytes:
     return encoded
 
 
-_SA_ENCODED: dict[int, tuple[tuple[Proposal, ...], bytes]] = {}
-"""Encoded SA bodies by the identity of their proposals tuple (kept alive by the entry),
-for offers without SPIs: the IKE_SA_INIT offer is the configuration's own tuple in every
-handshake. Offers with SPIs are fresh objects each time and are not kept."""
-_TS_ENCODED: dict[int, tuple[tuple[TrafficSelector, ...], bytes]] = {}
-"""Encoded TS bodies by the identity of their selectors tuple (kept alive by the entry):
-the configuration's selectors, or ``narrow``'s memoized answer, in every handshake."""
-
-
-def _remember(memo: dict[int, tuple[tuple, bytes]], key: tuple, encoded: bytes) -> None:
-    if len(memo) >= _MEMO_LIMIT:
-        memo.clear()
-    memo[id(key)] = (key, encoded)
-
-
 def _encode_sa(p: SaPayload) -> bytes:
-    proposals = p.proposals
-    hit = _SA_ENCODED.get(id(proposals))
-    if hit is not None:
-        return hit[1]
-    encoded = _encode_proposals(proposals)
-    # Only an immutable tuple can be remembered by identity.
-    if type(proposals) is tuple and not any(prop.spi for prop in proposals):
-        _remember(_SA_ENCODED, proposals, encoded)
-    return encoded
-
-
-def _encode_proposals(proposals: Sequence[Proposal]) -> bytes:
     parts: list[bytes] = []
-    last_p = len(proposals) - 1
-    for i, prop in enumerate(proposals):
+    last_p = len(p.proposals) - 1
+    for i, prop in enumerate(p.proposals):
         if len(prop.spi) > 0xFF or len(prop.transforms) > 0xFF:
             raise LocalProtocolError(
                 f"proposal {prop.number} has an SPI or transform count over 255"
@@ -896,19 +869,8 @@ def _encode_delete(p: DeletePayload) -> bytes:
 
 
 def _encode_ts(p: TsiPayload | TsrPayload) -> bytes:
-    selectors = p.selectors
-    hit = _TS_ENCODED.get(id(selectors))
-    if hit is not None:
-        return hit[1]
-    encoded = _encode_selectors(selectors)
-    if type(selectors) is tuple:
-        _remember(_TS_ENCODED, selectors, encoded)
-    return encoded
-
-
-def _encode_selectors(selectors: Sequence[TrafficSelector]) -> bytes:
-    parts = [_U8_PAD3.pack(len(selectors))]
-    for ts in selectors:
+    parts = [_U8_PAD3.pack(len(p.selectors))]
+    for ts in p.selectors:
         length = _TS_LENGTH.get(ts.ts_type)
         if length is None:
             raise LocalProtocolError(f"traffic selector type {ts.ts_type} cannot be encoded")
