@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..constants import (
     GENERIC_PAYLOAD_HEADER_LENGTH,
@@ -729,6 +730,48 @@ def encode_payloads(payloads: Sequence[Payload]) -> bytes:
 def encode_payloads_typed(payloads: Sequence[Payload]) -> tuple[bytes, tuple[int, ...]]:
     """``encode_payloads``, and the payload type of each payload in order (what a sender
     reports in its ``MessageSent`` event), read off the same pass."""
+    try:
+        return _encode_backwards(payloads)
+    except Exception:  # whatever it was, the checked walk below names it
+        pass
+    # Something is wrong with the chain: walk it front to back, which raises the first
+    # fault in payload order with its index (the backward pass cannot tell which is first).
+    return _encode_checked(payloads)
+
+
+def _encode_backwards(payloads: Sequence[Payload]) -> tuple[bytes, tuple[int, ...]]:
+    """The usual case, a valid chain, in one pass from the last payload: each generic
+    header needs the type of the payload after it, which is then already known. Raises on
+    any fault (without saying which payload is first to blame)."""
+    parts: list[bytes] = []
+    append = parts.append
+    types: list[int] = []
+    add_type = types.append
+    pack = _GENERIC.pack
+    encoders = _ENCODERS_TYPED
+    following = 0
+    for payload in reversed(payloads):
+        encoder, number = encoders[type(payload)]
+        body = encoder(payload)
+        length = GENERIC_PAYLOAD_HEADER_LENGTH + len(body)
+        if number == _SK or number == _SKF:
+            if types:
+                raise LocalProtocolError("an SK or SKF payload must be the last payload")
+            # RFC 7296 3.14: SK names the first inner payload; range-checked by pack.
+            following = payload.next_payload  # type: ignore[union-attr]
+        if length > 0xFFFF:
+            raise LocalProtocolError("payload over 65535 bytes")
+        append(body)
+        append(pack(following, _CRITICAL if payload.critical else 0, length))
+        following = number or int(payload.payload_type)  # an UnknownPayload names its own
+        add_type(following)
+    parts.reverse()
+    types.reverse()
+    return b"".join(parts), tuple(types)
+
+
+def _encode_checked(payloads: Sequence[Payload]) -> tuple[bytes, tuple[int, ...]]:
+    """The front-to-back walk that reports the first fault of a chain by its index."""
     parts: list[bytes] = []
     append = parts.append
     pack = _GENERIC.pack
@@ -932,3 +975,14 @@ _ENCODERS: dict[type, Callable[..., bytes]] = {
     EapPayload: _encode_data,
     UnknownPayload: _encode_unknown,
 }
+
+
+def _type_number(cls: Any) -> int:
+    return 0 if cls is UnknownPayload else int(cls.payload_type)
+
+
+_ENCODERS_TYPED: dict[type, tuple[Callable[..., bytes], int]] = {
+    cls: (encoder, _type_number(cls)) for cls, encoder in _ENCODERS.items()
+}
+"""Each payload class's encoder and type number, a plain int for events and struct.pack
+(0: the payload names its own type, as an ``UnknownPayload`` does)."""
