@@ -8,6 +8,7 @@ because IntAuth (RFC 9242 3.3.2) is computed over them.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 from .._fastinit import fast_init
@@ -24,6 +25,11 @@ from ..wire.datagram import ip_overhead
 from ..wire.payloads import IkeHeader, Message, Payload, SkfPayload, SkPayload
 
 SKF_HEADER_LENGTH = 8
+_SK = int(PayloadType.SK)
+_SK_HEADER = struct.Struct("!BBH")
+_OVERHEAD = {ipv6: ip_overhead(ipv6) + len(NON_ESP_MARKER) for ipv6 in (False, True)}
+"""IP, UDP and non-ESP marker bytes around each fragment, by address family (RFC 7383
+2.5.1 as ``fragment_capacity`` counts them)."""
 
 
 @fast_init
@@ -118,17 +124,12 @@ def protect(
         + GENERIC_PAYLOAD_HEADER_LENGTH
         + cipher.encrypted_size(len(plaintext))
     )
-    first_outer = int(unprotected[0].payload_type) if unprotected else PayloadType.SK
-    limit = None
-    if fragment_size is not None:
-        overhead = ip_overhead(ipv6) + len(NON_ESP_MARKER)
-        limit = fragment_size - overhead
-    if limit is None or whole <= limit:
+    first_outer = int(unprotected[0].payload_type) if unprotected else _SK
+    if fragment_size is None or whole <= fragment_size - _OVERHEAD[ipv6]:
         hdr = encode_header_as(header, first_outer, whole)
-        sk_hdr = bytes([first_inner, 0]) + (whole - IKE_HEADER_LENGTH - len(clear)).to_bytes(
-            2, "big"
-        )
-        aad = hdr + _retyped(clear, PayloadType.SK) + sk_hdr
+        # The SK generic header: first inner type, no flags, its length (RFC 7296 3.14).
+        sk_hdr = _SK_HEADER.pack(first_inner, 0, whole - IKE_HEADER_LENGTH - len(clear))
+        aad = hdr + _retyped(clear, _SK) + sk_hdr if clear else hdr + sk_hdr
         body = cipher.encrypt(sk_e, sk_a, aad, plaintext)
         return ProtectedMessage(
             (aad + body,),
@@ -137,7 +138,7 @@ def protect(
             plaintext,
             whole,
             inner_types,
-            aad[IKE_HEADER_LENGTH:-4],
+            aad[IKE_HEADER_LENGTH:-4] if clear else b"",
         )
 
     capacity = fragment_capacity(cipher, fragment_size or 0, ipv6)
