@@ -911,9 +911,28 @@ def _encode_delete(p: DeletePayload) -> bytes:
     return _NOTIFY.pack(p.protocol_id, p.spi_size, len(p.spis)) + b"".join(p.spis)
 
 
+_TS_ENCODED: dict[int, tuple[tuple[TrafficSelector, ...], bytes]] = {}
+"""Encoded TS bodies by the identity of their selectors tuple (kept alive by the entry, so
+the id cannot be reused): the configuration's selectors, or ``narrow``'s memoized answer,
+come back in every handshake."""
+
+
 def _encode_ts(p: TsiPayload | TsrPayload) -> bytes:
-    parts = [_U8_PAD3.pack(len(p.selectors))]
-    for ts in p.selectors:
+    selectors = p.selectors
+    hit = _TS_ENCODED.get(id(selectors))
+    if hit is not None:
+        return hit[1]
+    encoded = _encode_selectors(selectors)
+    if type(selectors) is tuple:  # only an immutable tuple can be known by identity
+        if len(_TS_ENCODED) >= _MEMO_LIMIT:
+            _TS_ENCODED.clear()
+        _TS_ENCODED[id(selectors)] = (selectors, encoded)
+    return encoded
+
+
+def _encode_selectors(selectors: Sequence[TrafficSelector]) -> bytes:
+    parts = [_U8_PAD3.pack(len(selectors))]
+    for ts in selectors:
         length = _TS_LENGTH.get(ts.ts_type)
         if length is None:
             raise LocalProtocolError(f"traffic selector type {ts.ts_type} cannot be encoded")
