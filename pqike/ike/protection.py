@@ -8,6 +8,7 @@ because IntAuth (RFC 9242 3.3.2) is computed over them.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ from ..wire.payloads import IkeHeader, Message, Payload, SkfPayload, SkPayload
 SKF_HEADER_LENGTH = 8
 _SK = int(PayloadType.SK)
 _SK_HEADER = struct.Struct("!BBH")
+_SKF_HEADER = struct.Struct("!BBHHH")
 _OVERHEAD = {ipv6: ip_overhead(ipv6) + len(NON_ESP_MARKER) for ipv6 in (False, True)}
 """IP, UDP and non-ESP marker bytes around each fragment, by address family (RFC 7383
 2.5.1 as ``fragment_capacity`` counts them)."""
@@ -77,6 +79,9 @@ def _chunk_capacity(cipher: Cipher, room: int) -> int:
     return n
 
 
+# A pure function of a shared Cipher and two numbers that every fragmented message asks
+# twice, counting down byte by byte: worked out once per combination (bounded).
+@functools.lru_cache(maxsize=64)
 def fragment_capacity(cipher: Cipher, fragment_size: int, ipv6: bool) -> int:
     """Plaintext bytes one fragment can carry when datagrams may be ``fragment_size`` bytes.
 
@@ -163,7 +168,7 @@ def protect(
     messages = []
     for number, chunk in numbered:
         first = number == 1
-        fclear = _retyped(clear, PayloadType.SKF) if first else b""
+        fclear = _retyped(clear, PayloadType.SKF) if first and clear else b""
         length = (
             IKE_HEADER_LENGTH + len(fclear) + SKF_HEADER_LENGTH + cipher.encrypted_size(len(chunk))
         )
@@ -174,11 +179,9 @@ def protect(
         announced = total
         if "changed-total" in impairments and number == total:
             announced = total + 1
-        skf_hdr = (
-            bytes([nxt, 0])
-            + (length - IKE_HEADER_LENGTH - len(fclear)).to_bytes(2, "big")
-            + number.to_bytes(2, "big")
-            + announced.to_bytes(2, "big")
+        # RFC 7383 2.5: the generic header, then Fragment Number and Total Fragments.
+        skf_hdr = _SKF_HEADER.pack(
+            nxt, 0, length - IKE_HEADER_LENGTH - len(fclear), number, announced
         )
         aad = hdr + fclear + skf_hdr
         messages.append(aad + cipher.encrypt(sk_e, sk_a, aad, chunk))

@@ -839,26 +839,29 @@ def _encode_transforms(transforms: tuple[Transform, ...]) -> bytes:
 
 def _encode_sa(p: SaPayload) -> bytes:
     parts: list[bytes] = []
-    last_p = len(p.proposals) - 1
-    for i, prop in enumerate(p.proposals):
-        if len(prop.spi) > 0xFF or len(prop.transforms) > 0xFF:
+    proposals = p.proposals
+    last_p = len(proposals) - 1
+    for i, prop in enumerate(proposals):
+        spi, transforms = prop.spi, prop.transforms
+        spi_size, count = len(spi), len(transforms)
+        if spi_size > 0xFF or count > 0xFF:
             raise LocalProtocolError(
                 f"proposal {prop.number} has an SPI or transform count over 255"
             )
-        transforms = _encode_transforms(prop.transforms)
+        encoded = _encode_transforms(transforms)
         parts.append(
             _PROPOSAL.pack(
                 _MORE_PROPOSALS if i < last_p else 0,
-                _PROPOSAL_HEADER + len(prop.spi) + len(transforms),
+                _PROPOSAL_HEADER + spi_size + len(encoded),
                 prop.number,
                 prop.protocol_id,
-                len(prop.spi),
-                len(prop.transforms),
+                spi_size,
+                count,
             )
+            + spi
+            + encoded
         )
-        parts.append(prop.spi)
-        parts.append(transforms)
-    return b"".join(parts)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _encode_transform(t: Transform, more: bool) -> bytes:
