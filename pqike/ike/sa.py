@@ -70,6 +70,7 @@ from .events import (
     IkeSaEstablished,
     IkeSaFailed,
     IkeSaRekeyed,
+    KeyExchangeCompleted,
     MessageReceived,
     MessageSent,
     Purpose,
@@ -150,6 +151,7 @@ class IkeSa:
     __slots__ = (
         "_cookie_jar",
         "_counters",
+        "_deferred_keys",
         "_events",
         "_first_nonces",
         "_generations",
@@ -242,6 +244,9 @@ class IkeSa:
         self._liveness_queued = False
         self._first_nonces: tuple[bytes, bytes] = (b"", b"")
         """The IKE_SA_INIT nonces, kept from AUTH until the first Child SA's KEYMAT."""
+        self._deferred_keys: tuple[NegotiatedSuite, bytes] | None = None
+        """A responder's IKE_SA_INIT suite and shared secret whose keys are not derived
+        yet (``defer_first_keys``)."""
 
     # ------------------------------------------------------------------ public API
 
@@ -353,6 +358,8 @@ class IkeSa:
 
     def next_event(self) -> Event | None:
         """The oldest event not yet read, or ``None``."""
+        if self._deferred_keys is not None:
+            self.derive_deferred_keys()
         return self._events.pop(0) if self._events else None
 
     def get_timer(self) -> float | None:
@@ -388,6 +395,8 @@ class IkeSa:
     def handle_timer(self, *, now: float) -> None:
         """Retransmit, give up, expire reassembly, and start rekeys, liveness checks and
         deletes whose time has come."""
+        if self._deferred_keys is not None:
+            self.derive_deferred_keys()
         for gen in self._generations:
             if gen.reassembly is not None:
                 gen.reassembly.expire(now)
@@ -443,6 +452,8 @@ class IkeSa:
         address pair verifies, replies go there (RFC 7296 2.23: the peer moved to the
         NAT-T port or its NAT mapping changed).
         """
+        if self._deferred_keys is not None:
+            self.derive_deferred_keys()
         for gen in self._generations:
             if gen.reassembly is not None:
                 gen.reassembly.expire(now)
@@ -855,6 +866,30 @@ class IkeSa:
                 prf=suite.prf,
             )
         )
+
+    def defer_first_keys(self, suite: NegotiatedSuite, secret: bytes) -> None:
+        """A responder's ``install_first_keys``, done later: its IKE_SA_INIT response
+        needs no key (RFC 7296 2.14 keys protect only what follows), so SKEYSEED and
+        prf+ wait until the response has left. ``derive_deferred_keys`` runs them, and
+        every entry point that could need them (``receive_datagram``, ``handle_timer``,
+        ``next_event``) calls it first, whatever the driver does; a driver that reads
+        the events after sending what it queued (``pqike.io.udp``) does it off the path
+        between request and response. The shared secret was computed, and the peer's
+        KE data checked, before the response was built."""
+        self._deferred_keys = (suite, secret)
+
+    def derive_deferred_keys(self) -> None:
+        """Derive the keys ``defer_first_keys`` put off (nothing when there are none)."""
+        deferred, self._deferred_keys = self._deferred_keys, None
+        if deferred is None:
+            return
+        suite, secret = deferred
+        hs = self.hs
+        assert hs.ke_method is not None
+        self._events.append(
+            KeyExchangeCompleted(method=hs.ke_method, round=0, shared_secret=secret)
+        )
+        self.install_first_keys(suite, secret)
 
     def update_first_keys(self, secret: bytes) -> None:
         """RFC 9370 2.2.2: SKEYSEED(n) = prf(SK_d(n-1), SK(n) | Ni | Nr), then prf+ again,

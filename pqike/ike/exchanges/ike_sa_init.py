@@ -222,7 +222,6 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         ke_data, secret = kex.respond(ke.data)
     except ProtocolError as exc:
         raise InvalidSyntax(f"bad KEi: {exc}", round=0) from exc
-    sa.emit(KeyExchangeCompleted(method=ke.method, round=0, shared_secret=secret))
     sa.gen.spi_r = sa.reserved_spi  # the SPI goes on the wire with this response
     out: list[Payload] = [
         SaPayload((selected,)),
@@ -245,7 +244,6 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     if sa.config.preset == "strongswan":
         # strongSwan's responder announces RFC 4739 last.
         out.append(NotifyPayload(NotifyType.MULTIPLE_AUTH_SUPPORTED))
-    sa.install_first_keys(suite, secret)
     hs.rounds.pending = suite.rounds
     hs.sa_init_request = msg.message.raw
     hs.sa_init_response = sa.send_response(
@@ -256,6 +254,8 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         protected=False,
         request_raw=msg.message.raw,
     )
+    # SKEYSEED and SK_* once the response has left (IkeSa.defer_first_keys).
+    sa.defer_first_keys(suite, secret)
     hs.half_open_deadline = now + sa.config.half_open_timeout
     return Outcome.ROUNDS if suite.rounds or hs.ppk_int_pending else Outcome.AUTH
 
