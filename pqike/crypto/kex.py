@@ -108,6 +108,13 @@ class KeyExchange(ABC):
         ``InvalidSyntax``.
         """
 
+    def prepare(self) -> None:
+        """Do now the work that needs no peer data, so that a later ``respond`` (or
+        ``public_data``) is quicker: a DH key pair is generated here. Either role may
+        follow; the object is still used for one exchange only. A KEM responder's work
+        all depends on the peer's key, so by default this does nothing."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class KeyExchangeInfo:
@@ -381,6 +388,10 @@ class _DiffieHellman(_OpenSslExchange):
             self._key = self._generate()
         return self._key
 
+    def prepare(self) -> None:
+        if self._public is None:
+            self._public = self._encode_public(self._own_key())
+
     def _initiator_data(self) -> bytes:
         return self._encode_public(self._own_key())
 
@@ -388,7 +399,8 @@ class _DiffieHellman(_OpenSslExchange):
         # Validate before generating a key pair: a bad value then costs nothing.
         peer = self._load_peer(peer_data)
         key = self._own_key()
-        return self._encode_public(key), self._agree(key, peer)
+        public = self._public if self._public is not None else self._encode_public(key)
+        return public, self._agree(key, peer)
 
     def _complete(self, peer_data: bytes) -> bytes:
         return self._agree(self._own_key(), self._load_peer(peer_data))

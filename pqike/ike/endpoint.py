@@ -51,6 +51,7 @@ from ..wire.payloads import IkeHeader, NotifyPayload
 from .config import IkeConfiguration
 from .cookies import CookieJar, scan_sa_init
 from .events import Event
+from .prepared import PreparedKeys
 from .protection import ReassemblyBudget
 from .sa import IkeSa
 from .states import IkeSaState
@@ -193,6 +194,8 @@ class IkeEndpoint:
             half_open_bytes=limits.reassembly_half_open,
         )
         """Memory for the partial fragmented messages of every SA (RFC 7383 2.6)."""
+        self.prepared_keys = PreparedKeys(registry)
+        """Responder key pairs made after one IKE_SA_INIT answer left, for the next."""
         self._by_spi: dict[bytes, IkeSa] = {}
         # (SPIi, peer) of the IKE_SA_INIT request each responder SA answered, until it
         # is established: after IKE_AUTH the initiator no longer sends IKE_SA_INIT.
@@ -477,6 +480,7 @@ class IkeEndpoint:
                 registry=self._registry,
                 reassembly_budget=self.reassembly_budget,
                 cookie_jar=self.cookie_jar,
+                prepared_keys=None if is_initiator else self.prepared_keys,
             )
             # Our SPIs are 64 random bits; a clash with a live SA is next to impossible,
             # but it would misroute, so draw again.
@@ -559,11 +563,13 @@ class IkeEndpoint:
                 self._events.append((sa, event))
 
     def _read_unread(self) -> None:
-        """Collect the events of the SAs ``_sa_init_request`` left unread."""
+        """Collect the events of the SAs ``_sa_init_request`` left unread (their keys are
+        derived now), and make the key pairs of the next IKE_SA_INIT answers."""
         unread, self._unread = self._unread, []
         for sa in unread:
             while (event := sa.next_event()) is not None:
                 self._events.append((sa, event))
+        self.prepared_keys.refill()
 
     def _settle(self, sa: IkeSa, now: float, *, events: bool = True) -> None:
         """Collect what a call into ``sa`` produced and update the indexes it affects."""

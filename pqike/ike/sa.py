@@ -79,6 +79,7 @@ from .exchanges import create_child_sa, ike_sa_init, informational, intermediate
 from .exchanges.informational import InformationalRequest
 from .generation import CachedResponse, Crypto, Fate, Generation, Outgoing
 from .machine import COMMANDS, TRANSITIONS, Transition
+from .prepared import PreparedKeys
 from .protection import (
     Reassembler,
     ReassemblyBudget,
@@ -165,6 +166,7 @@ class IkeSa:
         "_nat_remote",
         "_out",
         "_pending_ike",
+        "_prepared_keys",
         "_reassembly_budget",
         "_rx_path",
         "_state",
@@ -195,8 +197,12 @@ class IkeSa:
         registry=DEFAULT_REGISTRY,
         reassembly_budget: ReassemblyBudget | None = None,
         cookie_jar: CookieJar | None = None,
+        prepared_keys: PreparedKeys | None = None,
     ) -> None:
         self.config = config
+        self._prepared_keys = prepared_keys
+        """The endpoint's key pairs made ahead for IKE_SA_INIT responses (``None``: made
+        when the request comes)."""
         self._reassembly_budget = reassembly_budget
         """The endpoint's budget for partial messages of all its SAs (RFC 7383 2.6)."""
         self._cookie_jar = cookie_jar
@@ -800,6 +806,14 @@ class IkeSa:
     def new_kex(self, method: int) -> KeyExchange:
         """A fresh key exchange object: never reused (draft-ietf-ipsecme-ikev2-mlkem 2.2)."""
         return self.registry.create(method, self.config.backend_for(method))
+
+    def first_responder_kex(self, method: int) -> KeyExchange:
+        """The key exchange of a responder's IKE_SA_INIT answer: a fresh one the endpoint
+        prepared ahead (``pqike.ike.prepared``) when it has one, so that no key pair is
+        generated between request and response."""
+        if self._prepared_keys is None:
+            return self.new_kex(method)
+        return self._prepared_keys.take(method, self.config.backend_for(method))
 
     def new_ike_spi(self) -> bytes:
         spi = os.urandom(8)

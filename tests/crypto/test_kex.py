@@ -25,6 +25,7 @@ from pqike.crypto.kex import (
     create_key_exchange,
 )
 from pqike.errors import ConfigurationError, InvalidSyntax, LocalProtocolError
+from pqike.ike.prepared import PreparedKeys
 
 AVAILABLE = [
     info for info in STANDARD_METHODS if DEFAULT_REGISTRY.is_available(info.method, "openssl")
@@ -78,6 +79,47 @@ def test_exchange_works_with_roles_swapped_and_keys_are_fresh(info):
     assert kei != first_i.public_data()
     ker, second_secret = second_r.respond(kei)
     assert second_i.complete(ker) == second_secret != first_secret
+
+
+@pytest.mark.parametrize("info", AVAILABLE, ids=IDS)
+def test_a_prepared_exchange_works_in_either_role_and_keeps_its_prepared_key(info):
+    # prepare() does ahead what needs no peer data (a DH key pair); the object still
+    # takes one role for one exchange.
+    prepared_r, initiator = create_key_exchange(info.method), create_key_exchange(info.method)
+    prepared_r.prepare()
+    ker, secret = prepared_r.respond(initiator.public_data())
+    assert initiator.complete(ker) == secret
+    with pytest.raises(LocalProtocolError):
+        prepared_r.respond(initiator.public_data())
+    prepared_i, responder = create_key_exchange(info.method), create_key_exchange(info.method)
+    prepared_i.prepare()
+    kei = prepared_i.public_data()
+    ker, secret = responder.respond(kei)
+    assert prepared_i.complete(ker) == secret
+    if info.kind != "kem":  # the responder's public value is the one prepared
+        other = create_key_exchange(info.method)
+        other.prepare()
+        public = other.public_data()
+        fresh = create_key_exchange(info.method)
+        fresh.prepare()
+        assert fresh.respond(kei)[0] != public
+
+
+def test_prepared_keys_hand_out_each_key_pair_once():
+    pool = PreparedKeys(DEFAULT_REGISTRY)
+    first = pool.take(M.CURVE25519, None)
+    assert len(pool) == 0
+    pool.refill()
+    assert len(pool) == 1
+    second = pool.take(M.CURVE25519, None)
+    assert second is not first and len(pool) == 0
+    initiator = create_key_exchange(M.CURVE25519)
+    kei = initiator.public_data()
+    ker1, _ = first.respond(kei)
+    ker2, secret = second.respond(kei)
+    assert ker1 != ker2 and initiator.complete(ker2) == secret
+    third = pool.take(M.CURVE25519, None)  # none ready: made on the spot
+    assert third is not second
 
 
 def test_public_data_is_generated_once():

@@ -217,7 +217,7 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     sa.check_nat(payloads, ZERO_SPI, msg.source)
     _note_auth_notifies(sa, payloads, initiator=False)
     hs.ke_method = ke.method
-    kex = sa.new_kex(ke.method)
+    kex = sa.first_responder_kex(ke.method)
     try:
         ke_data, secret = kex.respond(ke.data)
     except ProtocolError as exc:
