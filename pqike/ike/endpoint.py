@@ -210,7 +210,7 @@ class IkeEndpoint:
         self._seq = itertools.count()
         self._out: list[tuple[bytes, Address, Address]] = []
         self._events: deque[tuple[IkeSa, Event]] = deque()
-        self._unread: list[IkeSa] = []
+        self._unread: list[tuple[IkeSa, float]] = []
         """New responder SAs whose events wait for ``next_event``: reading them derives
         the keys the SA put off until its IKE_SA_INIT response left
         (``IkeSa.defer_first_keys``)."""
@@ -395,7 +395,7 @@ class IkeEndpoint:
         # The events later (next_event), so that the keys are derived after the response
         # has been handed to the driver.
         self._settle(sa, now, events=False)
-        self._unread.append(sa)
+        self._unread.append((sa, now))
         self._remember_reply(replay_key, self._out[sent:], now)
 
     def _cookie_required(self, config: IkeConfiguration, ip: str, now: float) -> bool:
@@ -566,9 +566,8 @@ class IkeEndpoint:
         """Collect the events of the SAs ``_sa_init_request`` left unread (their keys are
         derived now), and make the key pairs of the next IKE_SA_INIT answers."""
         unread, self._unread = self._unread, []
-        for sa in unread:
-            while (event := sa.next_event()) is not None:
-                self._events.append((sa, event))
+        for sa, now in unread:
+            self._settle(sa, now)  # an SA whose secret failed after all is closed here
         self.prepared_keys.refill()
 
     def _settle(self, sa: IkeSa, now: float, *, events: bool = True) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum, auto
 
@@ -250,9 +250,9 @@ class IkeSa:
         self._liveness_queued = False
         self._first_nonces: tuple[bytes, bytes] = (b"", b"")
         """The IKE_SA_INIT nonces, kept from AUTH until the first Child SA's KEYMAT."""
-        self._deferred_keys: tuple[NegotiatedSuite, bytes] | None = None
-        """A responder's IKE_SA_INIT suite and shared secret whose keys are not derived
-        yet (``defer_first_keys``)."""
+        self._deferred_keys: tuple[NegotiatedSuite, Callable[[], bytes], float] | None = None
+        """A responder's IKE_SA_INIT suite, the step that gives its shared secret, and
+        the time of the request: keys not derived yet (``defer_first_keys``)."""
 
     # ------------------------------------------------------------------ public API
 
@@ -881,25 +881,34 @@ class IkeSa:
             )
         )
 
-    def defer_first_keys(self, suite: NegotiatedSuite, secret: bytes) -> None:
+    def defer_first_keys(
+        self, suite: NegotiatedSuite, finish: Callable[[], bytes], now: float
+    ) -> None:
         """A responder's ``install_first_keys``, done later: its IKE_SA_INIT response
-        needs no key (RFC 7296 2.14 keys protect only what follows), so SKEYSEED and
-        prf+ wait until the response has left. ``derive_deferred_keys`` runs them, and
-        every entry point that could need them (``receive_datagram``, ``handle_timer``,
-        ``next_event``) calls it first, whatever the driver does; a driver that reads
-        the events after sending what it queued (``pqike.io.udp``) does it off the path
-        between request and response. The shared secret was computed, and the peer's
-        KE data checked, before the response was built."""
-        self._deferred_keys = (suite, secret)
+        needs no key (RFC 7296 2.14 keys protect only what follows), so the shared
+        secret (``finish``, from ``KeyExchange.respond_later``, which checked the peer's
+        KE data already), SKEYSEED and prf+ wait until the response has left.
+        ``derive_deferred_keys`` runs them, and every entry point that could need them
+        (``receive_datagram``, ``handle_timer``, ``next_event``) calls it first,
+        whatever the driver does; a driver that reads the events after sending what it
+        queued (``pqike.io.udp``) does it off the path between request and response."""
+        self._deferred_keys = (suite, finish, now)
 
     def derive_deferred_keys(self) -> None:
         """Derive the keys ``defer_first_keys`` put off (nothing when there are none)."""
         deferred, self._deferred_keys = self._deferred_keys, None
         if deferred is None:
             return
-        suite, secret = deferred
+        suite, finish, now = deferred
         hs = self.hs
         assert hs.ke_method is not None
+        try:
+            secret = finish()
+        except ProtocolError as exc:
+            # respond_later checked the KE data, so this should never happen; if it
+            # does, the answer has left and the SA fails without a Notify.
+            self._fail(exc.notify_type, f"bad KEi: {exc}", now=now, round=0)
+            return
         self._events.append(
             KeyExchangeCompleted(method=hs.ke_method, round=0, shared_secret=secret)
         )

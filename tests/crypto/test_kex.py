@@ -385,6 +385,51 @@ def test_small_order_points_giving_an_all_zero_secret_are_invalid_syntax(method)
             initiator.complete(point)
 
 
+@pytest.mark.parametrize("method", list(SMALL_ORDER), ids=["x25519", "x448"])
+def test_respond_later_refuses_small_order_points_before_any_secret(method):
+    # The two-step responder decides RFC 7748 6.1 from the value itself; the list it
+    # uses must be exactly what OpenSSL refuses, with X25519's ignored top bit set too.
+    points = list(SMALL_ORDER[method])
+    points.append(
+        ((2**448 - 2**224 - 1 if method == M.CURVE448 else 2**255 - 19) + 1).to_bytes(
+            len(points[0]), "little"
+        )
+    )  # p + 1, i.e. 1 again
+    if method == M.CURVE25519:
+        points += [p[:-1] + bytes([p[-1] | 0x80]) for p in points]
+    for point in points:
+        with pytest.raises(InvalidSyntax, match="small-order"):
+            create_key_exchange(method).respond(point)  # OpenSSL's all-zero refusal
+        with pytest.raises(InvalidSyntax, match="small-order"):
+            create_key_exchange(method).respond_later(point)
+
+
+@pytest.mark.parametrize("info", AVAILABLE, ids=IDS)
+def test_respond_later_agrees_with_the_initiator(info):
+    responder, initiator = responder_and_initiator(info.method)
+    data, finish = responder.respond_later(initiator.public_data())
+    assert initiator.complete(data) == finish()
+    with pytest.raises(LocalProtocolError):
+        responder.respond_later(initiator.public_data())  # one exchange per object
+
+
+@given(st.binary(min_size=32, max_size=32))
+@settings(max_examples=50, deadline=None)
+def test_respond_later_refuses_what_respond_refuses_for_any_x25519_value(value):
+    try:
+        create_key_exchange(M.CURVE25519).respond(value)
+        refused = False
+    except InvalidSyntax:
+        refused = True
+    try:
+        _, finish = create_key_exchange(M.CURVE25519).respond_later(value)
+        finish()
+        later_refused = False
+    except InvalidSyntax:
+        later_refused = True
+    assert refused == later_refused
+
+
 def with_coefficient(ek: bytes, index: int, value: int) -> bytes:
     """Set coefficient ``index`` of t-hat in ByteEncode12 form (FIPS 203 4.2.1)."""
     data = bytearray(ek)

@@ -491,3 +491,31 @@ def test_prepared_responder_key_pairs_are_fresh_for_every_ike_sa(
         ke = next(p for p in decode_message(response[0]).payloads if p.payload_type == 34)
         publics.append(ke.data)
     assert len(set(publics)) == 3  # a prepared key pair is used once
+
+
+def test_a_secret_that_fails_after_the_response_left_fails_the_sa_without_raising(
+    initiator_config, responder_config, monkeypatch
+):
+    # respond_later checks the KE data before the answer, so its finish step cannot
+    # fail for real; if it ever did, the SA must fail quietly, not the driver.
+    from pqike.crypto.kex import XdhExchange
+    from pqike.errors import InvalidSyntax
+
+    def broken(self, peer_data):
+        data, _ = original(self, peer_data)
+
+        def finish():
+            raise InvalidSyntax("all-zero shared secret after all")
+
+        return data, finish
+
+    original = XdhExchange.respond_later
+    monkeypatch.setattr(XdhExchange, "respond_later", broken)
+    ini, res = IkeEndpoint(), IkeEndpoint(responder_config())
+    ini.initiate(initiator_config(), RES, local=INI, now=0.0)
+    data, local, remote = first_sa_init(ini)
+    res.receive_datagram(data, local, local=remote, now=0.0)
+    assert len(res.datagrams_to_send(now=0.0)) == 1  # the answer left
+    failed = [e for _, e in events(res) if isinstance(e, IkeSaFailed)]
+    assert len(failed) == 1 and "all-zero" in failed[0].reason and failed[0].round == 0
+    assert res.half_open == 0 and all(sa.is_closed for sa in res)

@@ -219,7 +219,8 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     hs.ke_method = ke.method
     kex = sa.first_responder_kex(ke.method)
     try:
-        ke_data, secret = kex.respond(ke.data)
+        # The KE data is checked now; the shared secret can wait for the keys.
+        ke_data, finish = kex.respond_later(ke.data)
     except ProtocolError as exc:
         raise InvalidSyntax(f"bad KEi: {exc}", round=0) from exc
     sa.gen.spi_r = sa.reserved_spi  # the SPI goes on the wire with this response
@@ -254,8 +255,9 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         protected=False,
         request_raw=msg.message.raw,
     )
-    # SKEYSEED and SK_* once the response has left (IkeSa.defer_first_keys).
-    sa.defer_first_keys(suite, secret)
+    # The shared secret, SKEYSEED and SK_* once the response has left
+    # (IkeSa.defer_first_keys).
+    sa.defer_first_keys(suite, finish, now)
     hs.half_open_deadline = now + sa.config.half_open_timeout
     return Outcome.ROUNDS if suite.rounds or hs.ppk_int_pending else Outcome.AUTH
 
