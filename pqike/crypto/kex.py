@@ -108,6 +108,25 @@ class KeyExchange(ABC):
         ``InvalidSyntax``.
         """
 
+    def respond_later(self, peer_data: bytes) -> tuple[bytes, Callable[[], bytes]]:
+        """Responder side in two steps: check the initiator's KE data and return
+        ``(own data, finish)`` now; ``finish()`` returns the shared secret.
+
+        Every check of the peer's data happens here, so that a bad value is refused
+        (``InvalidSyntax``) before anything is answered; what ``finish`` leaves for later
+        is only work. By default the whole ``respond`` runs here; an exchange whose
+        secret can wait (X25519, X448) overrides it.
+        """
+        data, secret = self.respond(peer_data)
+        return data, lambda: secret
+
+    def prepare(self) -> None:
+        """Do now the work that needs no peer data, so that a later ``respond`` (or
+        ``public_data``) is quicker: a DH key pair is generated here. Either role may
+        follow; the object is still used for one exchange only. A KEM responder's work
+        all depends on the peer's key, so by default this does nothing."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class KeyExchangeInfo:
@@ -381,6 +400,10 @@ class _DiffieHellman(_OpenSslExchange):
             self._key = self._generate()
         return self._key
 
+    def prepare(self) -> None:
+        if self._public is None:
+            self._public = self._encode_public(self._own_key())
+
     def _initiator_data(self) -> bytes:
         return self._encode_public(self._own_key())
 
@@ -388,7 +411,8 @@ class _DiffieHellman(_OpenSslExchange):
         # Validate before generating a key pair: a bad value then costs nothing.
         peer = self._load_peer(peer_data)
         key = self._own_key()
-        return self._encode_public(key), self._agree(key, peer)
+        public = self._public if self._public is not None else self._encode_public(key)
+        return public, self._agree(key, peer)
 
     def _complete(self, peer_data: bytes) -> bytes:
         return self._agree(self._own_key(), self._load_peer(peer_data))
@@ -576,6 +600,38 @@ _XDH: MappingProxyType[int, tuple[Any, Any, int, str]] = MappingProxyType(
 )
 
 
+_X25519_P = 2**255 - 19
+_X448_P = 2**448 - 2**224 - 1
+# The u-coordinates of the points of small order on Curve25519 and its twist (the group
+# orders are 8 and 4 times a prime): 0 (order 2), 1 and p-1 (order 4), the two of order
+# 8, and p and p+1, the 255-bit encodings of 0 and 1 that are not reduced (RFC 7748 5
+# lets them in). With a clamped scalar (a multiple of 8 below the prime order) X25519
+# gives the all-zero secret exactly for these, and only for these.
+_X25519_SMALL_ORDER = (
+    0,
+    1,
+    325606250916557431795983626356110631294008115727848805560023387167927233504,
+    39382357235489614581723060781553021112529911719440698176882885853963445705823,
+    _X25519_P - 1,
+    _X25519_P,
+    _X25519_P + 1,
+)
+# Curve448 and its twist: 4 times a prime each; 0 (order 2), 1 and p-1 (order 4), and
+# the unreduced p and p+1.
+_X448_SMALL_ORDER = (0, 1, _X448_P - 1, _X448_P, _X448_P + 1)
+_SMALL_ORDER: MappingProxyType[int, frozenset[bytes]] = MappingProxyType(
+    {
+        KeyExchangeMethod.CURVE25519: frozenset(
+            u.to_bytes(32, "little") for u in _X25519_SMALL_ORDER
+        ),
+        KeyExchangeMethod.CURVE448: frozenset(u.to_bytes(56, "little") for u in _X448_SMALL_ORDER),
+    }
+)
+"""Small-order public values of each XDH method, as 32/56 little-endian bytes (with
+the top bit of an X25519 value cleared, as RFC 7748 5 has the receiver do)."""
+_X25519_TOP_BIT_MASK = 0x7F
+
+
 class XdhExchange(_DiffieHellman):
     """X25519 / X448 (methods 31, 32; RFC 8031, RFC 7748).
 
@@ -607,6 +663,26 @@ class XdhExchange(_DiffieHellman):
             return self._public_cls.from_public_bytes(peer_data)
         except ValueError:
             raise InvalidSyntax(f"{self.label} public value is not valid") from None
+
+    def respond_later(self, peer_data: bytes) -> tuple[bytes, Callable[[], bytes]]:
+        """Check the peer's value now (its length, and RFC 7748 6.1 / RFC 8031 2.3
+        decided from the value itself: a small-order point would give the all-zero
+        secret) and leave the DH computation for ``finish``, which still refuses an
+        all-zero result."""
+        if self._role != _FRESH:
+            raise LocalProtocolError("respond() needs a fresh key exchange object")
+        self._role = _RESPONDER
+        self._check_length(peer_data, self._size, "public value")
+        u = peer_data
+        if self.method == KeyExchangeMethod.CURVE25519:
+            u = peer_data[:-1] + bytes([peer_data[-1] & _X25519_TOP_BIT_MASK])
+        if u in _SMALL_ORDER[self.method]:
+            raise InvalidSyntax(
+                f"{self.label} public value is a small-order point (all-zero shared secret)"
+            )
+        key = self._own_key()
+        public = self._public if self._public is not None else self._encode_public(key)
+        return public, lambda: self._agree(key, self._load_peer(peer_data))
 
     def _agree(self, key: Any, peer: Any) -> bytes:
         try:

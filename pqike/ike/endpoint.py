@@ -51,6 +51,7 @@ from ..wire.payloads import IkeHeader, NotifyPayload
 from .config import IkeConfiguration
 from .cookies import CookieJar, scan_sa_init
 from .events import Event
+from .prepared import PreparedKeys
 from .protection import ReassemblyBudget
 from .sa import IkeSa
 from .states import IkeSaState
@@ -193,6 +194,8 @@ class IkeEndpoint:
             half_open_bytes=limits.reassembly_half_open,
         )
         """Memory for the partial fragmented messages of every SA (RFC 7383 2.6)."""
+        self.prepared_keys = PreparedKeys(registry)
+        """Responder key pairs made after one IKE_SA_INIT answer left, for the next."""
         self._by_spi: dict[bytes, IkeSa] = {}
         # (SPIi, peer) of the IKE_SA_INIT request each responder SA answered, until it
         # is established: after IKE_AUTH the initiator no longer sends IKE_SA_INIT.
@@ -207,6 +210,10 @@ class IkeEndpoint:
         self._seq = itertools.count()
         self._out: list[tuple[bytes, Address, Address]] = []
         self._events: deque[tuple[IkeSa, Event]] = deque()
+        self._unread: list[tuple[IkeSa, float]] = []
+        """New responder SAs whose events wait for ``next_event``: reading them derives
+        the keys the SA put off until its IKE_SA_INIT response left
+        (``IkeSa.defer_first_keys``)."""
         self._no_cookie_configs: dict[int, tuple[IkeConfiguration, IkeConfiguration]] = {}
         self._stats: dict[str, int] = {}
         self._cookies_until = float("-inf")
@@ -266,6 +273,8 @@ class IkeEndpoint:
         self, config: IkeConfiguration, remote: Address, *, local: Address, now: float
     ) -> IkeSa:
         """Create an initiator IKE SA from ``local`` to ``remote`` and queue its IKE_SA_INIT."""
+        if self._unread:
+            self._read_unread()
         sa = self._new_sa(config, is_initiator=True, local=local, remote=remote)
         self._route(sa, sa.spi_i)
         sa.initiate(now=now)
@@ -281,6 +290,8 @@ class IkeEndpoint:
         ``endpoint.command(sa, lambda sa: sa.rekey_child(now=t), now=t)``."""
         if sa not in self._spis:
             raise LocalProtocolError("this IKE SA does not belong to the endpoint")
+        if self._unread:
+            self._read_unread()
         action(sa)
         self._settle(sa, now)
 
@@ -293,6 +304,8 @@ class IkeEndpoint:
         are dropped and counted in ``stats``.
         """
         self._bump("datagrams_received")
+        if self._unread:
+            self._read_unread()
         # RFC 3948 2.2/2.3: ports without 500 carry ESP and NAT keepalives too.
         kind = classify(data, local[1], remote[1])
         if kind is PayloadKind.NAT_KEEPALIVE:
@@ -379,7 +392,10 @@ class IkeEndpoint:
         if len(self._half_open) > self._stats.get("half_open_peak", 0):
             self._stats["half_open_peak"] = len(self._half_open)
         sent = len(self._out)
-        self._settle(sa, now)
+        # The events later (next_event), so that the keys are derived after the response
+        # has been handed to the driver.
+        self._settle(sa, now, events=False)
+        self._unread.append((sa, now))
         self._remember_reply(replay_key, self._out[sent:], now)
 
     def _cookie_required(self, config: IkeConfiguration, ip: str, now: float) -> bool:
@@ -464,6 +480,7 @@ class IkeEndpoint:
                 registry=self._registry,
                 reassembly_budget=self.reassembly_budget,
                 cookie_jar=self.cookie_jar,
+                prepared_keys=None if is_initiator else self.prepared_keys,
             )
             # Our SPIs are 64 random bits; a clash with a live SA is next to impossible,
             # but it would misroute, so draw again.
@@ -492,6 +509,8 @@ class IkeEndpoint:
 
     def next_event(self) -> tuple[IkeSa, Event] | None:
         """The oldest ``(sa, event)`` not yet read, across every SA, or ``None``."""
+        if self._unread:
+            self._read_unread()
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
@@ -509,6 +528,8 @@ class IkeEndpoint:
     def handle_timer(self, *, now: float) -> None:
         """Run every SA timer that is due, forget closed SAs whose time is up and the
         IKE_SA_INIT answers kept for replays whose window closed."""
+        if self._unread:
+            self._read_unread()
         replies = self._replies
         while replies and next(iter(replies.values()))[0] <= now:
             replies.popitem(last=False)  # kept in the order they were sent: oldest first
@@ -533,16 +554,25 @@ class IkeEndpoint:
     def _bump(self, name: str) -> None:
         self._stats[name] = self._stats.get(name, 0) + 1
 
-    def _drain(self, sa: IkeSa, now: float) -> None:
+    def _drain(self, sa: IkeSa, now: float, *, events: bool = True) -> None:
         local = sa.local
         for data, remote in sa.datagrams_to_send(now=now):
             self._out.append((data, local, remote))
-        while (event := sa.next_event()) is not None:
-            self._events.append((sa, event))
+        if events:
+            while (event := sa.next_event()) is not None:
+                self._events.append((sa, event))
 
-    def _settle(self, sa: IkeSa, now: float) -> None:
+    def _read_unread(self) -> None:
+        """Collect the events of the SAs ``_sa_init_request`` left unread (their keys are
+        derived now), and make the key pairs of the next IKE_SA_INIT answers."""
+        unread, self._unread = self._unread, []
+        for sa, now in unread:
+            self._settle(sa, now)  # an SA whose secret failed after all is closed here
+        self.prepared_keys.refill()
+
+    def _settle(self, sa: IkeSa, now: float, *, events: bool = True) -> None:
         """Collect what a call into ``sa`` produced and update the indexes it affects."""
-        self._drain(sa, now)
+        self._drain(sa, now, events=events)
         spi = self._own_spi(sa)
         if sa.is_established and self._by_spi.get(spi) is not sa:
             # RFC 7296 2.18: an IKE SA rekey gave the SA new SPIs; the old ones stay

@@ -85,7 +85,9 @@ class Purpose(Enum):
 class KeyExchangeCompleted(Event):
     """A key exchange finished: round 0 is the KE payload of IKE_SA_INIT (or of a
     CREATE_CHILD_SA), n the ADDKEn round of IKE_INTERMEDIATE (or IKE_FOLLOWUP_KE),
-    RFC 9370 2.2.2 and 2.2.4. ``purpose`` is ``None`` in the first handshake."""
+    RFC 9370 2.2.2 and 2.2.4. ``purpose`` is ``None`` in the first handshake. A
+    responder reports round 0 after the ``MessageSent`` of its IKE_SA_INIT response,
+    whose secret it computes once the response has left (``IkeSa.defer_first_keys``)."""
 
     method: int
     round: int

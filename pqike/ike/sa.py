@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum, auto
 
@@ -70,6 +70,7 @@ from .events import (
     IkeSaEstablished,
     IkeSaFailed,
     IkeSaRekeyed,
+    KeyExchangeCompleted,
     MessageReceived,
     MessageSent,
     Purpose,
@@ -78,6 +79,7 @@ from .exchanges import create_child_sa, ike_sa_init, informational, intermediate
 from .exchanges.informational import InformationalRequest
 from .generation import CachedResponse, Crypto, Fate, Generation, Outgoing
 from .machine import COMMANDS, TRANSITIONS, Transition
+from .prepared import PreparedKeys
 from .protection import (
     Reassembler,
     ReassemblyBudget,
@@ -158,6 +160,7 @@ class IkeSa:
     __slots__ = (
         "_cookie_jar",
         "_counters",
+        "_deferred_keys",
         "_events",
         "_first_nonces",
         "_generations",
@@ -171,6 +174,7 @@ class IkeSa:
         "_nat_remote",
         "_out",
         "_pending_ike",
+        "_prepared_keys",
         "_reassembly_budget",
         "_rx_path",
         "_state",
@@ -201,8 +205,12 @@ class IkeSa:
         registry=DEFAULT_REGISTRY,
         reassembly_budget: ReassemblyBudget | None = None,
         cookie_jar: CookieJar | None = None,
+        prepared_keys: PreparedKeys | None = None,
     ) -> None:
         self.config = config
+        self._prepared_keys = prepared_keys
+        """The endpoint's key pairs made ahead for IKE_SA_INIT responses (``None``: made
+        when the request comes)."""
         self._reassembly_budget = reassembly_budget
         """The endpoint's budget for partial messages of all its SAs (RFC 7383 2.6)."""
         self._cookie_jar = cookie_jar
@@ -250,6 +258,9 @@ class IkeSa:
         self._liveness_queued = False
         self._first_nonces: tuple[bytes, bytes] = (b"", b"")
         """The IKE_SA_INIT nonces, kept from AUTH until the first Child SA's KEYMAT."""
+        self._deferred_keys: tuple[NegotiatedSuite, Callable[[], bytes], float] | None = None
+        """A responder's IKE_SA_INIT suite, the step that gives its shared secret, and
+        the time of the request: keys not derived yet (``defer_first_keys``)."""
 
     # ------------------------------------------------------------------ public API
 
@@ -361,6 +372,8 @@ class IkeSa:
 
     def next_event(self) -> Event | None:
         """The oldest event not yet read, or ``None``."""
+        if self._deferred_keys is not None:
+            self.derive_deferred_keys()
         return self._events.pop(0) if self._events else None
 
     def get_timer(self) -> float | None:
@@ -396,6 +409,8 @@ class IkeSa:
     def handle_timer(self, *, now: float) -> None:
         """Retransmit, give up, expire reassembly, and start rekeys, liveness checks and
         deletes whose time has come."""
+        if self._deferred_keys is not None:
+            self.derive_deferred_keys()
         for gen in self._generations:
             if gen.reassembly is not None:
                 gen.reassembly.expire(now)
@@ -451,6 +466,8 @@ class IkeSa:
         address pair verifies, replies go there (RFC 7296 2.23: the peer moved to the
         NAT-T port or its NAT mapping changed).
         """
+        if self._deferred_keys is not None:
+            self.derive_deferred_keys()
         for gen in self._generations:
             if gen.reassembly is not None:
                 gen.reassembly.expire(now)
@@ -798,6 +815,14 @@ class IkeSa:
         """A fresh key exchange object: never reused (draft-ietf-ipsecme-ikev2-mlkem 2.2)."""
         return self.registry.create(method, self.config.backend_for(method))
 
+    def first_responder_kex(self, method: int) -> KeyExchange:
+        """The key exchange of a responder's IKE_SA_INIT answer: a fresh one the endpoint
+        prepared ahead (``pqike.ike.prepared``) when it has one, so that no key pair is
+        generated between request and response."""
+        if self._prepared_keys is None:
+            return self.new_kex(method)
+        return self._prepared_keys.take(method, self.config.backend_for(method))
+
     def new_ike_spi(self) -> bytes:
         spi = os.urandom(8)
         while spi in (g.own_spi for g in self._generations):
@@ -863,6 +888,39 @@ class IkeSa:
                 prf=suite.prf,
             )
         )
+
+    def defer_first_keys(
+        self, suite: NegotiatedSuite, finish: Callable[[], bytes], now: float
+    ) -> None:
+        """A responder's ``install_first_keys``, done later: its IKE_SA_INIT response
+        needs no key (RFC 7296 2.14 keys protect only what follows), so the shared
+        secret (``finish``, from ``KeyExchange.respond_later``, which checked the peer's
+        KE data already), SKEYSEED and prf+ wait until the response has left.
+        ``derive_deferred_keys`` runs them, and every entry point that could need them
+        (``receive_datagram``, ``handle_timer``, ``next_event``) calls it first,
+        whatever the driver does; a driver that reads the events after sending what it
+        queued (``pqike.io.udp``) does it off the path between request and response."""
+        self._deferred_keys = (suite, finish, now)
+
+    def derive_deferred_keys(self) -> None:
+        """Derive the keys ``defer_first_keys`` put off (nothing when there are none)."""
+        deferred, self._deferred_keys = self._deferred_keys, None
+        if deferred is None:
+            return
+        suite, finish, now = deferred
+        hs = self.hs
+        assert hs.ke_method is not None
+        try:
+            secret = finish()
+        except ProtocolError as exc:
+            # respond_later checked the KE data, so this should never happen; if it
+            # does, the answer has left and the SA fails without a Notify.
+            self._fail(exc.notify_type, f"bad KEi: {exc}", now=now, round=0)
+            return
+        self._events.append(
+            KeyExchangeCompleted(method=hs.ke_method, round=0, shared_secret=secret)
+        )
+        self.install_first_keys(suite, secret)
 
     def update_first_keys(self, secret: bytes) -> None:
         """RFC 9370 2.2.2: SKEYSEED(n) = prf(SK_d(n-1), SK(n) | Ni | Nr), then prf+ again,

@@ -552,7 +552,8 @@ async def initiate(
             port=peer.port,
             nat_t_port=peer.nat_t_port,
             on_event=on_event,
-            on_datagram=files.datagram,
+            # No hook without a pcap: it would be a call per datagram before the answer.
+            on_datagram=files.datagram if files.pcap is not None else None,
         )
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -737,7 +738,8 @@ async def serve(
             port=peer.port,
             nat_t_port=peer.nat_t_port,
             on_event=on_event,
-            on_datagram=files.datagram,
+            # No hook without a pcap: it would be a call per datagram before the answer.
+            on_datagram=files.datagram if files.pcap is not None else None,
         )
         holder[0] = _bound_config(peer, udp)
         try:

@@ -25,6 +25,7 @@ from pqike.crypto.kex import (
     create_key_exchange,
 )
 from pqike.errors import ConfigurationError, InvalidSyntax, LocalProtocolError
+from pqike.ike.prepared import PreparedKeys
 
 AVAILABLE = [
     info for info in STANDARD_METHODS if DEFAULT_REGISTRY.is_available(info.method, "openssl")
@@ -78,6 +79,47 @@ def test_exchange_works_with_roles_swapped_and_keys_are_fresh(info):
     assert kei != first_i.public_data()
     ker, second_secret = second_r.respond(kei)
     assert second_i.complete(ker) == second_secret != first_secret
+
+
+@pytest.mark.parametrize("info", AVAILABLE, ids=IDS)
+def test_a_prepared_exchange_works_in_either_role_and_keeps_its_prepared_key(info):
+    # prepare() does ahead what needs no peer data (a DH key pair); the object still
+    # takes one role for one exchange.
+    prepared_r, initiator = create_key_exchange(info.method), create_key_exchange(info.method)
+    prepared_r.prepare()
+    ker, secret = prepared_r.respond(initiator.public_data())
+    assert initiator.complete(ker) == secret
+    with pytest.raises(LocalProtocolError):
+        prepared_r.respond(initiator.public_data())
+    prepared_i, responder = create_key_exchange(info.method), create_key_exchange(info.method)
+    prepared_i.prepare()
+    kei = prepared_i.public_data()
+    ker, secret = responder.respond(kei)
+    assert prepared_i.complete(ker) == secret
+    if info.kind != "kem":  # the responder's public value is the one prepared
+        other = create_key_exchange(info.method)
+        other.prepare()
+        public = other.public_data()
+        fresh = create_key_exchange(info.method)
+        fresh.prepare()
+        assert fresh.respond(kei)[0] != public
+
+
+def test_prepared_keys_hand_out_each_key_pair_once():
+    pool = PreparedKeys(DEFAULT_REGISTRY)
+    first = pool.take(M.CURVE25519, None)
+    assert len(pool) == 0
+    pool.refill()
+    assert len(pool) == 1
+    second = pool.take(M.CURVE25519, None)
+    assert second is not first and len(pool) == 0
+    initiator = create_key_exchange(M.CURVE25519)
+    kei = initiator.public_data()
+    ker1, _ = first.respond(kei)
+    ker2, secret = second.respond(kei)
+    assert ker1 != ker2 and initiator.complete(ker2) == secret
+    third = pool.take(M.CURVE25519, None)  # none ready: made on the spot
+    assert third is not second
 
 
 def test_public_data_is_generated_once():
@@ -341,6 +383,51 @@ def test_small_order_points_giving_an_all_zero_secret_are_invalid_syntax(method)
             responder.respond(point)
         with pytest.raises(InvalidSyntax, match="small-order"):
             initiator.complete(point)
+
+
+@pytest.mark.parametrize("method", list(SMALL_ORDER), ids=["x25519", "x448"])
+def test_respond_later_refuses_small_order_points_before_any_secret(method):
+    # The two-step responder decides RFC 7748 6.1 from the value itself; the list it
+    # uses must be exactly what OpenSSL refuses, with X25519's ignored top bit set too.
+    points = list(SMALL_ORDER[method])
+    points.append(
+        ((2**448 - 2**224 - 1 if method == M.CURVE448 else 2**255 - 19) + 1).to_bytes(
+            len(points[0]), "little"
+        )
+    )  # p + 1, i.e. 1 again
+    if method == M.CURVE25519:
+        points += [p[:-1] + bytes([p[-1] | 0x80]) for p in points]
+    for point in points:
+        with pytest.raises(InvalidSyntax, match="small-order"):
+            create_key_exchange(method).respond(point)  # OpenSSL's all-zero refusal
+        with pytest.raises(InvalidSyntax, match="small-order"):
+            create_key_exchange(method).respond_later(point)
+
+
+@pytest.mark.parametrize("info", AVAILABLE, ids=IDS)
+def test_respond_later_agrees_with_the_initiator(info):
+    responder, initiator = responder_and_initiator(info.method)
+    data, finish = responder.respond_later(initiator.public_data())
+    assert initiator.complete(data) == finish()
+    with pytest.raises(LocalProtocolError):
+        responder.respond_later(initiator.public_data())  # one exchange per object
+
+
+@given(st.binary(min_size=32, max_size=32))
+@settings(max_examples=50, deadline=None)
+def test_respond_later_refuses_what_respond_refuses_for_any_x25519_value(value):
+    try:
+        create_key_exchange(M.CURVE25519).respond(value)
+        refused = False
+    except InvalidSyntax:
+        refused = True
+    try:
+        _, finish = create_key_exchange(M.CURVE25519).respond_later(value)
+        finish()
+        later_refused = False
+    except InvalidSyntax:
+        later_refused = True
+    assert refused == later_refused
 
 
 def with_coefficient(ek: bytes, index: int, value: int) -> bytes:

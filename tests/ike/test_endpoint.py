@@ -435,3 +435,87 @@ def test_notify_payloads_in_stateless_replies_are_unprotected(initiator_config, 
     message = decode_message(reply)
     assert message.header.spi_r == b"\x00" * 8
     assert isinstance(message.payloads[0], NotifyPayload)
+
+
+def test_the_responder_derives_its_ike_sa_init_keys_after_the_response_is_queued(
+    initiator_config, responder_config
+):
+    ini, res = IkeEndpoint(), IkeEndpoint(responder_config())
+    sa_i = ini.initiate(initiator_config(), RES, local=INI, now=0.0)
+    data, local, remote = first_sa_init(ini)
+    res.receive_datagram(data, local, local=remote, now=0.0)
+    (response,) = res.datagrams_to_send(now=0.0)
+    sa_r = res.find(decode_header(response[0]).spi_r)
+    assert sa_r is not None and sa_r.gen.crypto is None  # no SKEYSEED yet
+    kinds = [type(e).__name__ for _, e in events(res)]  # reading the events derives them
+    assert kinds[-2:] == ["KeyExchangeCompleted", "IkeKeysDerived"]
+    assert sa_r.gen.crypto is not None
+    ini.receive_datagram(response[0], remote, local=local, now=0.0)
+    assert sa_i.gen.crypto is not None and sa_i.gen.crypto.keys == sa_r.gen.crypto.keys
+    pump(ini, res)
+    assert sa_i.is_established and sa_r.is_established
+
+
+def test_a_responder_that_is_not_asked_for_events_derives_its_keys_on_the_next_datagram(
+    initiator_config, responder_config
+):
+    ini, res = IkeEndpoint(), IkeEndpoint(responder_config())
+    sa_i = ini.initiate(initiator_config(), RES, local=INI, now=0.0)
+    for _ in range(8):  # no next_event() on either side
+        moved = False
+        for src, dst in ((ini, res), (res, ini)):
+            for data, local, remote in src.datagrams_to_send(now=0.0):
+                dst.receive_datagram(data, local, local=remote, now=0.0)
+                moved = True
+        if not moved:
+            break
+    assert sa_i.is_established and res.find(sa_i.spi_r).is_established
+
+
+def test_prepared_responder_key_pairs_are_fresh_for_every_ike_sa(
+    initiator_config, responder_config
+):
+    ini, res = IkeEndpoint(), IkeEndpoint(responder_config())
+    assert len(res.prepared_keys) == 0
+    publics = []
+    for _ in range(3):
+        sa = ini.initiate(initiator_config(), RES, local=INI, now=0.0)
+        data, local, remote = first_sa_init(ini)
+        res.receive_datagram(data, local, local=remote, now=0.0)
+        (response,) = res.datagrams_to_send(now=0.0)
+        events(res)  # after the response: the next key pair is made
+        assert len(res.prepared_keys) == 1
+        ini.receive_datagram(response[0], remote, local=local, now=0.0)
+        pump(ini, res)
+        assert sa.is_established
+        ke = next(p for p in decode_message(response[0]).payloads if p.payload_type == 34)
+        publics.append(ke.data)
+    assert len(set(publics)) == 3  # a prepared key pair is used once
+
+
+def test_a_secret_that_fails_after_the_response_left_fails_the_sa_without_raising(
+    initiator_config, responder_config, monkeypatch
+):
+    # respond_later checks the KE data before the answer, so its finish step cannot
+    # fail for real; if it ever did, the SA must fail quietly, not the driver.
+    from pqike.crypto.kex import XdhExchange
+    from pqike.errors import InvalidSyntax
+
+    def broken(self, peer_data):
+        data, _ = original(self, peer_data)
+
+        def finish():
+            raise InvalidSyntax("all-zero shared secret after all")
+
+        return data, finish
+
+    original = XdhExchange.respond_later
+    monkeypatch.setattr(XdhExchange, "respond_later", broken)
+    ini, res = IkeEndpoint(), IkeEndpoint(responder_config())
+    ini.initiate(initiator_config(), RES, local=INI, now=0.0)
+    data, local, remote = first_sa_init(ini)
+    res.receive_datagram(data, local, local=remote, now=0.0)
+    assert len(res.datagrams_to_send(now=0.0)) == 1  # the answer left
+    failed = [e for _, e in events(res) if isinstance(e, IkeSaFailed)]
+    assert len(failed) == 1 and "all-zero" in failed[0].reason and failed[0].round == 0
+    assert res.half_open == 0 and all(sa.is_closed for sa in res)

@@ -217,12 +217,12 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     sa.check_nat(payloads, ZERO_SPI, msg.source)
     _note_auth_notifies(sa, payloads, initiator=False)
     hs.ke_method = ke.method
-    kex = sa.new_kex(ke.method)
+    kex = sa.first_responder_kex(ke.method)
     try:
-        ke_data, secret = kex.respond(ke.data)
+        # The KE data is checked now; the shared secret can wait for the keys.
+        ke_data, finish = kex.respond_later(ke.data)
     except ProtocolError as exc:
         raise InvalidSyntax(f"bad KEi: {exc}", round=0) from exc
-    sa.emit(KeyExchangeCompleted(method=ke.method, round=0, shared_secret=secret))
     sa.gen.spi_r = sa.reserved_spi  # the SPI goes on the wire with this response
     out: list[Payload] = [
         SaPayload((selected,)),
@@ -245,7 +245,6 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     if sa.config.preset == "strongswan":
         # strongSwan's responder announces RFC 4739 last.
         out.append(NotifyPayload(NotifyType.MULTIPLE_AUTH_SUPPORTED))
-    sa.install_first_keys(suite, secret)
     hs.rounds.pending = suite.rounds
     hs.sa_init_request = msg.message.raw
     hs.sa_init_response = sa.send_response(
@@ -256,6 +255,9 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
         protected=False,
         request_raw=msg.message.raw,
     )
+    # The shared secret, SKEYSEED and SK_* once the response has left
+    # (IkeSa.defer_first_keys).
+    sa.defer_first_keys(suite, finish, now)
     hs.half_open_deadline = now + sa.config.half_open_timeout
     return Outcome.ROUNDS if suite.rounds or hs.ppk_int_pending else Outcome.AUTH
 
