@@ -918,6 +918,13 @@ def experiment_run(
     ),
 ) -> None:
     """Run every cell of SPEC; an interrupted run resumes where it stopped."""
+    if (workers or os.cpu_count() or 1) > 1:
+        from .forkserver import start_fork_server
+
+        # First thing: the workers' fork server imports the lab on another core while
+        # this process imports it too and reads the spec (the lab's import takes most of
+        # a second).
+        start_fork_server()
     from pathlib import Path
 
     from rich.progress import (

@@ -1,12 +1,16 @@
-"""Local worker processes for the runner's cells and the report's plots.
+"""Local worker processes for the runner's cells and tables and the report's plots.
 
 ``worker_pool(n)`` is a ``ProcessPoolExecutor`` of ``n`` processes forked from a fork
-server that has imported the runner and the report once (not from this process, which
-may hold threads, such as a progress bar's). The pool is entered only once every worker
-has started: a worker killed by a Ctrl-C while multiprocessing starts it prints a
-traceback, so SIGINT waits until then. On the way out (done, an error or Ctrl-C) the
-workers are terminated: whatever they were doing is lost, what the caller already took
-from them is not.
+server that has imported the runner and the report once (``pqike.forkserver``; not from
+this process, which may hold threads, such as a progress bar's). The pool is entered
+only once every worker has started: a worker killed by a Ctrl-C while multiprocessing
+starts it prints a traceback, so SIGINT waits until then. On the way out (done, an error
+or Ctrl-C) the workers are terminated: whatever they were doing is lost, what the caller
+already took from them is not.
+
+``SharedPool(n)`` starts such a pool the first time it is asked for one and keeps it
+until it is closed, so that one run's cells, tables and plots use the same workers
+instead of starting a pool per phase.
 """
 
 from __future__ import annotations
@@ -14,13 +18,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import signal
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-_PRELOAD = ["pqike.lab.runner", "pqike.lab.report"]
-"""What the fork server imports before it forks the first worker."""
+from ..forkserver import sigint_deferred, start_fork_server
 
 _START_TIMEOUT_S = 120.0
 """How long a pool may take to start all its workers (a busy machine, a cold import)."""
@@ -29,11 +31,12 @@ _START_TIMEOUT_S = 120.0
 @contextlib.contextmanager
 def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """``workers`` started local processes; terminated when the block ends."""
+    # Usually running already: the command line starts it before its own imports.
+    start_fork_server()
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(_PRELOAD)
     executor: ProcessPoolExecutor | None = None
     try:
-        with _sigint_deferred():
+        with sigint_deferred():
             started = ctx.Barrier(workers + 1)
             executor = ProcessPoolExecutor(
                 workers, mp_context=ctx, initializer=_quiet_worker, initargs=(started,)
@@ -53,6 +56,40 @@ def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
             executor.shutdown(wait=True, cancel_futures=True)
 
 
+class SharedPool:
+    """A ``worker_pool`` of at most ``workers`` processes, started by the first ``get()``
+    and terminated by ``close()`` (or the end of a ``with`` block).
+
+    ``at_least`` is how many tasks a later phase will give it at once (the report's
+    plots), so that the first phase, which may have fewer, starts enough processes.
+    """
+
+    def __init__(self, workers: int, *, at_least: int = 0) -> None:
+        self.workers = workers
+        self._at_least = at_least
+        self._stack = contextlib.ExitStack()
+        self._executor: ProcessPoolExecutor | None = None
+
+    def get(self, tasks: int = 0) -> ProcessPoolExecutor:
+        """The pool's executor, started now if this is the first call: one process per
+        task (``tasks`` now or ``at_least`` later), at most ``workers``."""
+        if self._executor is None:
+            size = max(1, min(self.workers, max(tasks, self._at_least)))
+            self._executor = self._stack.enter_context(worker_pool(size))
+        return self._executor
+
+    def close(self) -> None:
+        """Terminate the workers, if they were started."""
+        self._executor = None
+        self._stack.close()
+
+    def __enter__(self) -> SharedPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _nothing() -> None:
     return None
 
@@ -63,30 +100,4 @@ def _quiet_worker(started: Any) -> None:
     started.wait()
 
 
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold SIGINT back until the block ends, then deliver it.
-
-    Blocking it in this thread is what the fork server and the workers inherit, so they
-    cannot die of it while they start. It is not enough here: a signal sent to the
-    process reaches any thread that does not block it (numpy's BLAS threads, started at
-    import), and Python then runs the handler in the main thread anyway. So the handler
-    is swapped too, for one that only notes the signal; a noted or still pending SIGINT
-    goes to the real handler when the block ends.
-    """
-    noted: list[int] = []
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, lambda sig, _: noted.append(sig)) if main else None
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        if main:
-            # None: a handler installed from C, which Python cannot put back.
-            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
-            if noted:
-                signal.raise_signal(signal.SIGINT)
-
-
-__all__ = ["worker_pool"]
+__all__ = ["SharedPool", "worker_pool"]

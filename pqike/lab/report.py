@@ -38,7 +38,8 @@ import contextlib
 import functools
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,13 +160,20 @@ class _Data:
 # --- entry point --------------------------------------------------------------------
 
 
-def build_report(out: str | Path, *, workers: int = 1, summary: pd.DataFrame | None = None) -> Path:
+def build_report(
+    out: str | Path,
+    *,
+    workers: int = 1,
+    summary: pd.DataFrame | None = None,
+    pool: Executor | None = None,
+) -> Path:
     """Rebuild ``summary.csv``, the plots and ``report.md`` in ``out``; return the report.
 
     Needs ``handshakes.csv`` (and ``messages.csv`` for the per-exchange numbers) in
     ``out``; raises ``FileNotFoundError`` when the handshakes table is missing. With
-    ``workers`` above 1 the plots are drawn in that many processes while this one writes
-    the tables; ``summary`` is ``summarize`` of the handshakes when the caller has it.
+    ``workers`` above 1 the plots are drawn in that many processes (or on ``pool``, the
+    caller's started workers) while this one writes the tables and the text;
+    ``summary`` is ``summarize`` of the handshakes when the caller has it.
     """
     # Imported here: the package's import must leave pqike.lab.published unimported, so
     # that `python -m pqike.lab.published` runs it cleanly as __main__.
@@ -178,17 +186,18 @@ def build_report(out: str | Path, *, workers: int = 1, summary: pd.DataFrame | N
         published = write_published(out)
         if published is not None:
             return _replace_published(out / "report.md", published)
-    data = _load(out)
     keys = [key for key, _ in _PLOTTERS]
     with contextlib.ExitStack() as stack:
         # The plots are the slow part of a report, independent of each other and of the
         # tables: with workers they are drawn there while this process writes the rest.
         futures = None
-        if workers > 1:
+        if pool is None and workers > 1:
             from .pool import worker_pool
 
             pool = stack.enter_context(worker_pool(min(workers, len(keys))))
+        if pool is not None:
             futures = [pool.submit(_draw_in_worker, str(out), key) for key in keys]
+        data = _load(out)
         (summarize(data.hs_all) if summary is None else summary).to_csv(
             out / "summary.csv", index=False
         )
@@ -197,15 +206,68 @@ def build_report(out: str | Path, *, workers: int = 1, summary: pd.DataFrame | N
             summarize_phases(phases_all).to_csv(out / "phase_summary.csv", index=False)
         if futures is None:
             done = [_draw(data, out, key) for key in keys]
+            text = None
         else:
+            # The text needs to know only which plots exist: it is written now, while
+            # the workers draw, as if every plot it mentions were drawn, and written
+            # again below in the rare case that one it mentions was not.
+            guess = _PlotsGuess({key: PLOTS[key] for key in keys})
+            text = _markdown(data, guess)
             done = [future.result() for future in futures]
     drawn = {key: PLOTS[key] if ok else None for key, ok in zip(keys, done, strict=True)}
+    if text is None or not guess.holds_for(drawn):
+        text = _markdown(data, drawn)
     report = out / "report.md"
-    report.write_text(_markdown(data, drawn), "utf-8")
+    report.write_text(text, "utf-8")
     published = write_published(out)
     if published is not None:
         _replace_published(report, published)
     return report
+
+
+class _PlotsGuess(dict[str, str | None]):
+    """The plots the text is written with before they are drawn, noting what the text
+    asks of them: the text depends on the plots only through those answers, so it is the
+    text of the plots actually drawn when every answer given agrees with them."""
+
+    def __init__(self, guess: dict[str, str | None]) -> None:
+        super().__init__(guess)
+        self.asked: set[str] = set()
+        self.asked_all = False
+
+    def __getitem__(self, key: str) -> str | None:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None, /) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+    # Anything that reads the whole mapping makes every plot count as asked.
+    def __iter__(self) -> Iterator[str]:
+        self.asked_all = True
+        return super().__iter__()
+
+    def keys(self) -> Any:
+        self.asked_all = True
+        return super().keys()
+
+    def values(self) -> Any:
+        self.asked_all = True
+        return super().values()
+
+    def items(self) -> Any:
+        self.asked_all = True
+        return super().items()
+
+    def holds_for(self, drawn: dict[str, str | None]) -> bool:
+        """Whether every answer given agrees with ``drawn``."""
+        asked = set(dict.keys(self)) if self.asked_all else self.asked
+        return all(dict.get(self, key) == drawn.get(key) for key in asked)
 
 
 _PUBLISHED_HEADING = "## Beside the published numbers"

@@ -42,6 +42,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -64,6 +65,7 @@ from .metrics import (
     table_path,
 )
 from .peers import HandshakeCase, PeerPair
+from .pool import SharedPool
 from .registry import default_pairs
 from .spec import Cell, ExperimentSpec, load_spec
 
@@ -248,7 +250,9 @@ def run_experiment(
     of repetitions; ``scheduler`` (``tcp://host:8786``) runs them on a Dask
     ``distributed`` cluster instead (``pip install pqike[dask]``). Each repetition has its
     own seed, so every column but the CPU and wall-clock times is the same whatever runs
-    them; cells of real peers (the lab pairs) always run here, one after the other.
+    them; cells of real peers (the lab pairs) always run here, one after the other. With
+    ``workers`` above 1 the same local processes then write the combined tables and draw
+    the report's plots.
 
     With ``out`` the tables, the report and the per-cell journal are written there and
     a rerun resumes (a finished run is not run again: its tables are read back); without
@@ -301,79 +305,102 @@ def run_experiment(
 
     parallel = workers > 1 or scheduler is not None
     spread = [i for i in todo if parallel and pairs[cells[i].pair].simulated]
-    try:
-        if spread:
-            for index, result, count in _spread(spec, cells, spread, pairs, workers, scheduler):
-                done_hs += count
-                if result is None:  # a chunk of a cell that is not complete yet
-                    if progress is not None:
-                        progress(Progress(len(cells), cells_done, total_hs, done_hs, "…"))
+    # One pool of local workers for the whole run (cells, combined tables, the report's
+    # plots), started when first needed: a pool start per phase cost a second each.
+    plots = _report_tasks() if report and outdir is not None else 0
+    with SharedPool(workers, at_least=plots) as pool:
+        try:
+            if spread:
+                for index, result, count in _spread(spec, cells, spread, pairs, pool, scheduler):
+                    done_hs += count
+                    if result is None:  # a chunk of a cell that is not complete yet
+                        if progress is not None:
+                            progress(Progress(len(cells), cells_done, total_hs, done_hs, "…"))
+                        continue
+                    finish(index, result)
+            for index in todo:
+                if index in spread:
                     continue
-                finish(index, result)
-        for index in todo:
-            if index in spread:
-                continue
-            cell = cells[index]
+                cell = cells[index]
 
-            def tick(rep: int, cell: Cell = cell) -> None:
-                nonlocal done_hs
-                done_hs += 1
-                if progress is not None:
-                    progress(Progress(len(cells), cells_done, total_hs, done_hs, cell.id))
+                def tick(rep: int, cell: Cell = cell) -> None:
+                    nonlocal done_hs
+                    done_hs += 1
+                    if progress is not None:
+                        progress(Progress(len(cells), cells_done, total_hs, done_hs, cell.id))
 
-            finish(index, run_cell(spec, cell, pairs=pairs, on_handshake=tick))
-    finally:
-        # Pairs that keep daemons or namespaces between handshakes release them here.
-        for pair in pairs.values():
-            close = getattr(pair, "close", None)
-            if callable(close):
-                close()
-    results = [finished[i] for i in sorted(finished)]
+                finish(index, run_cell(spec, cell, pairs=pairs, on_handshake=tick))
+        finally:
+            # Pairs that keep daemons or namespaces between handshakes release them here.
+            for pair in pairs.values():
+                close = getattr(pair, "close", None)
+                if callable(close):
+                    close()
+        results = [finished[i] for i in sorted(finished)]
 
-    names = _tables(spec)
-    if outdir is None:
-        tables = {n: pd.concat([getattr(r, n) for r in results], ignore_index=True) for n in names}
-    elif complete:
-        tables = {n: read_table(table_path(outdir, f"{n}.csv")) for n in names}
-    else:
-        tables = {n: _read_cells(outdir, cells, n) for n in names}
-    tables.setdefault("messages", pd.DataFrame())
-    tables.setdefault("datagrams", pd.DataFrame())
-    tables.setdefault("payloads", pd.DataFrame())
-    tables.setdefault("phases", pd.DataFrame())
-    summary = summarize(tables["handshakes"])
-    phase_summary = summarize_phases(tables["phases"]) if spec.phases else pd.DataFrame()
-    result = ExperimentResult(
-        spec,
-        outdir,
-        tables["handshakes"],
-        tables["messages"],
-        tables["datagrams"],
-        summary,
-        ran,
-        skipped,
-        discarded,
-        payloads=tables["payloads"],
-        phases=tables["phases"],
-        phase_summary=phase_summary,
-    )
-    if outdir is not None:
-        if not complete:
-            for n in names:
-                _write_table(outdir, n, tables[n], compress=spec.compress_tables)
-            summary.to_csv(outdir / "summary.csv", index=False)
-            if spec.phases:
-                phase_summary.to_csv(outdir / "phase_summary.csv", index=False)
-            (outdir / "environment.json").write_text(
-                json.dumps(environment(spec), indent=2) + "\n", "utf-8"
-            )
-            # The combined tables now hold everything: the per-cell journal can go.
-            _write_journal(outdir, spec, cells, complete=True)
-            shutil.rmtree(outdir / "cells", ignore_errors=True)
-        if report:
-            from .report import build_report
+        names = _tables(spec)
+        writes: list[Future[None]] = []
+        if outdir is not None and not complete and workers > 1:
+            # The workers write the combined tables (reading the cells back and
+            # compressing is most of that time) while this process reads them for the
+            # result and the summary: the same reads and writes as below, in parallel.
+            writes = [
+                pool.get(len(names)).submit(_combine_table, outdir, cells, n, spec.compress_tables)
+                for n in names
+            ]
+        if outdir is None:
+            tables = {
+                n: pd.concat([getattr(r, n) for r in results], ignore_index=True) for n in names
+            }
+        elif complete:
+            tables = {n: read_table(table_path(outdir, f"{n}.csv")) for n in names}
+        else:
+            tables = {n: _read_cells(outdir, cells, n) for n in names}
+        tables.setdefault("messages", pd.DataFrame())
+        tables.setdefault("datagrams", pd.DataFrame())
+        tables.setdefault("payloads", pd.DataFrame())
+        tables.setdefault("phases", pd.DataFrame())
+        summary = summarize(tables["handshakes"])
+        phase_summary = summarize_phases(tables["phases"]) if spec.phases else pd.DataFrame()
+        result = ExperimentResult(
+            spec,
+            outdir,
+            tables["handshakes"],
+            tables["messages"],
+            tables["datagrams"],
+            summary,
+            ran,
+            skipped,
+            discarded,
+            payloads=tables["payloads"],
+            phases=tables["phases"],
+            phase_summary=phase_summary,
+        )
+        if outdir is not None:
+            if not complete:
+                for future in writes:
+                    future.result()
+                if not writes:
+                    for n in names:
+                        _write_table(outdir, n, tables[n], compress=spec.compress_tables)
+                summary.to_csv(outdir / "summary.csv", index=False)
+                if spec.phases:
+                    phase_summary.to_csv(outdir / "phase_summary.csv", index=False)
+                (outdir / "environment.json").write_text(
+                    json.dumps(environment(spec), indent=2) + "\n", "utf-8"
+                )
+                # The combined tables now hold everything: the per-cell journal can go.
+                _write_journal(outdir, spec, cells, complete=True)
+                shutil.rmtree(outdir / "cells", ignore_errors=True)
+            if report:
+                from .report import build_report
 
-            result.report = build_report(outdir, workers=workers, summary=summary)
+                result.report = build_report(
+                    outdir,
+                    workers=workers,
+                    summary=summary,
+                    pool=pool.get() if workers > 1 else None,
+                )
     return result
 
 
@@ -395,21 +422,19 @@ def _run_task(task: _Task) -> tuple[int, int, CellResult]:
     return index, start, result
 
 
-def _local_results(tasks: list[_Task], workers: int):
+def _local_results(tasks: list[_Task], pool: SharedPool):
     from concurrent.futures import as_completed
 
-    from .pool import worker_pool
-
-    with worker_pool(min(workers, len(tasks))) as executor:
-        futures = [executor.submit(_run_task, task) for task in tasks]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            # Done, an error or Ctrl-C: chunks not yet taken are lost, not the cells
-            # already saved.
-            for future in futures:
-                future.cancel()
+    executor = pool.get(len(tasks))
+    futures = [executor.submit(_run_task, task) for task in tasks]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        # Done, an error or Ctrl-C: chunks not yet taken are lost, not the cells already
+        # saved (on an error or Ctrl-C the pool's end terminates the running ones).
+        for future in futures:
+            future.cancel()
 
 
 def _dask_results(tasks: list[_Task], scheduler: str):
@@ -441,13 +466,13 @@ def _spread(
     cells: list[Cell],
     indexes: list[int],
     pairs: Mapping[str, PeerPair],
-    workers: int,
+    pool: SharedPool,
     scheduler: str | None,
 ):
     """Run the cells ``indexes`` in chunks on the workers; yield ``(cell index, its
     CellResult or None while chunks are missing, repetitions just done)``."""
     counts = {i: spec.repetitions_for(cells[i]) for i in indexes}
-    slots = workers if scheduler is None else max(workers, len(indexes))
+    slots = pool.workers if scheduler is None else max(pool.workers, len(indexes))
     size = max(_MIN_CHUNK, -(-sum(counts.values()) // (slots * _CHUNKS_PER_WORKER)))
     tasks: list[_Task] = [
         (i, spec, cells[i], pairs[cells[i].pair], start, min(size, counts[i] - start))
@@ -456,9 +481,7 @@ def _spread(
     ]
     parts: dict[int, list[tuple[int, CellResult]]] = {i: [] for i in indexes}
     done = {i: 0 for i in indexes}
-    source = (
-        _local_results(tasks, workers) if scheduler is None else _dask_results(tasks, scheduler)
-    )
+    source = _local_results(tasks, pool) if scheduler is None else _dask_results(tasks, scheduler)
     for index, start, result in source:
         count = len(result.handshakes)
         parts[index].append((start, result))
@@ -670,6 +693,18 @@ def _write_table(outdir: Path, name: str, table: pd.DataFrame, *, compress: bool
     else:
         table.to_csv(plain, index=False)
         packed.unlink(missing_ok=True)
+
+
+def _combine_table(outdir: Path, cells: list[Cell], name: str, compress: bool) -> None:
+    """Write the combined table ``name`` of the finished ``cells`` (in a worker process)."""
+    _write_table(outdir, name, _read_cells(outdir, cells, name), compress=compress)
+
+
+def _report_tasks() -> int:
+    """How many tasks the report gives the workers (its plots)."""
+    from .report import PLOTS
+
+    return len(PLOTS)
 
 
 def _read_cells(outdir: Path, cells: list[Cell], name: str) -> pd.DataFrame:
