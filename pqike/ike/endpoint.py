@@ -211,9 +211,9 @@ class IkeEndpoint:
         self._out: list[tuple[bytes, Address, Address]] = []
         self._events: deque[tuple[IkeSa, Event]] = deque()
         self._unread: list[tuple[IkeSa, float]] = []
-        """New responder SAs whose events wait for ``next_event``: reading them derives
-        the keys the SA put off until its IKE_SA_INIT response left
-        (``IkeSa.defer_first_keys``)."""
+        """Responder SAs whose events wait for ``next_event``: reading them runs the work
+        the SA put off until its response left (``IkeSa.defer``: the IKE_SA_INIT keys,
+        an IKE_INTERMEDIATE exchange's IntAuth and key update)."""
         self._no_cookie_configs: dict[int, tuple[IkeConfiguration, IkeConfiguration]] = {}
         self._stats: dict[str, int] = {}
         self._cookies_until = float("-inf")
@@ -331,6 +331,12 @@ class IkeEndpoint:
             self._bump("dropped_unknown_spi")
             return
         sa.receive_datagram(data, remote, now=now, local=local)
+        if sa.has_deferred:
+            # An IKE_INTERMEDIATE answer's IntAuth and key update: like a new SA's keys,
+            # with the events in next_event, after the driver has the response.
+            self._settle(sa, now, events=False)
+            self._unread.append((sa, now))
+            return
         self._settle(sa, now)
 
     def _sa_init_request(
@@ -563,8 +569,8 @@ class IkeEndpoint:
                 self._events.append((sa, event))
 
     def _read_unread(self) -> None:
-        """Collect the events of the SAs ``_sa_init_request`` left unread (their keys are
-        derived now), and make the key pairs of the next IKE_SA_INIT answers."""
+        """Collect the events of the SAs left unread (their deferred work runs now), and
+        make the key pairs of the next IKE_SA_INIT answers."""
         unread, self._unread = self._unread, []
         for sa, now in unread:
             self._settle(sa, now)  # an SA whose secret failed after all is closed here
