@@ -278,7 +278,7 @@ class IkeEndpoint:
         sa = self._new_sa(config, is_initiator=True, local=local, remote=remote)
         self._route(sa, sa.spi_i)
         sa.initiate(now=now)
-        self._settle(sa, now)
+        self._settle_or_defer(sa, now)
         return sa
 
     def delete(self, sa: IkeSa, *, now: float) -> None:
@@ -331,13 +331,7 @@ class IkeEndpoint:
             self._bump("dropped_unknown_spi")
             return
         sa.receive_datagram(data, remote, now=now, local=local)
-        if sa.has_deferred:
-            # An IKE_INTERMEDIATE answer's IntAuth and key update: like a new SA's keys,
-            # with the events in next_event, after the driver has the response.
-            self._settle(sa, now, events=False)
-            self._unread.append((sa, now))
-            return
-        self._settle(sa, now)
+        self._settle_or_defer(sa, now)
 
     def _sa_init_request(
         self, spi_i: bytes, data: bytes, remote: Address, local: Address, now: float
@@ -567,6 +561,17 @@ class IkeEndpoint:
         if events:
             while (event := sa.next_event()) is not None:
                 self._events.append((sa, event))
+
+    def _settle_or_defer(self, sa: IkeSa, now: float) -> None:
+        """``_settle``, but an SA with work put off until what it queued has left
+        (``IkeSa.defer``: an IKE_INTERMEDIATE answer's IntAuth and key update, an
+        initiator's next key pair) has its events read in ``next_event``, after the
+        driver has taken the datagrams, like a new responder SA's keys."""
+        if sa.has_deferred:
+            self._settle(sa, now, events=False)
+            self._unread.append((sa, now))
+        else:
+            self._settle(sa, now)
 
     def _read_unread(self) -> None:
         """Collect the events of the SAs left unread (their deferred work runs now), and

@@ -901,8 +901,8 @@ class IkeSa:
         runs them, and every entry point (``receive_datagram``, ``handle_timer``,
         ``next_event``) calls it first, whatever the driver does; a driver that reads the
         events after sending what it queued (``pqike.io.udp``) does it off the path
-        between request and response. Only a responder defers: its answer is what a peer
-        waits for."""
+        between request and response (a responder's answer is what its peer waits for),
+        or while the response is on its way (an initiator's next key pair)."""
         self._deferred.append(step)
 
     def defer_first_keys(

@@ -40,14 +40,30 @@ def send_next(sa: IkeSa, now: float) -> Outcome:
     payloads = []
     if not rounds.finished:
         _, method = rounds.current
-        rounds.kex = sa.new_kex(method)
+        kex, sa.hs.next_kex = sa.hs.next_kex, None
+        rounds.kex = kex if kex is not None and kex.method == method else sa.new_kex(method)
         public = rounds.kex.public_data()
         sent, data = impaired_ke(sa.config.impairments, method, public, request=True)
         payloads += ke_payloads(sent, data)
     if ppk.carries_ppk(sa):
         payloads += ppk.identity_key_notifies(sa)
     sa.send_request(ExchangeType.IKE_INTERMEDIATE, payloads, now=now)
+    if rounds.done + 1 < len(rounds.pending):
+        _, method = rounds.pending[rounds.done + 1]
+        sa.defer(functools.partial(prepare_round, sa, method))
     return Outcome.ROUNDS
+
+
+def prepare_round(sa: IkeSa, method: int) -> None:
+    """The initiator, once a request has left: make the key pair of its next ADDKE
+    round (of ``method``) while it waits for the response, which then needs only the
+    round's key exchange to answer (``send_next``). A fresh key pair for each round,
+    used once (draft-ietf-ipsecme-ikev2-mlkem 2.2)."""
+    if sa.is_closed or sa.hs.next_kex is not None:
+        return
+    kex = sa.new_kex(method)
+    kex.public_data()
+    sa.hs.next_kex = kex
 
 
 def chain_int_auth(sa: IkeSa, message: ProtectedMessage | UnprotectedMessage, *, initiator: bool):
