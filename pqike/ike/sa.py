@@ -328,11 +328,15 @@ class IkeSa:
     def create_child_sa(self, *, now: float) -> None:
         """Create another Child SA with CREATE_CHILD_SA (RFC 7296 1.3.1), with the
         configured ESP proposals (their KE and ADDKE transforms included)."""
+        if self._deferred:  # a command is an entry point too (defer)
+            self.derive_deferred_keys()
         self._queue(_Task(Job.NEW_CHILD), now)
 
     def rekey_child(self, *, now: float, spi: bytes | None = None) -> None:
         """Rekey a Child SA (RFC 7296 1.3.3), named by our inbound SPI; the oldest
         installed one by default. The old Child SA is deleted once the new one is up."""
+        if self._deferred:  # a command is an entry point too (defer)
+            self.derive_deferred_keys()
         if spi is None:
             installed = [c for c in self.children.values() if c.state is ChildState.INSTALLED]
             if not installed:
@@ -344,10 +348,14 @@ class IkeSa:
 
     def rekey(self, *, now: float) -> None:
         """Rekey the IKE SA with CREATE_CHILD_SA (RFC 7296 1.3.2, 2.18; RFC 9370 2.2.4)."""
+        if self._deferred:  # a command is an entry point too (defer)
+            self.derive_deferred_keys()
         self._queue(_Task(Job.REKEY_IKE), now)
 
     def delete_child(self, spi: bytes, *, now: float) -> None:
         """Delete a Child SA, named by our inbound SPI (RFC 7296 1.4.1)."""
+        if self._deferred:  # a command is an entry point too (defer)
+            self.derive_deferred_keys()
         if spi not in self.children:
             raise LocalProtocolError(f"no Child SA with inbound SPI {spi.hex()}")
         self._queue(_Task(Job.DELETE_CHILD, spi, reason="deleted on request"), now)
@@ -355,10 +363,14 @@ class IkeSa:
     def check_liveness(self, *, now: float) -> None:
         """Send an empty INFORMATIONAL request (RFC 7296 1.4); no answer after the
         retransmission schedule declares the peer dead and fails the SA."""
+        if self._deferred:  # a command is an entry point too (defer)
+            self.derive_deferred_keys()
         self._queue(_Task(Job.LIVENESS), now)
 
     def delete(self, *, now: float) -> None:
         """Delete the established IKE SA with an INFORMATIONAL exchange (RFC 7296 1.4.1)."""
+        if self._deferred:  # a command is an entry point too (defer)
+            self.derive_deferred_keys()
         if self._state != S.ESTABLISHED:
             raise LocalProtocolError("delete() needs an established IKE SA")
         if any(t.kind is Job.DELETE_IKE for t in self._tasks):
@@ -896,13 +908,16 @@ class IkeSa:
         return bool(self._deferred)
 
     def defer(self, step: Callable[[], None]) -> None:
-        """Run ``step`` once the response being made has left: after every step deferred
-        before it, and before anything that could need its result. ``derive_deferred_keys``
-        runs them, and every entry point (``receive_datagram``, ``handle_timer``,
-        ``next_event``) calls it first, whatever the driver does; a driver that reads the
-        events after sending what it queued (``pqike.io.udp``) does it off the path
-        between request and response (a responder's answer is what its peer waits for),
-        or while the response is on its way (an initiator's next key pair)."""
+        """Run ``step`` once the message being made has left: after every step deferred
+        before it, and before anything that could need its result.
+
+        ``derive_deferred_keys`` runs them, and every entry point (``receive_datagram``,
+        ``handle_timer``, ``next_event``, the commands) calls it first, whatever the
+        driver does; what is read straight off the SA (``children``, ``peer_id``) is
+        complete once its events are read. A driver that reads the events after sending
+        what it queued (``pqike.io.udp``) runs them off the path between a request and
+        its response (a responder's answer is what its peer waits for), or while a
+        response is on its way (an initiator's next key pair)."""
         self._deferred.append(step)
 
     def defer_first_keys(

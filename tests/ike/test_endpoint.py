@@ -675,3 +675,68 @@ def test_a_prepared_round_key_pair_of_another_method_is_not_used(
     assert sa_i.hs.rounds.kex is not None and sa_i.hs.rounds.kex.method == 37  # ML-KEM-1024
     pump(ini, res)
     assert sa_i.is_established
+
+
+def test_the_responder_installs_the_first_child_sa_after_its_ike_auth_answer_is_queued(
+    initiator_config, responder_config
+):
+    ini, res = IkeEndpoint(), IkeEndpoint(responder_config())
+    sa_i = ini.initiate(initiator_config(), RES, local=INI, now=0.0)
+    sa_r = None
+    answer = []
+    for _ in range(8):  # until the responder has queued its IKE_AUTH answer
+        for data, local, remote in ini.datagrams_to_send(now=0.0):
+            res.receive_datagram(data, local, local=remote, now=0.0)
+        answer = res.datagrams_to_send(now=0.0)
+        sa_r = sa_r or res.find(decode_header(answer[0][0]).spi_r)  # IKE_SA_INIT: port 500
+        if sa_r.is_established:
+            break
+        events(res)
+        for data, local, remote in answer:
+            ini.receive_datagram(data, remote, local=local, now=0.0)
+    assert sa_r is not None and sa_r.is_established and sa_r.has_deferred
+    assert not sa_r.children and sa_r.peer_id is None  # KEYMAT not derived yet
+    kinds = [type(e).__name__ for _, e in events(res)]
+    assert kinds.index("MessageSent") < kinds.index("IkeSaEstablished")
+    assert kinds.index("IkeSaEstablished") < kinds.index("ChildSaEstablished")
+    assert len(sa_r.children) == 1 and sa_r.peer_id is not None
+    for data, local, remote in answer:
+        ini.receive_datagram(data, remote, local=local, now=0.0)
+    assert sa_i.is_established
+    (child_i,) = sa_i.children.values()
+    (child_r,) = sa_r.children.values()
+    assert (child_i.spi_in, child_i.spi_out) == (child_r.spi_out, child_r.spi_in)
+
+
+@pytest.mark.parametrize("command", ["rekey_child", "delete", "rekey"])
+def test_a_command_right_after_ike_auth_finds_the_responder_complete(
+    command, initiator_config, responder_config
+):
+    # IkeSa alone, no event read: the responder's deferred Child SA install runs on the
+    # next request (the initiator's command) or on its own command, whichever comes first.
+    from pqike.ike.sa import IkeSa
+
+    sa_i = IkeSa(initiator_config(), is_initiator=True, local=INI, remote=RES)
+    sa_r = IkeSa(responder_config(), is_initiator=False, local=RES, remote=INI)
+
+    def carry():
+        for _ in range(16):
+            moved = False
+            for src, dst in ((sa_i, sa_r), (sa_r, sa_i)):
+                for data, _ in src.datagrams_to_send(now=1.0):
+                    dst.receive_datagram(data, src.local, now=1.0)
+                    moved = True
+            if not moved:
+                return
+
+    sa_i.initiate(now=0.0)
+    carry()
+    assert sa_r.is_established and sa_r.has_deferred
+    getattr(sa_r, command)(now=1.0)  # the responder's own command runs it first
+    assert not sa_r.has_deferred and len(sa_r.children) == 1
+    carry()
+    if command == "delete":
+        assert sa_i.is_closed and sa_r.is_closed
+    else:
+        assert sa_i.is_established and sa_r.is_established
+        assert sa_i.stats.get("dropped", 0) == 0 and sa_r.stats.get("dropped", 0) == 0
