@@ -1445,16 +1445,14 @@ class IkeSa:
             )
             if exchange == ExchangeType.IKE_INTERMEDIATE and self._hs is not None:
                 # RFC 9242 3.3.2: the sender chains IntAuth over what it protected. Only
-                # IKE_AUTH reads it (RFC 9242 3.3), so a response does it after it left,
-                # still with these keys: the responder's key update is deferred after it.
-                if response:
-                    self.defer(
-                        functools.partial(
-                            intermediate.chain_int_auth, self, pm, initiator=gen.initiator
-                        )
+                # IKE_AUTH reads it (RFC 9242 3.3), so it is done after the message left,
+                # still with these keys: a key update comes after it (a responder's is
+                # deferred after it, an initiator's waits for the response).
+                self.defer(
+                    functools.partial(
+                        intermediate.chain_int_auth, self, pm, initiator=gen.initiator
                     )
-                else:
-                    intermediate.chain_int_auth(self, pm, initiator=gen.initiator)
+                )
             messages = pm.messages
             outer = _SKF if len(messages) > 1 else _SK
             types: tuple[int, ...] = (outer, *pm.inner_types)
