@@ -258,10 +258,9 @@ class IkeSa:
         self._liveness_queued = False
         self._first_nonces: tuple[bytes, bytes] = (b"", b"")
         """The IKE_SA_INIT nonces, kept from AUTH until the first Child SA's KEYMAT."""
-        self._deferred: list[Callable[[], None]] = []
-        """A responder's work put off until its response has left, oldest first: its
-        IKE_SA_INIT keys (``defer_first_keys``), an IKE_INTERMEDIATE exchange's IntAuth
-        and key update (``defer``)."""
+        self._deferred: list[Callable[[], None]] | None = None
+        """Work put off until a message has left, oldest first (``defer``); ``None``
+        rather than an empty list, which an established SA would carry for nothing."""
 
     # ------------------------------------------------------------------ public API
 
@@ -918,7 +917,10 @@ class IkeSa:
         what it queued (``pqike.io.udp``) runs them off the path between a request and
         its response (a responder's answer is what its peer waits for), or while a
         response is on its way (an initiator's next key pair)."""
-        self._deferred.append(step)
+        if self._deferred is None:
+            self._deferred = [step]
+        else:
+            self._deferred.append(step)
 
     def defer_first_keys(
         self, suite: NegotiatedSuite, finish: Callable[[], bytes], now: float
@@ -933,7 +935,7 @@ class IkeSa:
         """Run the work ``defer`` put off, oldest first (nothing when there is none)."""
         while self._deferred:
             # Taken off before it runs: a step runs once even if it fails the SA.
-            steps, self._deferred = self._deferred, []
+            steps, self._deferred = self._deferred, None
             for step in steps:
                 step()
 
