@@ -211,9 +211,10 @@ class IkeEndpoint:
         self._out: list[tuple[bytes, Address, Address]] = []
         self._events: deque[tuple[IkeSa, Event]] = deque()
         self._unread: list[tuple[IkeSa, float]] = []
-        """Responder SAs whose events wait for ``next_event``: reading them runs the work
-        the SA put off until its response left (``IkeSa.defer``: the IKE_SA_INIT keys,
-        an IKE_INTERMEDIATE exchange's IntAuth and key update)."""
+        """SAs whose events wait for ``next_event``: reading them runs the work each put
+        off until what it queued had left (``IkeSa.defer``: a responder's IKE_SA_INIT
+        keys, IKE_INTERMEDIATE IntAuth and key update, IKE_AUTH Child SA; an initiator's
+        next key pair)."""
         self._no_cookie_configs: dict[int, tuple[IkeConfiguration, IkeConfiguration]] = {}
         self._stats: dict[str, int] = {}
         self._cookies_until = float("-inf")
