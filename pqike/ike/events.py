@@ -137,9 +137,10 @@ class IntAuthComputed(Event):
 
     ``a`` is the header (SKF turned into SK, Length recomputed), the unprotected
     payloads and the SK generic header; ``p`` the inner payloads in clear. The sender
-    computes it over what it protected, the receiver over what it decrypted, both once
-    the message the SA was making has left (``IkeSa.defer``), so it follows that
-    message's ``MessageSent``.
+    computes it over what it protected, the receiver over what it decrypted. A
+    responder computes both of an exchange's (request and answer) once its answer has
+    left, an initiator its request's once the request has left (``IkeSa.defer``): they
+    follow that message's ``MessageSent``; an initiator's for a response comes at once.
     """
 
     spi_i: bytes
