@@ -84,6 +84,10 @@ class HandshakeContext:
     """The IKE_SA_INIT request as sent (RealMessage1 of RFC 7296 2.15)."""
     sa_init_response: bytes = b""
     rounds: Rounds = field(default_factory=Rounds)
+    next_kex: KeyExchange | None = None
+    """An initiator's key exchange for its next ADDKE round, its key pair made while it
+    waited for a response (``intermediate.prepare_round``); used once, if the round's
+    method is its method."""
     int_auth_i: bytes = b""
     """RFC 9242 3.3.2: the chained IntAuth of the initiator's IKE_INTERMEDIATE messages."""
     int_auth_r: bytes = b""

@@ -211,9 +211,10 @@ class IkeEndpoint:
         self._out: list[tuple[bytes, Address, Address]] = []
         self._events: deque[tuple[IkeSa, Event]] = deque()
         self._unread: list[tuple[IkeSa, float]] = []
-        """New responder SAs whose events wait for ``next_event``: reading them derives
-        the keys the SA put off until its IKE_SA_INIT response left
-        (``IkeSa.defer_first_keys``)."""
+        """SAs whose events wait for ``next_event``: reading them runs the work each put
+        off until what it queued had left (``IkeSa.defer``: a responder's IKE_SA_INIT
+        keys, IKE_INTERMEDIATE IntAuth and key update, IKE_AUTH Child SA; an initiator's
+        next key pair)."""
         self._no_cookie_configs: dict[int, tuple[IkeConfiguration, IkeConfiguration]] = {}
         self._stats: dict[str, int] = {}
         self._cookies_until = float("-inf")
@@ -278,7 +279,7 @@ class IkeEndpoint:
         sa = self._new_sa(config, is_initiator=True, local=local, remote=remote)
         self._route(sa, sa.spi_i)
         sa.initiate(now=now)
-        self._settle(sa, now)
+        self._settle_or_defer(sa, now)
         return sa
 
     def delete(self, sa: IkeSa, *, now: float) -> None:
@@ -331,7 +332,7 @@ class IkeEndpoint:
             self._bump("dropped_unknown_spi")
             return
         sa.receive_datagram(data, remote, now=now, local=local)
-        self._settle(sa, now)
+        self._settle_or_defer(sa, now)
 
     def _sa_init_request(
         self, spi_i: bytes, data: bytes, remote: Address, local: Address, now: float
@@ -562,9 +563,20 @@ class IkeEndpoint:
             while (event := sa.next_event()) is not None:
                 self._events.append((sa, event))
 
+    def _settle_or_defer(self, sa: IkeSa, now: float) -> None:
+        """``_settle``, but an SA with work put off until what it queued has left
+        (``IkeSa.defer``: an IKE_INTERMEDIATE answer's IntAuth and key update, an
+        initiator's next key pair) has its events read in ``next_event``, after the
+        driver has taken the datagrams, like a new responder SA's keys."""
+        if sa.has_deferred:
+            self._settle(sa, now, events=False)
+            self._unread.append((sa, now))
+        else:
+            self._settle(sa, now)
+
     def _read_unread(self) -> None:
-        """Collect the events of the SAs ``_sa_init_request`` left unread (their keys are
-        derived now), and make the key pairs of the next IKE_SA_INIT answers."""
+        """Collect the events of the SAs left unread (their deferred work runs now), and
+        make the key pairs of the next IKE_SA_INIT answers."""
         unread, self._unread = self._unread, []
         for sa, now in unread:
             self._settle(sa, now)  # an SA whose secret failed after all is closed here

@@ -87,7 +87,8 @@ class KeyExchangeCompleted(Event):
     CREATE_CHILD_SA), n the ADDKEn round of IKE_INTERMEDIATE (or IKE_FOLLOWUP_KE),
     RFC 9370 2.2.2 and 2.2.4. ``purpose`` is ``None`` in the first handshake. A
     responder reports round 0 after the ``MessageSent`` of its IKE_SA_INIT response,
-    whose secret it computes once the response has left (``IkeSa.defer_first_keys``)."""
+    whose secret it computes once the response has left (``IkeSa.defer_first_keys``),
+    and each round n of IKE_INTERMEDIATE after that of its answer (``IkeSa.defer``)."""
 
     method: int
     round: int
@@ -136,7 +137,10 @@ class IntAuthComputed(Event):
 
     ``a`` is the header (SKF turned into SK, Length recomputed), the unprotected
     payloads and the SK generic header; ``p`` the inner payloads in clear. The sender
-    computes it over what it protected, the receiver over what it decrypted.
+    computes it over what it protected, the receiver over what it decrypted. A
+    responder computes both of an exchange's (request and answer) once its answer has
+    left, an initiator its request's once the request has left (``IkeSa.defer``): they
+    follow that message's ``MessageSent``; an initiator's for a response comes at once.
     """
 
     spi_i: bytes

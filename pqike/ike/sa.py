@@ -160,7 +160,7 @@ class IkeSa:
     __slots__ = (
         "_cookie_jar",
         "_counters",
-        "_deferred_keys",
+        "_deferred",
         "_events",
         "_first_nonces",
         "_generations",
@@ -258,9 +258,9 @@ class IkeSa:
         self._liveness_queued = False
         self._first_nonces: tuple[bytes, bytes] = (b"", b"")
         """The IKE_SA_INIT nonces, kept from AUTH until the first Child SA's KEYMAT."""
-        self._deferred_keys: tuple[NegotiatedSuite, Callable[[], bytes], float] | None = None
-        """A responder's IKE_SA_INIT suite, the step that gives its shared secret, and
-        the time of the request: keys not derived yet (``defer_first_keys``)."""
+        self._deferred: list[Callable[[], None]] | None = None
+        """Work put off until a message has left, oldest first (``defer``); ``None``
+        rather than an empty list, which an established SA would carry for nothing."""
 
     # ------------------------------------------------------------------ public API
 
@@ -327,11 +327,15 @@ class IkeSa:
     def create_child_sa(self, *, now: float) -> None:
         """Create another Child SA with CREATE_CHILD_SA (RFC 7296 1.3.1), with the
         configured ESP proposals (their KE and ADDKE transforms included)."""
+        if self._deferred:  # a command is an entry point too (defer)
+            self.derive_deferred_keys()
         self._queue(_Task(Job.NEW_CHILD), now)
 
     def rekey_child(self, *, now: float, spi: bytes | None = None) -> None:
         """Rekey a Child SA (RFC 7296 1.3.3), named by our inbound SPI; the oldest
         installed one by default. The old Child SA is deleted once the new one is up."""
+        if self._deferred:  # a command is an entry point too (defer)
+            self.derive_deferred_keys()
         if spi is None:
             installed = [c for c in self.children.values() if c.state is ChildState.INSTALLED]
             if not installed:
@@ -343,10 +347,14 @@ class IkeSa:
 
     def rekey(self, *, now: float) -> None:
         """Rekey the IKE SA with CREATE_CHILD_SA (RFC 7296 1.3.2, 2.18; RFC 9370 2.2.4)."""
+        if self._deferred:  # a command is an entry point too (defer)
+            self.derive_deferred_keys()
         self._queue(_Task(Job.REKEY_IKE), now)
 
     def delete_child(self, spi: bytes, *, now: float) -> None:
         """Delete a Child SA, named by our inbound SPI (RFC 7296 1.4.1)."""
+        if self._deferred:  # a command is an entry point too (defer)
+            self.derive_deferred_keys()
         if spi not in self.children:
             raise LocalProtocolError(f"no Child SA with inbound SPI {spi.hex()}")
         self._queue(_Task(Job.DELETE_CHILD, spi, reason="deleted on request"), now)
@@ -354,10 +362,14 @@ class IkeSa:
     def check_liveness(self, *, now: float) -> None:
         """Send an empty INFORMATIONAL request (RFC 7296 1.4); no answer after the
         retransmission schedule declares the peer dead and fails the SA."""
+        if self._deferred:  # a command is an entry point too (defer)
+            self.derive_deferred_keys()
         self._queue(_Task(Job.LIVENESS), now)
 
     def delete(self, *, now: float) -> None:
         """Delete the established IKE SA with an INFORMATIONAL exchange (RFC 7296 1.4.1)."""
+        if self._deferred:  # a command is an entry point too (defer)
+            self.derive_deferred_keys()
         if self._state != S.ESTABLISHED:
             raise LocalProtocolError("delete() needs an established IKE SA")
         if any(t.kind is Job.DELETE_IKE for t in self._tasks):
@@ -372,7 +384,7 @@ class IkeSa:
 
     def next_event(self) -> Event | None:
         """The oldest event not yet read, or ``None``."""
-        if self._deferred_keys is not None:
+        if self._deferred:
             self.derive_deferred_keys()
         return self._events.pop(0) if self._events else None
 
@@ -409,7 +421,7 @@ class IkeSa:
     def handle_timer(self, *, now: float) -> None:
         """Retransmit, give up, expire reassembly, and start rekeys, liveness checks and
         deletes whose time has come."""
-        if self._deferred_keys is not None:
+        if self._deferred:
             self.derive_deferred_keys()
         for gen in self._generations:
             if gen.reassembly is not None:
@@ -466,7 +478,7 @@ class IkeSa:
         address pair verifies, replies go there (RFC 7296 2.23: the peer moved to the
         NAT-T port or its NAT mapping changed).
         """
-        if self._deferred_keys is not None:
+        if self._deferred:
             self.derive_deferred_keys()
         for gen in self._generations:
             if gen.reassembly is not None:
@@ -889,25 +901,47 @@ class IkeSa:
             )
         )
 
+    @property
+    def has_deferred(self) -> bool:
+        """Work put off until the response has left is still waiting (``defer``)."""
+        return bool(self._deferred)
+
+    def defer(self, step: Callable[[], None]) -> None:
+        """Run ``step`` once the message being made has left: after every step deferred
+        before it, and before anything that could need its result.
+
+        ``derive_deferred_keys`` runs them, and every entry point (``receive_datagram``,
+        ``handle_timer``, ``next_event``, the commands) calls it first, whatever the
+        driver does; what is read straight off the SA (``children``, ``peer_id``) is
+        complete once its events are read. A driver that reads the events after sending
+        what it queued (``pqike.io.udp``) runs them off the path between a request and
+        its response (a responder's answer is what its peer waits for), or while a
+        response is on its way (an initiator's next key pair)."""
+        if self._deferred is None:
+            self._deferred = [step]
+        else:
+            self._deferred.append(step)
+
     def defer_first_keys(
         self, suite: NegotiatedSuite, finish: Callable[[], bytes], now: float
     ) -> None:
-        """A responder's ``install_first_keys``, done later: its IKE_SA_INIT response
-        needs no key (RFC 7296 2.14 keys protect only what follows), so the shared
-        secret (``finish``, from ``KeyExchange.respond_later``, which checked the peer's
-        KE data already), SKEYSEED and prf+ wait until the response has left.
-        ``derive_deferred_keys`` runs them, and every entry point that could need them
-        (``receive_datagram``, ``handle_timer``, ``next_event``) calls it first,
-        whatever the driver does; a driver that reads the events after sending what it
-        queued (``pqike.io.udp``) does it off the path between request and response."""
-        self._deferred_keys = (suite, finish, now)
+        """A responder's ``install_first_keys``, done later (``defer``): its IKE_SA_INIT
+        response needs no key (RFC 7296 2.14 keys protect only what follows), so the
+        shared secret (``finish``, from ``KeyExchange.respond_later``, which checked the
+        peer's KE data already), SKEYSEED and prf+ wait until the response has left."""
+        self.defer(functools.partial(self._derive_first_keys, suite, finish, now))
 
     def derive_deferred_keys(self) -> None:
-        """Derive the keys ``defer_first_keys`` put off (nothing when there are none)."""
-        deferred, self._deferred_keys = self._deferred_keys, None
-        if deferred is None:
-            return
-        suite, finish, now = deferred
+        """Run the work ``defer`` put off, oldest first (nothing when there is none)."""
+        while self._deferred:
+            # Taken off before it runs: a step runs once even if it fails the SA.
+            steps, self._deferred = self._deferred, None
+            for step in steps:
+                step()
+
+    def _derive_first_keys(
+        self, suite: NegotiatedSuite, finish: Callable[[], bytes], now: float
+    ) -> None:
         hs = self.hs
         assert hs.ke_method is not None
         try:
@@ -922,9 +956,10 @@ class IkeSa:
         )
         self.install_first_keys(suite, secret)
 
-    def update_first_keys(self, secret: bytes) -> None:
+    def update_first_keys(self, secret: bytes, method: int | None = None) -> None:
         """RFC 9370 2.2.2: SKEYSEED(n) = prf(SK_d(n-1), SK(n) | Ni | Nr), then prf+ again,
-        always with the IKE_SA_INIT nonces."""
+        always with the IKE_SA_INIT nonces. ``method`` is the round's key exchange
+        (default: the current round's)."""
         c = self.gen.crypto
         hs = self.hs
         assert c is not None
@@ -940,7 +975,8 @@ class IkeSa:
             integ_key_size=c.cipher.integ_key_size,
         )
         hs.intermediate_exchanges += 1
-        _, method = hs.rounds.current
+        if method is None:
+            _, method = hs.rounds.current
         self._next_key_epoch(keys, key_exchanges=((method, secret),))
 
     def mix_ppk(self, ppk_id: bytes, ppk: bytes) -> None:
@@ -1410,8 +1446,15 @@ class IkeSa:
                 impairments=impairments,
             )
             if exchange == ExchangeType.IKE_INTERMEDIATE and self._hs is not None:
-                # RFC 9242 3.3.2: the sender chains IntAuth over what it protected.
-                intermediate.chain_int_auth(self, pm, initiator=gen.initiator)
+                # RFC 9242 3.3.2: the sender chains IntAuth over what it protected. Only
+                # IKE_AUTH reads it (RFC 9242 3.3), so it is done after the message left,
+                # still with these keys: a key update comes after it (a responder's is
+                # deferred after it, an initiator's waits for the response).
+                self.defer(
+                    functools.partial(
+                        intermediate.chain_int_auth, self, pm, initiator=gen.initiator
+                    )
+                )
             messages = pm.messages
             outer = _SKF if len(messages) > 1 else _SK
             types: tuple[int, ...] = (outer, *pm.inner_types)

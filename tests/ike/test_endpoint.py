@@ -519,3 +519,224 @@ def test_a_secret_that_fails_after_the_response_left_fails_the_sa_without_raisin
     failed = [e for _, e in events(res) if isinstance(e, IkeSaFailed)]
     assert len(failed) == 1 and "all-zero" in failed[0].reason and failed[0].round == 0
     assert res.half_open == 0 and all(sa.is_closed for sa in res)
+
+
+def _to_intermediate_request(ini, res, initiator_config, responder_config, proposal=HYBRID):
+    """Run IKE_SA_INIT (events read) and return the two SAs and the initiator's
+    IKE_INTERMEDIATE request datagrams, not yet delivered."""
+    sa_i = ini.initiate(initiator_config(proposal), RES, local=INI, now=0.0)
+    data, local, remote = first_sa_init(ini)
+    res.receive_datagram(data, local, local=remote, now=0.0)
+    (response,) = res.datagrams_to_send(now=0.0)
+    events(res)
+    sa_r = res.find(decode_header(response[0]).spi_r)
+    ini.receive_datagram(response[0], remote, local=local, now=0.0)
+    requests = ini.datagrams_to_send(now=0.0)
+    events(ini)
+    return sa_i, sa_r, requests
+
+
+def test_the_responder_updates_its_keys_after_its_intermediate_response_is_queued(
+    initiator_config, responder_config
+):
+    ini, res = IkeEndpoint(), IkeEndpoint(responder_config(HYBRID))
+    sa_i, sa_r, requests = _to_intermediate_request(ini, res, initiator_config, responder_config)
+    before = sa_r.gen.crypto.keys
+    for data, local, remote in requests:
+        res.receive_datagram(data, local, local=remote, now=0.0)
+    answer = res.datagrams_to_send(now=0.0)
+    assert answer  # the KEr answer is queued with the old keys, nothing derived yet
+    assert sa_r.gen.crypto.keys is before and sa_r.hs.epoch == 0
+    assert sa_r.hs.int_auth_i == b"" and sa_r.hs.int_auth_r == b""
+    kinds = [type(e).__name__ for _, e in events(res)]  # reading the events runs the rest
+    assert kinds[-5:] == [
+        "MessageSent",
+        "IntAuthComputed",  # the request's, then the response's, both with the old SK_p
+        "IntAuthComputed",
+        "KeyExchangeCompleted",
+        "IkeKeysDerived",
+    ]
+    assert sa_r.gen.crypto.keys != before and sa_r.hs.epoch == 1
+    for data, local, remote in answer:
+        ini.receive_datagram(data, remote, local=local, now=0.0)
+    # Both sides chained the same IntAuth and moved to the same keys.
+    assert (sa_i.hs.int_auth_i, sa_i.hs.int_auth_r) == (sa_r.hs.int_auth_i, sa_r.hs.int_auth_r)
+    assert sa_i.gen.crypto.keys == sa_r.gen.crypto.keys
+    pump(ini, res)
+    assert sa_i.is_established and sa_r.is_established
+
+
+@pytest.mark.parametrize("ppk", [False, True], ids=["addke", "addke+ppk9867"])
+def test_an_intermediate_responder_not_asked_for_events_has_its_keys_for_the_next_request(
+    ppk, initiator_config, responder_config
+):
+    # IkeSa alone, no endpoint, no next_event on either side: the deferred IntAuth and
+    # key update (and PPK mix) run when the IKE_AUTH request arrives, before it is opened.
+    from pqike.handshake import ppk_options
+    from pqike.ike.sa import IkeSa
+
+    options = ppk_options("psk+ppk9867") if ppk else {}
+    sa_i = IkeSa(initiator_config(HYBRID, **options), is_initiator=True, local=INI, remote=RES)
+    sa_r = IkeSa(responder_config(HYBRID, **options), is_initiator=False, local=RES, remote=INI)
+    sa_i.initiate(now=0.0)
+    for _ in range(8):
+        moved = False
+        for src, dst in ((sa_i, sa_r), (sa_r, sa_i)):
+            for data, _ in src.datagrams_to_send(now=0.0):
+                dst.receive_datagram(data, src.local, now=0.0)
+                moved = True
+        if not moved:
+            break
+    assert sa_i.is_established and sa_r.is_established
+    assert sa_i.gen.crypto.keys == sa_r.gen.crypto.keys
+
+
+def test_a_timer_call_runs_the_deferred_intermediate_key_update(initiator_config, responder_config):
+    ini, res = IkeEndpoint(), IkeEndpoint(responder_config(HYBRID))
+    _, sa_r, requests = _to_intermediate_request(ini, res, initiator_config, responder_config)
+    for data, local, remote in requests:
+        sa_r.receive_datagram(data, local, local=remote, now=0.0)  # the SA, no endpoint
+    sa_r.datagrams_to_send(now=0.0)
+    assert sa_r.has_deferred and sa_r.hs.epoch == 0
+    sa_r.handle_timer(now=0.0)
+    assert not sa_r.has_deferred and sa_r.hs.epoch == 1
+
+
+def test_a_retransmitted_intermediate_request_gets_the_same_answer_and_one_key_update(
+    initiator_config, responder_config
+):
+    ini, res = IkeEndpoint(), IkeEndpoint(responder_config(HYBRID))
+    sa_i, sa_r, requests = _to_intermediate_request(ini, res, initiator_config, responder_config)
+    for data, local, remote in requests:
+        res.receive_datagram(data, local, local=remote, now=0.0)
+    answer = res.datagrams_to_send(now=0.0)
+    for data, local, remote in requests:  # again, before anyone read an event
+        res.receive_datagram(data, local, local=remote, now=0.1)
+    again = res.datagrams_to_send(now=0.1)
+    assert [d for d, _, _ in again] == [d for d, _, _ in answer]
+    assert sa_r.hs.epoch == 1 and sa_r.stats["retransmitted_requests"] >= 1
+    updates = [e for _, e in events(res) if type(e).__name__ == "IkeKeysDerived"]
+    assert len(updates) == 1
+    for data, local, remote in answer:
+        ini.receive_datagram(data, remote, local=local, now=0.1)
+    pump(ini, res, now=0.1)
+    assert sa_i.is_established and sa_r.is_established
+
+
+def test_a_bad_ml_kem_key_is_still_answered_invalid_syntax_before_anything_deferred(
+    initiator_config, responder_config
+):
+    ini, res = IkeEndpoint(), IkeEndpoint(responder_config(HYBRID))
+    config = initiator_config(HYBRID, impairments=frozenset({"bad-mlkem-key"}))
+    sa_i = ini.initiate(config, RES, local=INI, now=0.0)
+    pump(ini, res)
+    failed_i = [e for _, e in events(ini) if isinstance(e, IkeSaFailed)]
+    failed_r = [e for _, e in events(res) if isinstance(e, IkeSaFailed)]
+    assert not sa_i.is_established
+    assert len(failed_r) == 1 and failed_r[0].round == 1
+    assert failed_r[0].notify == NotifyType.INVALID_SYNTAX
+    assert len(failed_i) == 1 and failed_i[0].notify == NotifyType.INVALID_SYNTAX
+
+
+def test_the_initiator_makes_its_round_key_pair_while_it_waits_and_uses_it_once(
+    initiator_config, responder_config
+):
+    ini, res = IkeEndpoint(), IkeEndpoint(responder_config(HYBRID))
+    sa_i = ini.initiate(initiator_config(HYBRID), RES, local=INI, now=0.0)
+    data, local, remote = first_sa_init(ini)
+    assert sa_i.has_deferred and sa_i.hs.next_kex is None  # after the request left
+    events(ini)
+    prepared = sa_i.hs.next_kex
+    assert prepared is not None and prepared.method == 36  # ML-KEM-768 (IANA 36)
+    res.receive_datagram(data, local, local=remote, now=0.0)
+    (response,) = res.datagrams_to_send(now=0.0)
+    ini.receive_datagram(response[0], remote, local=local, now=0.0)
+    assert sa_i.hs.rounds.kex is prepared and sa_i.hs.next_kex is None
+    pump(ini, res)
+    assert sa_i.is_established
+
+
+def test_a_prepared_round_key_pair_of_another_method_is_not_used(
+    initiator_config, responder_config
+):
+    # We prefer ML-KEM-768 for round 1; the responder takes only ML-KEM-1024.
+    offered = "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_mlkem1024"
+    ini, res = (
+        IkeEndpoint(),
+        IkeEndpoint(responder_config("aes256gcm16-prfsha384-x25519-ke1_mlkem1024")),
+    )
+    sa_i = ini.initiate(initiator_config(offered), RES, local=INI, now=0.0)
+    data, local, remote = first_sa_init(ini)
+    events(ini)
+    assert sa_i.hs.next_kex is not None and sa_i.hs.next_kex.method == 36
+    res.receive_datagram(data, local, local=remote, now=0.0)
+    (response,) = res.datagrams_to_send(now=0.0)
+    ini.receive_datagram(response[0], remote, local=local, now=0.0)
+    assert sa_i.hs.rounds.kex is not None and sa_i.hs.rounds.kex.method == 37  # ML-KEM-1024
+    pump(ini, res)
+    assert sa_i.is_established
+
+
+def test_the_responder_installs_the_first_child_sa_after_its_ike_auth_answer_is_queued(
+    initiator_config, responder_config
+):
+    ini, res = IkeEndpoint(), IkeEndpoint(responder_config())
+    sa_i = ini.initiate(initiator_config(), RES, local=INI, now=0.0)
+    sa_r = None
+    answer = []
+    for _ in range(8):  # until the responder has queued its IKE_AUTH answer
+        for data, local, remote in ini.datagrams_to_send(now=0.0):
+            res.receive_datagram(data, local, local=remote, now=0.0)
+        answer = res.datagrams_to_send(now=0.0)
+        sa_r = sa_r or res.find(decode_header(answer[0][0]).spi_r)  # IKE_SA_INIT: port 500
+        if sa_r.is_established:
+            break
+        events(res)
+        for data, local, remote in answer:
+            ini.receive_datagram(data, remote, local=local, now=0.0)
+    assert sa_r is not None and sa_r.is_established and sa_r.has_deferred
+    assert not sa_r.children and sa_r.peer_id is None  # KEYMAT not derived yet
+    kinds = [type(e).__name__ for _, e in events(res)]
+    assert kinds.index("MessageSent") < kinds.index("IkeSaEstablished")
+    assert kinds.index("IkeSaEstablished") < kinds.index("ChildSaEstablished")
+    assert len(sa_r.children) == 1 and sa_r.peer_id is not None
+    for data, local, remote in answer:
+        ini.receive_datagram(data, remote, local=local, now=0.0)
+    assert sa_i.is_established
+    (child_i,) = sa_i.children.values()
+    (child_r,) = sa_r.children.values()
+    assert (child_i.spi_in, child_i.spi_out) == (child_r.spi_out, child_r.spi_in)
+
+
+@pytest.mark.parametrize("command", ["rekey_child", "delete", "rekey"])
+def test_a_command_right_after_ike_auth_finds_the_responder_complete(
+    command, initiator_config, responder_config
+):
+    # IkeSa alone, no event read: the responder's deferred Child SA install runs on the
+    # next request (the initiator's command) or on its own command, whichever comes first.
+    from pqike.ike.sa import IkeSa
+
+    sa_i = IkeSa(initiator_config(), is_initiator=True, local=INI, remote=RES)
+    sa_r = IkeSa(responder_config(), is_initiator=False, local=RES, remote=INI)
+
+    def carry():
+        for _ in range(16):
+            moved = False
+            for src, dst in ((sa_i, sa_r), (sa_r, sa_i)):
+                for data, _ in src.datagrams_to_send(now=1.0):
+                    dst.receive_datagram(data, src.local, now=1.0)
+                    moved = True
+            if not moved:
+                return
+
+    sa_i.initiate(now=0.0)
+    carry()
+    assert sa_r.is_established and sa_r.has_deferred
+    getattr(sa_r, command)(now=1.0)  # the responder's own command runs it first
+    assert not sa_r.has_deferred and len(sa_r.children) == 1
+    carry()
+    if command == "delete":
+        assert sa_i.is_closed and sa_r.is_closed
+    else:
+        assert sa_i.is_established and sa_r.is_established
+        assert sa_i.stats.get("dropped", 0) == 0 and sa_r.stats.get("dropped", 0) == 0

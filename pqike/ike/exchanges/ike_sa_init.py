@@ -13,6 +13,7 @@ INVALID_KE_PAYLOAD naming the method we want, INVALID_SYNTAX or NO_PROPOSAL_CHOS
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,11 @@ def send_request(sa: IkeSa, now: float) -> None:
     hs.sa_init_request = sa.send_request(
         ExchangeType.IKE_SA_INIT, payloads, now=now, protected=False
     )
+    first_round = _first_addke(sa)
+    if first_round is not None:
+        # While the response is on its way: the key pair of the first ADDKE round, for
+        # the method we prefer (unused if the responder picks another).
+        sa.defer(functools.partial(intermediate.prepare_round, sa, first_round))
     if "retransmit-changed-nonce" in sa.config.impairments:
         # RFC 7296 2.1 wants a retransmission to be the same bytes; this one is not.
         other = [
@@ -84,6 +90,16 @@ def send_request(sa: IkeSa, now: float) -> None:
         ]
         header = IkeHeader(sa.gen.spi_i, ZERO_SPI, 0, ExchangeType.IKE_SA_INIT, 0x08, 0)
         sa.emit_raw(encode_message(header, other))
+
+
+def _first_addke(sa: IkeSa) -> int | None:
+    """The method of our first proposal's first ADDKE1 transform, ``None`` when there is
+    none or it is NONE (RFC 9370 2.2.1: an optional round)."""
+    for proposal in sa.config.ike_proposals[:1]:
+        for t in proposal.transforms:
+            if t.type == TransformType.ADDKE1:
+                return t.id or None
+    return None
 
 
 def _auth_notifies(sa: IkeSa, *, initiator: bool) -> list[Payload]:

@@ -12,6 +12,7 @@ IntAuth with the keys that protected it (RFC 9242 3.3.2), which IKE_AUTH then si
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from ...constants import ExchangeType
@@ -39,14 +40,30 @@ def send_next(sa: IkeSa, now: float) -> Outcome:
     payloads = []
     if not rounds.finished:
         _, method = rounds.current
-        rounds.kex = sa.new_kex(method)
+        kex, sa.hs.next_kex = sa.hs.next_kex, None
+        rounds.kex = kex if kex is not None and kex.method == method else sa.new_kex(method)
         public = rounds.kex.public_data()
         sent, data = impaired_ke(sa.config.impairments, method, public, request=True)
         payloads += ke_payloads(sent, data)
     if ppk.carries_ppk(sa):
         payloads += ppk.identity_key_notifies(sa)
     sa.send_request(ExchangeType.IKE_INTERMEDIATE, payloads, now=now)
+    if rounds.done + 1 < len(rounds.pending):
+        _, method = rounds.pending[rounds.done + 1]
+        sa.defer(functools.partial(prepare_round, sa, method))
     return Outcome.ROUNDS
+
+
+def prepare_round(sa: IkeSa, method: int) -> None:
+    """The initiator, once a request has left: make the key pair of its next ADDKE
+    round (of ``method``) while it waits for the response, which then needs only the
+    round's key exchange to answer (``send_next``). A fresh key pair for each round,
+    used once (draft-ietf-ipsecme-ikev2-mlkem 2.2)."""
+    if sa.is_closed or sa.hs.next_kex is not None:
+        return
+    kex = sa.new_kex(method)
+    kex.public_data()
+    sa.hs.next_kex = kex
 
 
 def chain_int_auth(sa: IkeSa, message: ProtectedMessage | UnprotectedMessage, *, initiator: bool):
@@ -90,9 +107,16 @@ def chain_int_auth(sa: IkeSa, message: ProtectedMessage | UnprotectedMessage, *,
 
 def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     """The responder: answer KEi(n) with KEr(n) and PPK_IDENTITY_KEY with the PPK it
-    chose, then move to the new keys."""
+    chose, then move to the new keys.
+
+    Only the key exchange's answer comes before the response (its KEr is in it). The
+    IntAuth of both messages is read only by IKE_AUTH (RFC 9242 3.3), and the new keys
+    protect only the next message (RFC 9370 2.2.2: the response goes out under the old
+    ones), so both are deferred until the response has left (``IkeSa.defer``), in the
+    order they were made: request's IntAuth, response's IntAuth, key update, PPK.
+    """
     assert msg.plain is not None
-    chain_int_auth(sa, msg.plain, initiator=True)
+    sa.defer(functools.partial(chain_int_auth, sa, msg.plain, initiator=True))
     hs = sa.hs
     rounds = hs.rounds
     payloads = []
@@ -115,18 +139,24 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     )
     # The response went out under the old keys; the next request uses the new ones:
     # those of this round's key exchange, then with the PPK mixed in (RFC 9867 3).
+    # The state moves now (it decides what comes next); the keys once it has left.
     if completed is not None:
-        rnd, method, secret = completed
-        sa.emit(KeyExchangeCompleted(method=method, round=rnd, shared_secret=secret))
-        sa.update_first_keys(secret)
         rounds.done += 1
+        sa.defer(functools.partial(_next_keys, sa, *completed))
     else:
         hs.intermediate_exchanges += 1  # the PPK's own exchange, in IntAuth all the same
     if with_ppk:
         hs.ppk_int_pending = False
         if chosen is not None:
-            sa.mix_ppk(*chosen)
+            sa.defer(functools.partial(sa.mix_ppk, *chosen))
     return Outcome.AUTH if rounds.finished and not hs.ppk_int_pending else Outcome.ROUNDS
+
+
+def _next_keys(sa: IkeSa, rnd: int, method: int, secret: bytes) -> None:
+    """The responder, once its answer to round ``rnd`` has left: report the round and
+    move to its keys."""
+    sa.emit(KeyExchangeCompleted(method=method, round=rnd, shared_secret=secret))
+    sa.update_first_keys(secret, method)
 
 
 def on_response(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
