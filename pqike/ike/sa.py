@@ -912,8 +912,7 @@ class IkeSa:
 
         ``derive_deferred_keys`` runs them, and every entry point (``receive_datagram``,
         ``handle_timer``, ``next_event``, the commands) calls it first, whatever the
-        driver does; what is read straight off the SA (``children``, ``peer_id``) is
-        complete once its events are read. A driver that reads the events after sending
+        driver does. A driver that reads the events after sending
         what it queued (``pqike.io.udp``) runs them off the path between a request and
         its response (a responder's answer is what its peer waits for), or while a
         response is on its way (an initiator's next key pair)."""

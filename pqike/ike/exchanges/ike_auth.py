@@ -17,7 +17,6 @@ ESP_TFC_PADDING_NOT_SUPPORTED); the ``minimal`` preset leaves out the optional I
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 from typing import TYPE_CHECKING
 
@@ -215,22 +214,12 @@ def on_request(sa: IkeSa, msg: Inbound, now: float) -> Outcome:
     if cfg.preset == "strongswan":
         out += _strongswan_trailer(sa, initiator=False)
     sa.send_response(ExchangeType.IKE_AUTH, out, message_id=mid, now=now)
-    # What follows (lifetimes, dropping the handshake context, the Child SA's KEYMAT
-    # of RFC 7296 2.17) is not in the answer: done once it has left (IkeSa.defer).
-    sa.defer(functools.partial(_established, sa, now, peer, child, refused))
-    return Outcome.DONE
-
-
-def _established(
-    sa: IkeSa, now: float, peer: Identity, child: NewChild | None, refused: ProtocolError | None
-) -> None:
-    """The responder, once its IKE_AUTH answer has left: the IKE SA is up, then the
-    Child SA it accepted (or the refusal it sent)."""
     sa.established(now, peer)
     if child is not None:
         sa.install_first_child(child, now)
     elif refused is not None:
         _child_failed(sa, refused.notify_type, f"refused the first Child SA: {refused}", now)
+    return Outcome.DONE
 
 
 def _child_failed(sa: IkeSa, notify_type: int | None, reason: str, now: float) -> None:
