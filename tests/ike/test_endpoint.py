@@ -46,6 +46,20 @@ def pump(a, b, *, now=0.0, deliver=None, rounds=64):
     raise AssertionError("the endpoints never went quiet")
 
 
+def carry_between_sas(a, b, *, now=0.0, rounds=16):
+    """Carry datagrams between two bare ``IkeSa`` objects (no endpoint, no event read)
+    until neither has anything to send."""
+    for _ in range(rounds):
+        moved = False
+        for src, dst in ((a, b), (b, a)):
+            for data, _ in src.datagrams_to_send(now=now):
+                dst.receive_datagram(data, src.local, now=now)
+                moved = True
+        if not moved:
+            return
+    raise AssertionError("the SAs never went quiet")
+
+
 def events(endpoint):
     out = []
     while (item := endpoint.next_event()) is not None:
@@ -579,14 +593,7 @@ def test_an_intermediate_responder_not_asked_for_events_has_its_keys_for_the_nex
     sa_i = IkeSa(initiator_config(HYBRID, **options), is_initiator=True, local=INI, remote=RES)
     sa_r = IkeSa(responder_config(HYBRID, **options), is_initiator=False, local=RES, remote=INI)
     sa_i.initiate(now=0.0)
-    for _ in range(8):
-        moved = False
-        for src, dst in ((sa_i, sa_r), (sa_r, sa_i)):
-            for data, _ in src.datagrams_to_send(now=0.0):
-                dst.receive_datagram(data, src.local, now=0.0)
-                moved = True
-        if not moved:
-            break
+    carry_between_sas(sa_i, sa_r)
     assert sa_i.is_established and sa_r.is_established
     assert sa_i.gen.crypto.keys == sa_r.gen.crypto.keys
 
@@ -718,23 +725,12 @@ def test_a_command_right_after_ike_auth_finds_the_responder_complete(
 
     sa_i = IkeSa(initiator_config(), is_initiator=True, local=INI, remote=RES)
     sa_r = IkeSa(responder_config(), is_initiator=False, local=RES, remote=INI)
-
-    def carry():
-        for _ in range(16):
-            moved = False
-            for src, dst in ((sa_i, sa_r), (sa_r, sa_i)):
-                for data, _ in src.datagrams_to_send(now=1.0):
-                    dst.receive_datagram(data, src.local, now=1.0)
-                    moved = True
-            if not moved:
-                return
-
     sa_i.initiate(now=0.0)
-    carry()
+    carry_between_sas(sa_i, sa_r, now=1.0)
     assert sa_r.is_established
     getattr(sa_r, command)(now=1.0)
     assert not sa_r.has_deferred and len(sa_r.children) == 1
-    carry()
+    carry_between_sas(sa_i, sa_r, now=1.0)
     if command == "delete":
         assert sa_i.is_closed and sa_r.is_closed
     else:
