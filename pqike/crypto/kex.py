@@ -352,10 +352,15 @@ class _OpenSslExchange(KeyExchange):
         return self._public
 
     def respond(self, peer_data: bytes) -> tuple[bytes, bytes]:
+        self._become_responder()
+        return self._respond(peer_data)
+
+    def _become_responder(self) -> None:
+        """Take the responder's role (``respond``, ``respond_later``): once, and only
+        on a fresh object."""
         if self._role != _FRESH:
             raise LocalProtocolError("respond() needs a fresh key exchange object")
         self._role = _RESPONDER
-        return self._respond(peer_data)
 
     def complete(self, peer_data: bytes) -> bytes:
         if self._role != _INITIATOR:
@@ -400,9 +405,14 @@ class _DiffieHellman(_OpenSslExchange):
             self._key = self._generate()
         return self._key
 
-    def prepare(self) -> None:
+    def _own_public(self) -> bytes:
+        """This side's public value, encoded once (``prepare`` may have done it)."""
         if self._public is None:
             self._public = self._encode_public(self._own_key())
+        return self._public
+
+    def prepare(self) -> None:
+        self._own_public()
 
     def _initiator_data(self) -> bytes:
         return self._encode_public(self._own_key())
@@ -410,9 +420,7 @@ class _DiffieHellman(_OpenSslExchange):
     def _respond(self, peer_data: bytes) -> tuple[bytes, bytes]:
         # Validate before generating a key pair: a bad value then costs nothing.
         peer = self._load_peer(peer_data)
-        key = self._own_key()
-        public = self._public if self._public is not None else self._encode_public(key)
-        return public, self._agree(key, peer)
+        return self._own_public(), self._agree(self._own_key(), peer)
 
     def _complete(self, peer_data: bytes) -> bytes:
         return self._agree(self._own_key(), self._load_peer(peer_data))
@@ -669,20 +677,15 @@ class XdhExchange(_DiffieHellman):
         decided from the value itself: a small-order point would give the all-zero
         secret) and leave the DH computation for ``finish``, which still refuses an
         all-zero result."""
-        if self._role != _FRESH:
-            raise LocalProtocolError("respond() needs a fresh key exchange object")
-        self._role = _RESPONDER
+        self._become_responder()
         self._check_length(peer_data, self._size, "public value")
         u = peer_data
         if self.method == KeyExchangeMethod.CURVE25519:
             u = peer_data[:-1] + bytes([peer_data[-1] & _X25519_TOP_BIT_MASK])
         if u in _SMALL_ORDER[self.method]:
-            raise InvalidSyntax(
-                f"{self.label} public value is a small-order point (all-zero shared secret)"
-            )
+            raise self._small_order()
         key = self._own_key()
-        public = self._public if self._public is not None else self._encode_public(key)
-        return public, lambda: self._agree(key, self._load_peer(peer_data))
+        return self._own_public(), lambda: self._agree(key, self._load_peer(peer_data))
 
     def _agree(self, key: Any, peer: Any) -> bytes:
         try:
@@ -691,10 +694,13 @@ class XdhExchange(_DiffieHellman):
             # OpenSSL refuses the all-zero result itself (RFC 7748 6.1).
             secret = b""
         if not any(secret):
-            raise InvalidSyntax(
-                f"{self.label} public value is a small-order point (all-zero shared secret)"
-            )
+            raise self._small_order()
         return secret
+
+    def _small_order(self) -> InvalidSyntax:
+        return InvalidSyntax(
+            f"{self.label} public value is a small-order point (all-zero shared secret)"
+        )
 
 
 def _mlkem_variants() -> MappingProxyType[int, tuple[Any, Any, int, int, str]]:
