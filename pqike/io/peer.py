@@ -45,7 +45,7 @@ from ..pcap import PcapWriter, ikev2_decryption_line
 from ..secrets import TranscriptWriter
 from ..trace import Trace, payload_names
 from .config import PeerConfig
-from .udp import SaWatch, UdpEndpoint, format_address
+from .udp import DatagramHook, SaWatch, UdpEndpoint, format_address
 
 
 @dataclass
@@ -176,10 +176,16 @@ class _Artefacts:
         self._flush_armed = False
         stack.callback(self.flush)  # runs before the file closes (LIFO)
 
-    def datagram(self, direction: str, data: bytes, src, dst) -> None:
-        if self.pcap is not None:
-            self.pcap.write_udp(data, src, dst, timestamp=time.time())
-            self.pcap.flush()
+    @property
+    def on_datagram(self) -> DatagramHook | None:
+        """The UDP driver's per-datagram hook: none without a pcap, since it would be a
+        call per datagram between a request and its answer."""
+        return self._write_datagram if self.pcap is not None else None
+
+    def _write_datagram(self, direction: str, data: bytes, src, dst) -> None:
+        assert self.pcap is not None
+        self.pcap.write_udp(data, src, dst, timestamp=time.time())
+        self.pcap.flush()
 
     def event(self, sa: IkeSa, event: Event) -> None:
         if self.secrets is not None:
@@ -552,8 +558,7 @@ async def initiate(
             port=peer.port,
             nat_t_port=peer.nat_t_port,
             on_event=on_event,
-            # No hook without a pcap: it would be a call per datagram before the answer.
-            on_datagram=files.datagram if files.pcap is not None else None,
+            on_datagram=files.on_datagram,
         )
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -738,8 +743,7 @@ async def serve(
             port=peer.port,
             nat_t_port=peer.nat_t_port,
             on_event=on_event,
-            # No hook without a pcap: it would be a call per datagram before the answer.
-            on_datagram=files.datagram if files.pcap is not None else None,
+            on_datagram=files.on_datagram,
         )
         holder[0] = _bound_config(peer, udp)
         try:
