@@ -327,15 +327,13 @@ class IkeSa:
     def create_child_sa(self, *, now: float) -> None:
         """Create another Child SA with CREATE_CHILD_SA (RFC 7296 1.3.1), with the
         configured ESP proposals (their KE and ADDKE transforms included)."""
-        if self._deferred:  # a command is an entry point too (defer)
-            self.derive_deferred_keys()
+        self.run_deferred()  # a command is an entry point too (defer)
         self._queue(_Task(Job.NEW_CHILD), now)
 
     def rekey_child(self, *, now: float, spi: bytes | None = None) -> None:
         """Rekey a Child SA (RFC 7296 1.3.3), named by our inbound SPI; the oldest
         installed one by default. The old Child SA is deleted once the new one is up."""
-        if self._deferred:  # a command is an entry point too (defer)
-            self.derive_deferred_keys()
+        self.run_deferred()  # a command is an entry point too (defer)
         if spi is None:
             installed = [c for c in self.children.values() if c.state is ChildState.INSTALLED]
             if not installed:
@@ -347,14 +345,12 @@ class IkeSa:
 
     def rekey(self, *, now: float) -> None:
         """Rekey the IKE SA with CREATE_CHILD_SA (RFC 7296 1.3.2, 2.18; RFC 9370 2.2.4)."""
-        if self._deferred:  # a command is an entry point too (defer)
-            self.derive_deferred_keys()
+        self.run_deferred()  # a command is an entry point too (defer)
         self._queue(_Task(Job.REKEY_IKE), now)
 
     def delete_child(self, spi: bytes, *, now: float) -> None:
         """Delete a Child SA, named by our inbound SPI (RFC 7296 1.4.1)."""
-        if self._deferred:  # a command is an entry point too (defer)
-            self.derive_deferred_keys()
+        self.run_deferred()  # a command is an entry point too (defer)
         if spi not in self.children:
             raise LocalProtocolError(f"no Child SA with inbound SPI {spi.hex()}")
         self._queue(_Task(Job.DELETE_CHILD, spi, reason="deleted on request"), now)
@@ -362,14 +358,12 @@ class IkeSa:
     def check_liveness(self, *, now: float) -> None:
         """Send an empty INFORMATIONAL request (RFC 7296 1.4); no answer after the
         retransmission schedule declares the peer dead and fails the SA."""
-        if self._deferred:  # a command is an entry point too (defer)
-            self.derive_deferred_keys()
+        self.run_deferred()  # a command is an entry point too (defer)
         self._queue(_Task(Job.LIVENESS), now)
 
     def delete(self, *, now: float) -> None:
         """Delete the established IKE SA with an INFORMATIONAL exchange (RFC 7296 1.4.1)."""
-        if self._deferred:  # a command is an entry point too (defer)
-            self.derive_deferred_keys()
+        self.run_deferred()  # a command is an entry point too (defer)
         if self._state != S.ESTABLISHED:
             raise LocalProtocolError("delete() needs an established IKE SA")
         if any(t.kind is Job.DELETE_IKE for t in self._tasks):
@@ -384,8 +378,8 @@ class IkeSa:
 
     def next_event(self) -> Event | None:
         """The oldest event not yet read, or ``None``."""
-        if self._deferred:
-            self.derive_deferred_keys()
+        if self._deferred:  # tested here too: this runs once per event
+            self.run_deferred()
         return self._events.pop(0) if self._events else None
 
     def get_timer(self) -> float | None:
@@ -422,7 +416,7 @@ class IkeSa:
         """Retransmit, give up, expire reassembly, and start rekeys, liveness checks and
         deletes whose time has come."""
         if self._deferred:
-            self.derive_deferred_keys()
+            self.run_deferred()
         for gen in self._generations:
             if gen.reassembly is not None:
                 gen.reassembly.expire(now)
@@ -479,7 +473,7 @@ class IkeSa:
         NAT-T port or its NAT mapping changed).
         """
         if self._deferred:
-            self.derive_deferred_keys()
+            self.run_deferred()
         for gen in self._generations:
             if gen.reassembly is not None:
                 gen.reassembly.expire(now)
@@ -910,7 +904,7 @@ class IkeSa:
         """Run ``step`` once the message being made has left: after every step deferred
         before it, and before anything that could need its result.
 
-        ``derive_deferred_keys`` runs them, and every entry point (``receive_datagram``,
+        ``run_deferred`` runs them, and every entry point (``receive_datagram``,
         ``handle_timer``, ``next_event``, the commands) calls it first, whatever the
         driver does. A driver that reads the events after sending
         what it queued (``pqike.io.udp``) runs them off the path between a request and
@@ -930,7 +924,7 @@ class IkeSa:
         peer's KE data already), SKEYSEED and prf+ wait until the response has left."""
         self.defer(functools.partial(self._derive_first_keys, suite, finish, now))
 
-    def derive_deferred_keys(self) -> None:
+    def run_deferred(self) -> None:
         """Run the work ``defer`` put off, oldest first (nothing when there is none)."""
         while self._deferred:
             # Taken off before it runs: a step runs once even if it fails the SA.
