@@ -900,18 +900,25 @@ def _measured_ikev1_run(
         return m.exchange == "QUICK_MODE" and m.message_id == quick
 
     labels = _phase_labels(messages, kept, records, phases, bounds, is_handshake)
-    trace, fates, _ = _trace_of(kept, messages, labels, ipv6, payload_lists=payload_list)
+    trace, fates, chosen = _trace_of(kept, messages, labels, ipv6, payload_lists=payload_list)
     columns = _log_columns(trace, fates, logs)
     wall = elapsed
     if established:
+        # The bytes of each trace datagram (_trace_of orders them by their index in kept).
+        sent = [kept[i].udp_payload for i in sorted(i for m in chosen for i in m.datagrams)]
+        quick_mode = [
+            (d, f, data)
+            for d, f, data in zip(trace.datagrams, fates, sent, strict=True)
+            if d.phase == HANDSHAKE and d.exchange == "QUICK_MODE"
+        ]
+        # Not the third message: the initiator's proposal (the first quick mode datagram)
+        # and its copies, which charon sends again when the responder ignored the first
+        # one ("ignoring QUICK_MODE request while phase 1 is incomplete").
+        proposal = quick_mode[0][2] if quick_mode else None
         third = [
             (f.arrival is None, d.time)
-            for d, f in zip(trace.datagrams, fates, strict=True)
-            if d.phase == HANDSHAKE
-            and d.exchange == "QUICK_MODE"
-            and d.sender == "initiator"
-            and not d.is_response
-            and d is not _first_quick(trace)
+            for d, f, data in quick_mode
+            if d.sender == "initiator" and not d.is_response and data != proposal
         ]
         delivered = [t for lost, t in third if not lost]
         if delivered:
@@ -951,14 +958,6 @@ def _ikev1_suite(records: Sequence[TunRecord]) -> str | None:
         if header.exchange in ("MAIN_MODE", "AGGRESSIVE_MODE") and not header.encrypted:
             return isakmp.phase1_transform(data, header)
     return None
-
-
-def _first_quick(trace: Trace) -> DatagramRecord | None:
-    """The first quick mode datagram of the handshake (the initiator's proposal)."""
-    return next(
-        (d for d in trace.datagrams if d.phase == HANDSHAKE and d.exchange == "QUICK_MODE"),
-        None,
-    )
 
 
 def suite_of_records(records: Sequence[TunRecord]) -> Any:

@@ -158,3 +158,40 @@ def test_without_a_strongswan_build_the_pairs_name_the_installer(monkeypatch, tm
         assert reason.endswith("install-strongswan.sh")
     # Nothing was built behind our back.
     assert list(tmp_path.iterdir()) == []
+
+
+IKEV1_CAPTURE = Path(__file__).resolve().parents[1] / "data" / "ikev1" / "capture.json"
+
+
+def test_an_ikev1_handshake_ends_at_the_third_quick_mode_message_not_a_resent_proposal():
+    # Aggressive mode's three messages, then quick mode's proposal, which charon sends
+    # again 2 s later (the responder ignored it: phase 1 still incomplete there), then
+    # the answer and the third message. The handshake ends at that third message.
+    import json
+
+    from pqike.lab.strongswan_pairs import _measured_ikev1_run
+
+    capture = json.loads(IKEV1_CAPTURE.read_text())["handshakes"]["aggressive"][:6]
+    am1, am2, am3, qm1, qm2, qm3 = capture
+    sends = [(am1, 0.0), (am2, 0.001), (am3, 0.002), (qm1, 0.003), (qm1, 2.003)]
+    sends += [(qm2, 2.004), (qm3, 2.005)]
+    records = []
+    for message, at in sends:
+        sender = message["sender"]
+        other = "responder" if sender == "initiator" else "initiator"
+        packet = ipv4_udp(
+            ADDRESS[sender], 500, ADDRESS[other], 500, bytes.fromhex(message["udp_payload"])
+        )
+        direction = "forward" if sender == "initiator" else "backward"
+        records.append(TunRecord(direction, 10.0 + at, "delivered", 10.0 + at + 0.0002, packet))
+    run = _measured_ikev1_run(
+        records,
+        logs={},
+        established=True,
+        failure=None,
+        elapsed=9.0,
+        ipv6=False,
+        record_payloads=False,
+    )
+    assert [d.retransmission for d in run.trace.datagrams] == [False] * 4 + [True, False, False]
+    assert abs(run.wall - 2.005) < 1e-9
